@@ -1,0 +1,9 @@
+//! Authentication: bearer extraction, JWT verification, key sets, the verified-token cache and
+//! scope checks (SPEC §3 steps 6-7).
+
+pub mod bearer;
+pub mod cache;
+pub mod jwks;
+pub mod jwt;
+pub mod keys;
+pub mod scopes;

@@ -1,0 +1,5 @@
+//! authgate: a reverse-proxy authentication gateway.
+
+pub mod auth;
+pub mod network;
+pub mod routing;
