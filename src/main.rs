@@ -1,1 +1,143 @@
-fn main() {}
+//! The `authgate` command line (SPEC §1). Errors are printed once, with their cause chain, and
+//! mapped to exit codes here and nowhere else: 0 success, 1 invalid configuration or input,
+//! 2 runtime failure, 3 `explain` denied.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use authgate::metrics::Metrics;
+use authgate::server::{self, ConfigOrigin, Control};
+
+#[derive(Parser)]
+#[command(
+    name = "authgate",
+    version,
+    about = "Reverse-proxy authentication gateway"
+)]
+struct Cli {
+    /// Log format; default text on a terminal, json otherwise.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Run {
+        /// Config file; default $AUTHGATE_CONFIG, else config/authgate.toml.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config completely without binding ports or fetching anything.
+    Check {
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Run the gateway with a built-in identity provider and echo upstream.
+    Demo,
+    /// Trace the decision for one request, nothing proxied.
+    Explain(authgate::explain::Args),
+}
+
+/// How a command failed, which decides the exit code.
+enum Failure {
+    Input(anyhow::Error),
+    Runtime(anyhow::Error),
+}
+
+fn config_path(config: Option<PathBuf>) -> PathBuf {
+    config
+        .or_else(|| std::env::var_os("AUTHGATE_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("config/authgate.toml"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = match cli.log_format {
+        Some(LogFormat::Json) => true,
+        Some(LogFormat::Text) => false,
+        None => !std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    authgate::logging::init(json);
+
+    let result = match cli.command {
+        Command::Check { config } => check(config_path(config)),
+        Command::Run { config } => runtime().and_then(|rt| rt.block_on(run(config_path(config)))),
+        Command::Demo => runtime().and_then(|rt| {
+            rt.block_on(authgate::demo::run())
+                .map_err(|e| Failure::Runtime(e.into()))
+        }),
+        Command::Explain(args) => {
+            return runtime().map_or(ExitCode::from(2), |rt| {
+                match rt.block_on(authgate::explain::run(&args)) {
+                    Ok(true) => ExitCode::SUCCESS,
+                    Ok(false) => ExitCode::from(3),
+                    Err(error) => {
+                        eprintln!("authgate: {error:#}");
+                        ExitCode::from(1)
+                    }
+                }
+            });
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Input(error)) => {
+            eprintln!("authgate: {error:#}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Runtime(error)) => {
+            eprintln!("authgate: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(anyhow::Error::new(e).context("cannot start the runtime")))
+}
+
+fn check(path: PathBuf) -> Result<(), Failure> {
+    let origin = ConfigOrigin::File(path.clone());
+    let snapshot = origin
+        .load(&Metrics::new(), None)
+        .map_err(|e| Failure::Input(e.into()))?;
+    println!(
+        "{}: ok ({} routes, {} upstreams, {} issuers)",
+        path.display(),
+        snapshot.routes.len(),
+        snapshot.upstreams.len(),
+        snapshot.issuers.len()
+    );
+    Ok(())
+}
+
+async fn run(path: PathBuf) -> Result<(), Failure> {
+    let origin = ConfigOrigin::File(path);
+    let metrics = Metrics::new();
+    let snapshot = origin
+        .load(&metrics, None)
+        .map_err(|e| Failure::Input(e.into()))?;
+    metrics.config_loaded(true);
+    let bound = server::bind(origin, snapshot, metrics)
+        .await
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    let (control, receiver) = tokio::sync::mpsc::channel(8);
+    server::signals::forward(control).map_err(|e| Failure::Runtime(e.into()))?;
+    bound.serve(receiver).await;
+    let _ = Control::Shutdown;
+    Ok(())
+}

@@ -1,19 +1,53 @@
 //! JWT (compact JWS) verification against one issuer's policy and key set (SPEC §3 step 6).
-//! STUB: owned by the JWT helper.
+//!
+//! Two stages: [`Unverified::decode`] splits the token and parses its header and claims (enough
+//! for the caller to pick the issuer by `iss`); [`verify`] then checks it against that issuer's
+//! [`TokenPolicy`] and [`KeySet`] and yields the [`Principal`] with its upstream headers.
+//!
+//! This module does not extract the bearer token (`bearer.rs`), fetch keys (`jwks.rs`), cache
+//! verified tokens (`cache.rs`) or check a route's scopes (`scopes.rs`).
+//!
+//! Check order in [`verify`], and why:
+//! 1. `iss` equals the policy's issuer: keys are only ever taken from that issuer's set;
+//! 2. `alg` is in the issuer's allowlist (`none` was already refused by `decode`);
+//! 3. the key is found by `kid` and must fit `alg` (RSA for RS/PS, the right curve for ES,
+//!    Ed25519 for EdDSA, the configured secret for HS) - this stops algorithm confusion;
+//! 4. the signature verifies. Nothing after this point is believed before it, so the detailed
+//!    reasons below are only ever told to holders of authentic tokens;
+//! 5. times (`exp` required, `nbf`, `iat`, each with leeway), then `aud`, client id, `typ`,
+//!    `required_claims`, and the RFC 8705 certificate binding;
+//! 6. the identity headers are rendered; a claim that cannot be a header value fails the token.
 
+use std::collections::HashSet;
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use http::{HeaderName, HeaderValue};
 use jsonwebtoken::Algorithm;
+use serde_json::{Map, Value};
 
-use super::keys::KeySet;
+use super::keys::{algorithm_from_name, KeyLookupError, KeySet};
+
+/// Longer tokens are refused before any decoding (real access tokens are a few KiB).
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 /// Why a token was refused: 401 invalid_token. `as_str` is the bounded metrics reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenError {
+    /// Not a compact JWS, bad base64url or JSON, or a claim of the wrong JSON type.
     Malformed,
+    /// `alg` is `none`, unsupported, or not in the issuer's `algorithms`.
     AlgorithmNotAllowed,
+    /// A `crit` header: no extension is understood, so none may be required.
     CriticalHeader,
+    /// `iss` missing or not this issuer.
     UnknownIssuer,
+    /// No key has the token's `kid`. The caller may refresh the key set once and retry.
     UnknownKey,
+    /// Keys exist but none fits the token's `kid`/`alg` (or no `kid` and not exactly one
+    /// candidate). A refresh would not help.
+    NoMatchingKey,
     BadSignature,
     MissingExpiry,
     Expired,
@@ -23,20 +57,81 @@ pub enum TokenError {
     ClientNotAllowed,
     TypeNotAllowed,
     RequiredClaim,
+    /// A claim that would go upstream cannot be a header value.
     InvalidClaimValue,
+    /// `cnf.x5t#S256` does not match the connection's client certificate (or there is none).
     CertificateMismatch,
+    /// The issuer requires certificate-bound tokens and this one is not bound.
     CertificateRequired,
+    /// `cnf` binds the token to a proof of possession other than a client certificate (e.g.
+    /// DPoP `jkt`), which this gateway cannot check: such a token is not a bearer token.
+    UnsupportedConfirmation,
 }
 
 impl TokenError {
+    /// The bounded, snake_case metrics reason.
     pub fn as_str(self) -> &'static str {
-        "malformed"
+        match self {
+            TokenError::Malformed => "malformed",
+            TokenError::AlgorithmNotAllowed => "algorithm_not_allowed",
+            TokenError::CriticalHeader => "critical_header",
+            TokenError::UnknownIssuer => "unknown_issuer",
+            TokenError::UnknownKey => "unknown_key",
+            TokenError::NoMatchingKey => "no_matching_key",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::MissingExpiry => "missing_expiry",
+            TokenError::Expired => "expired",
+            TokenError::NotYetValid => "not_yet_valid",
+            TokenError::IssuedInFuture => "issued_in_future",
+            TokenError::AudienceMismatch => "audience_mismatch",
+            TokenError::ClientNotAllowed => "client_not_allowed",
+            TokenError::TypeNotAllowed => "type_not_allowed",
+            TokenError::RequiredClaim => "required_claim",
+            TokenError::InvalidClaimValue => "invalid_claim_value",
+            TokenError::CertificateMismatch => "certificate_mismatch",
+            TokenError::CertificateRequired => "certificate_required",
+            TokenError::UnsupportedConfirmation => "unsupported_confirmation",
+        }
     }
 
+    /// Text for `error_description` (RFC 6750): helps the caller, never echoes the token or
+    /// internal detail, and uses no `"` or `\` so it can be quoted as is.
     pub fn description(self) -> &'static str {
-        "the token is invalid"
+        match self {
+            TokenError::Malformed => "the token is not a well-formed JWT",
+            TokenError::AlgorithmNotAllowed => "the token algorithm is not accepted",
+            TokenError::CriticalHeader => "the token has a critical header that is not supported",
+            TokenError::UnknownIssuer => "the token issuer is not accepted on this route",
+            TokenError::UnknownKey => "no key matches the token's kid",
+            TokenError::NoMatchingKey => "no key of the issuer fits the token's kid and algorithm",
+            TokenError::BadSignature => "the token signature is invalid",
+            TokenError::MissingExpiry => "the token has no expiry",
+            TokenError::Expired => "the token has expired",
+            TokenError::NotYetValid => "the token is not valid yet",
+            TokenError::IssuedInFuture => "the token is issued in the future",
+            TokenError::AudienceMismatch => "the token audience is not accepted",
+            TokenError::ClientNotAllowed => "the token client is not allowed",
+            TokenError::TypeNotAllowed => "the token type is not accepted",
+            TokenError::RequiredClaim => "the token lacks a required claim value",
+            TokenError::InvalidClaimValue => "the token has a claim that cannot be forwarded",
+            TokenError::CertificateMismatch => {
+                "the token is bound to a different client certificate"
+            }
+            TokenError::CertificateRequired => "the token must be bound to a client certificate",
+            TokenError::UnsupportedConfirmation => {
+                "the token is bound to a proof of possession that is not supported"
+            }
+        }
     }
 }
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.description())
+    }
+}
+
+impl std::error::Error for TokenError {}
 
 /// One issuer entry's token rules, compiled from config.
 #[derive(Debug, Clone)]
@@ -60,21 +155,103 @@ pub struct TokenPolicy {
     pub require_bound_token: bool,
 }
 
-/// A decoded but unverified token.
-#[derive(Debug)]
+/// A decoded but unverified token. Nothing in it is trustworthy before [`verify`].
 pub struct Unverified<'t> {
-    token: &'t str,
+    /// `header.payload`, the bytes the signature covers.
+    signing_input: &'t str,
+    /// The base64url signature, as in the token.
+    signature: &'t str,
+    alg: Algorithm,
+    kid: Option<String>,
+    typ: Option<String>,
+    claims: Map<String, Value>,
+}
+
+impl fmt::Debug for Unverified<'_> {
+    // Never prints the token or its claims: they end up in logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Unverified")
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'t> Unverified<'t> {
     /// Splits and decodes header and claims; refuses `alg: none`, `crit`, non-objects.
+    ///
+    /// The header members `jku`, `x5u`, `jwk` and `x5c` are deliberately ignored: a key named
+    /// or embedded by the token itself proves nothing, keys only come from the issuer's
+    /// configured key source (SPEC §3 step 6).
     pub fn decode(token: &'t str) -> Result<Unverified<'t>, TokenError> {
-        Ok(Unverified { token })
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Malformed);
+        }
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+        // `header.payload` is a prefix of the token.
+        let signing_input = &token[..header.len() + 1 + payload.len()];
+
+        let header = json_object(header)?;
+        // The signature is decoded again by the verifier; here it only has to be well-formed
+        // so that a garbled token is `Malformed` rather than `BadSignature`.
+        match URL_SAFE_NO_PAD.decode(signature) {
+            Ok(bytes) if !bytes.is_empty() => {}
+            _ => return Err(TokenError::Malformed),
+        }
+
+        let alg = match header.get("alg") {
+            Some(Value::String(name)) => name.as_str(),
+            _ => return Err(TokenError::Malformed),
+        };
+        // `none` in any spelling is refused outright, before anything else is looked at.
+        if alg.eq_ignore_ascii_case("none") {
+            return Err(TokenError::AlgorithmNotAllowed);
+        }
+        // RFC 7515 4.1.11: a recipient must reject a token whose `crit` it does not understand;
+        // no extension is understood (this also refuses RFC 7797 `b64: false`).
+        if header.contains_key("crit") {
+            return Err(TokenError::CriticalHeader);
+        }
+        let alg = algorithm_from_name(alg).ok_or(TokenError::AlgorithmNotAllowed)?;
+        let kid = optional_string(&header, "kid")?;
+        let typ = optional_string(&header, "typ")?;
+
+        let claims = json_object(payload)?;
+        if !matches!(claims.get("iss"), None | Some(Value::String(_))) {
+            return Err(TokenError::Malformed);
+        }
+        Ok(Unverified {
+            signing_input,
+            signature,
+            alg,
+            kid,
+            typ,
+            claims,
+        })
     }
 
     /// The unverified `iss` claim.
     pub fn issuer(&self) -> Option<&str> {
-        None
+        self.claims.get("iss").and_then(Value::as_str)
+    }
+
+    /// The header `alg`.
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// The header `kid`, if any.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
+    /// The unverified `exp`, in whole seconds, if it is a number.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.claims.get("exp").and_then(Value::as_f64).map(seconds)
     }
 }
 
@@ -96,6 +273,8 @@ pub struct Principal {
 
 /// Verifies `token` under `policy` with keys from `keys` at `now` (seconds since the epoch).
 /// `client_cert_sha256` is the SHA-256 of the connection's verified client certificate.
+///
+/// See the module documentation for the order of the checks.
 pub fn verify(
     token: &Unverified<'_>,
     policy: &TokenPolicy,
@@ -103,6 +282,346 @@ pub fn verify(
     now: u64,
     client_cert_sha256: Option<&[u8; 32]>,
 ) -> Result<Principal, TokenError> {
-    let _ = (token, policy, keys, now, client_cert_sha256);
-    Err(TokenError::Malformed)
+    // 1-2. Issuer and algorithm, before any key is touched.
+    let issuer = token.issuer().ok_or(TokenError::UnknownIssuer)?;
+    if issuer != policy.issuer {
+        return Err(TokenError::UnknownIssuer);
+    }
+    if !policy.algorithms.contains(&token.alg) {
+        return Err(TokenError::AlgorithmNotAllowed);
+    }
+
+    // 3. Key: only from this issuer's set, and only one whose type fits `alg`.
+    let key = keys
+        .find(token.kid(), token.alg)
+        .map_err(|error| match error {
+            KeyLookupError::UnknownKid => TokenError::UnknownKey,
+            KeyLookupError::NoMatchingKey => TokenError::NoMatchingKey,
+        })?;
+
+    // 4. Signature. A verifier error (e.g. a key the backend rejects) is a failed check too.
+    let valid = jsonwebtoken::crypto::verify(
+        token.signature,
+        token.signing_input.as_bytes(),
+        key.decoding_key(),
+        token.alg,
+    );
+    if !matches!(valid, Ok(true)) {
+        return Err(TokenError::BadSignature);
+    }
+
+    // 5. Claims, now authentic.
+    let claims = &token.claims;
+    let expires_at = check_times(claims, policy.leeway, now)?;
+    check_audience(claims, &policy.audiences)?;
+    let client_id = client_id(claims, &policy.client_id_claims)?;
+    if let Some(allowed) = &policy.allowed_clients {
+        let allowed = client_id.is_some_and(|id| allowed.iter().any(|client| client == id));
+        if !allowed {
+            return Err(TokenError::ClientNotAllowed);
+        }
+    }
+    check_type(token.typ.as_deref(), &policy.token_types)?;
+    for (claim, values) in &policy.required_claims {
+        if !meets_required(claims.get(claim), values) {
+            return Err(TokenError::RequiredClaim);
+        }
+    }
+    let bound_cert_sha256 = certificate_binding(claims)?;
+    match (bound_cert_sha256.as_ref(), client_cert_sha256) {
+        (Some(bound), Some(presented)) if bound == presented => {}
+        (Some(_), _) => return Err(TokenError::CertificateMismatch),
+        (None, _) if policy.require_bound_token => return Err(TokenError::CertificateRequired),
+        (None, _) => {}
+    }
+
+    // 6. Identity and headers.
+    let subject = match claims.get("sub") {
+        None => None,
+        Some(Value::String(subject)) => Some(subject.clone()),
+        Some(_) => return Err(TokenError::Malformed),
+    };
+    let scopes = scopes(claims, &policy.scope_claims)?;
+    let headers = identity_headers(
+        policy,
+        claims,
+        issuer,
+        subject.as_deref(),
+        client_id,
+        &scopes,
+    )?;
+
+    Ok(Principal {
+        subject,
+        issuer: issuer.to_owned(),
+        client_id: client_id.map(str::to_owned),
+        scopes,
+        headers,
+        expires_at,
+        bound_cert_sha256,
+    })
 }
+
+/// Decodes one base64url part (no padding) into a JSON object.
+fn json_object(part: &str) -> Result<Map<String, Value>, TokenError> {
+    if part.is_empty() {
+        return Err(TokenError::Malformed);
+    }
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| TokenError::Malformed)?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(object)) => Ok(object),
+        _ => Err(TokenError::Malformed),
+    }
+}
+
+fn optional_string(object: &Map<String, Value>, name: &str) -> Result<Option<String>, TokenError> {
+    match object.get(name) {
+        None => Ok(None),
+        Some(Value::String(value)) => Ok(Some(value.clone())),
+        Some(_) => Err(TokenError::Malformed),
+    }
+}
+
+/// A NumericDate (RFC 7519 2): a JSON number, integer or not. Anything else is `Malformed`.
+fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, TokenError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(value) => value.as_f64().map(Some).ok_or(TokenError::Malformed),
+    }
+}
+
+/// Whole seconds, clamped to `u64` (negative dates become 0).
+fn seconds(date: f64) -> u64 {
+    // `as` saturates: NaN cannot come from JSON, infinities cannot either.
+    date.floor().max(0.0) as u64
+}
+
+/// `exp` is required and may lie `leeway` seconds in the past; `nbf` and `iat` may lie `leeway`
+/// seconds in the future. Returns `exp` in whole seconds.
+fn check_times(claims: &Map<String, Value>, leeway: u64, now: u64) -> Result<u64, TokenError> {
+    let now = now as f64;
+    let leeway = leeway as f64;
+    let expiry = numeric_date(claims, "exp")?.ok_or(TokenError::MissingExpiry)?;
+    if now > expiry + leeway {
+        return Err(TokenError::Expired);
+    }
+    if numeric_date(claims, "nbf")?.is_some_and(|not_before| not_before > now + leeway) {
+        return Err(TokenError::NotYetValid);
+    }
+    if numeric_date(claims, "iat")?.is_some_and(|issued| issued > now + leeway) {
+        return Err(TokenError::IssuedInFuture);
+    }
+    Ok(seconds(expiry))
+}
+
+/// `aud` (a string or an array of strings) must contain one of `audiences`. With no
+/// audiences configured, `aud` is not looked at at all (SPEC §2: `allowed_clients` binds the
+/// token instead).
+fn check_audience(claims: &Map<String, Value>, audiences: &[String]) -> Result<(), TokenError> {
+    if audiences.is_empty() {
+        return Ok(());
+    }
+    let accepted = |value: &str| audiences.iter().any(|audience| audience == value);
+    let matched = match claims.get("aud") {
+        None => false,
+        Some(Value::String(audience)) => accepted(audience),
+        Some(Value::Array(list)) => {
+            let mut matched = false;
+            for item in list {
+                match item {
+                    Value::String(audience) => matched |= accepted(audience),
+                    _ => return Err(TokenError::Malformed),
+                }
+            }
+            matched
+        }
+        Some(_) => return Err(TokenError::Malformed),
+    };
+    if matched {
+        Ok(())
+    } else {
+        Err(TokenError::AudienceMismatch)
+    }
+}
+
+/// The first present claim of `client_id_claims`; it must be a string (a wrong type is
+/// `Malformed` rather than a silent fall-through to the next claim).
+fn client_id<'c>(
+    claims: &'c Map<String, Value>,
+    names: &[String],
+) -> Result<Option<&'c str>, TokenError> {
+    match names.iter().find_map(|name| claims.get(name)) {
+        None => Ok(None),
+        Some(Value::String(id)) => Ok(Some(id)),
+        Some(_) => Err(TokenError::Malformed),
+    }
+}
+
+/// The `typ` header against `token_types` (when any): case-insensitive, and
+/// `application/at+jwt` equals `at+jwt` (RFC 7515 4.1.9, RFC 8725 3.11).
+fn check_type(typ: Option<&str>, token_types: &[String]) -> Result<(), TokenError> {
+    if token_types.is_empty() {
+        return Ok(());
+    }
+    let typ = typ.map(media_type_name).ok_or(TokenError::TypeNotAllowed)?;
+    if token_types
+        .iter()
+        .any(|allowed| media_type_name(allowed).eq_ignore_ascii_case(typ))
+    {
+        Ok(())
+    } else {
+        Err(TokenError::TypeNotAllowed)
+    }
+}
+
+fn media_type_name(typ: &str) -> &str {
+    match typ.get(..12) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
+        _ => typ,
+    }
+}
+
+/// A required claim is met when its value equals one of the allowed values, or, for an array
+/// claim (e.g. `groups`, `amr`), when the array contains one of them.
+fn meets_required(value: Option<&Value>, allowed: &[Value]) -> bool {
+    match value {
+        None => false,
+        Some(Value::Array(items)) => items.iter().any(|item| allowed.contains(item)),
+        Some(value) => allowed.contains(value),
+    }
+}
+
+/// RFC 8705 3.1: `cnf.x5t#S256`, the base64url SHA-256 of the client certificate.
+fn certificate_binding(claims: &Map<String, Value>) -> Result<Option<[u8; 32]>, TokenError> {
+    let confirmation = match claims.get("cnf") {
+        None => return Ok(None),
+        Some(Value::Object(confirmation)) => confirmation,
+        Some(_) => return Err(TokenError::Malformed),
+    };
+    match confirmation.get("x5t#S256") {
+        Some(Value::String(thumbprint)) => {
+            let bytes = URL_SAFE_NO_PAD
+                .decode(thumbprint)
+                .map_err(|_| TokenError::Malformed)?;
+            let digest: [u8; 32] = bytes.try_into().map_err(|_| TokenError::Malformed)?;
+            Ok(Some(digest))
+        }
+        Some(_) => Err(TokenError::Malformed),
+        // Bound to something else (DPoP `jkt`, `jwk`, ...): accepting it as a plain bearer
+        // token would drop the binding the issuer asked for.
+        None if !confirmation.is_empty() => Err(TokenError::UnsupportedConfirmation),
+        None => Ok(None),
+    }
+}
+
+/// The union of `scope_claims`, in first-seen order, without duplicates. Each claim is a
+/// space-separated string (RFC 8693 `scope`) or an array of strings (`scp`).
+fn scopes(claims: &Map<String, Value>, names: &[String]) -> Result<Vec<String>, TokenError> {
+    let mut seen = HashSet::new();
+    let mut scopes = Vec::new();
+    let mut add = |scope: &str| {
+        if !scope.is_empty() && seen.insert(scope.to_owned()) {
+            scopes.push(scope.to_owned());
+        }
+    };
+    for name in names {
+        match claims.get(name) {
+            None => {}
+            Some(Value::String(list)) => list.split(' ').for_each(&mut add),
+            Some(Value::Array(items)) => {
+                for item in items {
+                    let scope = item.as_str().ok_or(TokenError::Malformed)?;
+                    // A scope token has no spaces (RFC 6749 3.3); one that does would read as
+                    // several scopes in X-Auth-Scopes, so it cannot be forwarded faithfully.
+                    if scope.contains(' ') {
+                        return Err(TokenError::InvalidClaimValue);
+                    }
+                    add(scope);
+                }
+            }
+            Some(_) => return Err(TokenError::Malformed),
+        }
+    }
+    Ok(scopes)
+}
+
+/// The headers sent upstream (SPEC §4): the fixed identity headers, then `claim_headers`.
+fn identity_headers(
+    policy: &TokenPolicy,
+    claims: &Map<String, Value>,
+    issuer: &str,
+    subject: Option<&str>,
+    client_id: Option<&str>,
+    scopes: &[String],
+) -> Result<Vec<(HeaderName, HeaderValue)>, TokenError> {
+    let mut headers = Vec::with_capacity(4 + policy.claim_headers.len());
+    if let Some(subject) = subject {
+        headers.push((
+            HeaderName::from_static("x-auth-subject"),
+            header_value(subject)?,
+        ));
+    }
+    headers.push((
+        HeaderName::from_static("x-auth-issuer"),
+        header_value(issuer)?,
+    ));
+    if let Some(client_id) = client_id {
+        headers.push((
+            HeaderName::from_static("x-auth-client-id"),
+            header_value(client_id)?,
+        ));
+    }
+    if !scopes.is_empty() {
+        let joined = scopes.join(" ");
+        headers.push((
+            HeaderName::from_static("x-auth-scopes"),
+            header_value(&joined)?,
+        ));
+    }
+    for (name, claim) in &policy.claim_headers {
+        if let Some(text) = claims.get(claim).and_then(render_claim) {
+            headers.push((name.clone(), header_value(&text)?));
+        }
+    }
+    Ok(headers)
+}
+
+/// A claim as header text (SPEC §4): strings as they are, numbers and booleans as their JSON
+/// text, arrays of strings joined by a space, anything else compact JSON. `null` counts as a
+/// missing claim.
+fn render_claim(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(text) => Some(text.clone()),
+        Value::Bool(_) | Value::Number(_) => Some(value.to_string()),
+        Value::Array(items) => {
+            let strings: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+            Some(match strings {
+                Some(strings) => strings.join(" "),
+                None => value.to_string(),
+            })
+        }
+        Value::Object(_) => Some(value.to_string()),
+    }
+}
+
+/// Visible ASCII and spaces only, without surrounding whitespace (which a receiver would strip,
+/// changing the value). Tabs, control characters and non-ASCII fail the token: a claim value
+/// is never injected raw.
+fn header_value(text: &str) -> Result<HeaderValue, TokenError> {
+    let clean = text
+        .bytes()
+        .all(|byte| byte == b' ' || byte.is_ascii_graphic())
+        && !text.starts_with(' ')
+        && !text.ends_with(' ');
+    if !clean {
+        return Err(TokenError::InvalidClaimValue);
+    }
+    HeaderValue::from_str(text).map_err(|_| TokenError::InvalidClaimValue)
+}
+
+#[cfg(test)]
+#[path = "jwt_tests.rs"]
+mod tests;

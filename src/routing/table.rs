@@ -1,4 +1,25 @@
-//! The route table (SPEC §3 step 2). STUB: owned by the routing helper.
+//! The route table (SPEC §3 step 2).
+//!
+//! Owns matching a request (host, canonical path, method) to one configured route, or to the
+//! 404/405 outcome. It does not canonicalize the path (that is step 1, `routing::path`) and
+//! knows nothing about what a route demands (allowlists, tokens, scopes): a match is an index
+//! into the config's route list, and the snapshot holds the rest.
+//!
+//! Shape, built once per config snapshot so that a lookup never scans the route list:
+//!
+//! ```text
+//! host ─┬─► exact host (HashMap) ─────────────────┐
+//!       ├─► wildcard suffix (HashMap, longest) ───┼─► PrefixTrie ─► longest prefix ─► method
+//!       └─► host-less routes ─────────────────────┘
+//! ```
+//!
+//! The host tier is chosen first and is final: a request whose host names an exact or
+//! wildcard tier is never routed by a less specific tier, even when no prefix of that tier
+//! matches its path. Otherwise a route meant for `admin.example.com` that forgets a prefix would
+//! silently hand those requests to the catch-all routes, with their (maybe weaker) rules.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
 
 use http::{HeaderValue, Method};
 
@@ -14,10 +35,62 @@ pub enum HostPattern {
 }
 
 impl HostPattern {
-    /// Parses the config value (`api.example.com`, `*.example.com`).
+    /// Parses the config value (`api.example.com`, `*.example.com`, `[::1]`).
+    ///
+    /// One trailing dot is dropped (`example.com.` is the same host, and `lookup` drops it
+    /// from the request too). Ports are refused: the SPEC matches hosts ignoring any port, so a
+    /// port here could never mean what the operator wrote.
     pub fn parse(value: &str) -> Result<HostPattern, String> {
-        Ok(HostPattern::Exact(value.to_ascii_lowercase()))
+        if value.is_empty() {
+            return Err("host is empty".to_owned());
+        }
+        if value.chars().any(char::is_whitespace) {
+            return Err(format!("host {value:?} contains whitespace"));
+        }
+        let lowered = value.to_ascii_lowercase();
+        if let Some(inner) = lowered.strip_prefix('[') {
+            // IPv6 literal, as in a Host header.
+            return match inner.strip_suffix(']') {
+                Some(address) if address.parse::<std::net::Ipv6Addr>().is_ok() => {
+                    Ok(HostPattern::Exact(lowered))
+                }
+                _ if inner.contains("]:") => Err(format!("host {value:?} must not have a port")),
+                _ => Err(format!("host {value:?} is not a valid ipv6 literal")),
+            };
+        }
+        if lowered.contains(':') {
+            return Err(format!("host {value:?} must not have a port"));
+        }
+        let name = lowered.strip_suffix('.').unwrap_or(&lowered);
+        let (wildcard, name) = match name.strip_prefix("*.") {
+            Some(suffix) => (true, suffix),
+            None => (false, name),
+        };
+        if name.contains('*') {
+            return Err(format!(
+                "host {value:?}: `*` is only allowed as the whole first label"
+            ));
+        }
+        if name.is_empty() || name.split('.').any(str::is_empty) {
+            return Err(format!("host {value:?} has an empty label"));
+        }
+        if let Some(bad) = name.chars().find(|c| !is_host_char(*c)) {
+            return Err(format!(
+                "host {value:?} contains the invalid character {bad:?}"
+            ));
+        }
+        Ok(if wildcard {
+            HostPattern::Wildcard(name.to_owned())
+        } else {
+            HostPattern::Exact(name.to_owned())
+        })
     }
+}
+
+/// Letters, digits, `-` and `_` (seen in real internal DNS names); IDNs must use punycode,
+/// which is what clients put in the Host header.
+fn is_host_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
 }
 
 /// One route as the table needs it. The route's index is its position in the input.
@@ -43,17 +116,496 @@ pub enum Lookup<'a> {
 
 /// Immutable route table, built once per config snapshot.
 #[derive(Debug)]
-pub struct RouteTable {}
+pub struct RouteTable {
+    exact: HashMap<String, PrefixTrie>,
+    /// Keyed by the suffix after `*.`.
+    wildcard: HashMap<String, PrefixTrie>,
+    /// Routes without `host`; `None` when every route names a host.
+    any: Option<PrefixTrie>,
+}
 
 impl RouteTable {
     pub fn new(routes: Vec<RouteSpec>) -> RouteTable {
-        let _ = routes;
-        RouteTable {}
+        let mut table = RouteTable {
+            exact: HashMap::new(),
+            wildcard: HashMap::new(),
+            any: None,
+        };
+        for (index, route) in routes.into_iter().enumerate() {
+            let trie = match route.host {
+                HostPattern::Any => table.any.get_or_insert_with(PrefixTrie::default),
+                HostPattern::Exact(host) => table.exact.entry(host).or_default(),
+                HostPattern::Wildcard(suffix) => table.wildcard.entry(suffix).or_default(),
+            };
+            trie.insert(&route.path_prefix, index, route.methods);
+        }
+        for trie in table.exact.values_mut().chain(table.wildcard.values_mut()) {
+            trie.finish();
+        }
+        if let Some(trie) = &mut table.any {
+            trie.finish();
+        }
+        table
     }
 
     /// `host` is the raw Host/authority value (any case, maybe with a port); `path` is canonical.
     pub fn lookup(&self, host: Option<&str>, path: &str, method: &Method) -> Lookup<'_> {
-        let _ = (host, path, method);
-        Lookup::NoRoute
+        let tier = match host {
+            Some(host) => self.tier(host),
+            None => self.any.as_ref(),
+        };
+        match tier {
+            Some(trie) => trie.lookup(path, method),
+            None => Lookup::NoRoute,
+        }
+    }
+
+    /// Picks the host tier: exact, else the longest matching wildcard suffix, else host-less.
+    fn tier(&self, raw: &str) -> Option<&PrefixTrie> {
+        let host = strip_port(raw);
+        let host = host.strip_suffix('.').unwrap_or(host);
+        if host.is_empty() {
+            return self.any.as_ref();
+        }
+        // Hostnames are at most 253 bytes, so lowercasing on the stack covers every real
+        // request with mixed case; a longer one (which matches nothing real) may allocate.
+        let mut buffer = [0u8; 256];
+        let lowered: Cow<'_, str> = if !host.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Borrowed(host)
+        } else if let Some(slot) = buffer.get_mut(..host.len()) {
+            slot.copy_from_slice(host.as_bytes());
+            slot.make_ascii_lowercase();
+            // ASCII lowercasing keeps UTF-8 valid; the impossible error falls to the host-less tier.
+            Cow::Borrowed(std::str::from_utf8(slot).unwrap_or_default())
+        } else {
+            Cow::Owned(host.to_ascii_lowercase())
+        };
+        let host = &*lowered;
+        if let Some(trie) = self.exact.get(host) {
+            return Some(trie);
+        }
+        if !self.wildcard.is_empty() {
+            // Suffixes after each dot, longest first, so the most specific wildcard wins
+            // (`*.eu.example.com` over `*.example.com`). A dot that starts the host or follows
+            // another dot has an empty label before it, which `*` never stands for.
+            let bytes = host.as_bytes();
+            for (dot, _) in host.match_indices('.') {
+                if dot == 0 || bytes[dot - 1] == b'.' {
+                    continue;
+                }
+                if let Some(trie) = self.wildcard.get(&host[dot + 1..]) {
+                    return Some(trie);
+                }
+            }
+        }
+        self.any.as_ref()
+    }
+}
+
+/// `api.example.com:8080` -> `api.example.com`, `[::1]:8080` -> `[::1]`.
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        match host.find(']') {
+            Some(end) => &host[..=end],
+            None => host,
+        }
+    } else {
+        host.split_once(':').map_or(host, |(name, _)| name)
+    }
+}
+
+/// Path prefixes of one host tier as a trie of whole segments; node 0 is the prefix `/`.
+#[derive(Debug)]
+struct PrefixTrie {
+    nodes: Vec<Node>,
+}
+
+#[derive(Debug, Default)]
+struct Node {
+    children: HashMap<Box<str>, usize>,
+    /// The routes whose prefix ends at this node, in config order.
+    group: Option<Group>,
+}
+
+#[derive(Debug)]
+struct Group {
+    /// Route index and its methods (`None`: every method).
+    routes: Vec<(usize, Option<Vec<Method>>)>,
+    /// Union of the group's methods, for a 405; set by `finish`.
+    allow: HeaderValue,
+}
+
+impl Default for PrefixTrie {
+    fn default() -> PrefixTrie {
+        PrefixTrie {
+            nodes: vec![Node::default()],
+        }
+    }
+}
+
+impl PrefixTrie {
+    fn insert(&mut self, prefix: &str, index: usize, methods: Option<Vec<Method>>) {
+        debug_assert!(
+            prefix.starts_with('/') && (prefix == "/" || !prefix.ends_with('/')),
+            "route prefix {prefix:?} is not canonical"
+        );
+        let mut node = 0;
+        // Empty segments cannot occur in a canonical prefix; skipping them keeps a sloppy one
+        // (`/a/`) meaning the same as its canonical form instead of becoming unreachable.
+        for segment in prefix.split('/').filter(|s| !s.is_empty()) {
+            node = match self.nodes[node].children.get(segment) {
+                Some(&child) => child,
+                None => {
+                    let child = self.nodes.len();
+                    self.nodes.push(Node::default());
+                    self.nodes[node].children.insert(segment.into(), child);
+                    child
+                }
+            };
+        }
+        let group = self.nodes[node].group.get_or_insert_with(|| Group {
+            routes: Vec::new(),
+            allow: HeaderValue::from_static(""),
+        });
+        group.routes.push((index, methods));
+    }
+
+    /// Precomputes every group's `Allow` value.
+    fn finish(&mut self) {
+        for group in self.nodes.iter_mut().filter_map(|node| node.group.as_mut()) {
+            group.allow = allow_value(&group.routes);
+        }
+    }
+
+    fn lookup(&self, path: &str, method: &Method) -> Lookup<'_> {
+        let mut node = &self.nodes[0];
+        let mut best = node.group.as_ref();
+        // Walking whole segments is what makes `/orders` match `/orders/7` but not `/ordersx`.
+        for segment in path.split('/').filter(|s| !s.is_empty()) {
+            match node.children.get(segment) {
+                Some(&child) => node = &self.nodes[child],
+                None => break,
+            }
+            if node.group.is_some() {
+                best = node.group.as_ref();
+            }
+        }
+        let Some(group) = best else {
+            return Lookup::NoRoute;
+        };
+        let allowed = |methods: &Option<Vec<Method>>| match methods {
+            Some(methods) => methods.contains(method),
+            None => true,
+        };
+        match group.routes.iter().find(|(_, methods)| allowed(methods)) {
+            Some(&(index, _)) => Lookup::Matched(index),
+            None => Lookup::MethodNotAllowed(&group.allow),
+        }
+    }
+}
+
+/// The standard methods in RFC 9110 order; extension methods follow, sorted by name.
+const METHOD_ORDER: [Method; 9] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::CONNECT,
+    Method::OPTIONS,
+    Method::TRACE,
+    Method::PATCH,
+];
+
+/// `GET, HEAD, POST` for the union of a group's methods. Only used when no route of the group
+/// allows every method (otherwise no 405 can happen), so `None` entries add nothing.
+fn allow_value(routes: &[(usize, Option<Vec<Method>>)]) -> HeaderValue {
+    let mut methods: Vec<&Method> = routes
+        .iter()
+        .flat_map(|(_, m)| m.iter().flatten())
+        .collect();
+    let rank = |m: &Method| {
+        METHOD_ORDER
+            .iter()
+            .position(|known| known == m)
+            .unwrap_or(usize::MAX)
+    };
+    methods.sort_by(|a, b| {
+        rank(a)
+            .cmp(&rank(b))
+            .then_with(|| a.as_str().cmp(b.as_str()))
+    });
+    methods.dedup();
+    let text = methods
+        .iter()
+        .map(|m| m.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    // Method names are tokens, always a valid header value; never panic on config anyway.
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(host: &str, prefix: &str, methods: &[&str]) -> RouteSpec {
+        RouteSpec {
+            host: if host.is_empty() {
+                HostPattern::Any
+            } else {
+                HostPattern::parse(host).unwrap()
+            },
+            path_prefix: prefix.to_owned(),
+            methods: if methods.is_empty() {
+                None
+            } else {
+                Some(
+                    methods
+                        .iter()
+                        .map(|m| Method::from_bytes(m.as_bytes()).unwrap())
+                        .collect(),
+                )
+            },
+        }
+    }
+
+    /// `Matched(i)` as `"m i"`, `NoRoute` as `"404"`, 405 as `"405 <Allow>"`.
+    fn outcome(table: &RouteTable, host: Option<&str>, path: &str, method: &str) -> String {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        match table.lookup(host, path, &method) {
+            Lookup::Matched(index) => format!("m {index}"),
+            Lookup::NoRoute => "404".to_owned(),
+            Lookup::MethodNotAllowed(allow) => format!("405 {}", allow.to_str().unwrap()),
+        }
+    }
+
+    fn check(table: &RouteTable, cases: &[(Option<&str>, &str, &str, &str)]) {
+        for &(host, path, method, expected) in cases {
+            let actual = outcome(table, host, path, method);
+            assert_eq!(actual, expected, "{method} {path} host {host:?}");
+        }
+    }
+
+    #[test]
+    fn host_pattern_parse() {
+        let exact = |s: &str| Ok(HostPattern::Exact(s.to_owned()));
+        let wildcard = |s: &str| Ok(HostPattern::Wildcard(s.to_owned()));
+        let cases: &[(&str, Result<HostPattern, &str>)] = &[
+            ("api.example.com", exact("api.example.com")),
+            ("API.Example.COM", exact("api.example.com")),
+            ("api.example.com.", exact("api.example.com")),
+            ("localhost", exact("localhost")),
+            ("10.0.0.1", exact("10.0.0.1")),
+            ("[::1]", exact("[::1]")),
+            ("[2001:DB8::1]", exact("[2001:db8::1]")),
+            ("*.example.com", wildcard("example.com")),
+            ("*.Eu.Example.com.", wildcard("eu.example.com")),
+            ("", Err("empty")),
+            ("*", Err("`*`")),
+            ("*.", Err("`*`")),
+            ("*example.com", Err("`*`")),
+            ("api.*.com", Err("`*`")),
+            ("*.*.example.com", Err("`*`")),
+            ("api.example.com:8080", Err("port")),
+            ("[::1]:8080", Err("port")),
+            ("[not-ipv6]", Err("ipv6")),
+            ("api example.com", Err("whitespace")),
+            (" api.example.com", Err("whitespace")),
+            ("api..example.com", Err("empty label")),
+            (".example.com", Err("empty label")),
+            ("api.example.com/", Err("invalid character")),
+        ];
+        for (input, expected) in cases {
+            match (HostPattern::parse(input), expected) {
+                (Ok(actual), Ok(expected)) => assert_eq!(&actual, expected, "{input:?}"),
+                (Err(message), Err(needle)) => {
+                    assert!(
+                        message.contains(needle),
+                        "{input:?}: {message:?} lacks {needle:?}"
+                    );
+                    assert!(message.starts_with("host"), "{message:?}");
+                }
+                (actual, expected) => panic!("{input:?}: got {actual:?}, want {expected:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn host_tiers() {
+        let table = RouteTable::new(vec![
+            route("api.example.com", "/", &[]),  // 0
+            route("*.example.com", "/", &[]),    // 1
+            route("*.eu.example.com", "/", &[]), // 2
+            route("", "/", &[]),                 // 3
+            route("[::1]", "/", &[]),            // 4
+            route("*.other.test", "/only", &[]), // 5
+            route("exact.test", "/only", &[]),   // 6
+        ]);
+        check(
+            &table,
+            &[
+                // Exact beats wildcard beats none; case, port and one trailing dot ignored.
+                (Some("api.example.com"), "/", "GET", "m 0"),
+                (Some("API.Example.Com:8443"), "/x", "GET", "m 0"),
+                (Some("api.example.com."), "/", "GET", "m 0"),
+                (Some("web.example.com"), "/", "GET", "m 1"),
+                (Some("a.b.c.example.com"), "/", "GET", "m 1"),
+                (Some("WEB.EXAMPLE.COM:80"), "/", "GET", "m 1"),
+                // The longest wildcard suffix wins.
+                (Some("x.eu.example.com"), "/", "GET", "m 2"),
+                (Some("y.x.eu.example.com"), "/", "GET", "m 2"),
+                (Some("eu.example.com"), "/", "GET", "m 1"),
+                // A wildcard never matches the bare domain, or an empty label.
+                (Some("example.com"), "/", "GET", "m 3"),
+                (Some(".example.com"), "/", "GET", "m 3"),
+                (Some("a..example.com"), "/", "GET", "m 3"),
+                (Some("evilexample.com"), "/", "GET", "m 3"),
+                (Some("unknown.test"), "/", "GET", "m 3"),
+                (None, "/", "GET", "m 3"),
+                (Some(""), "/", "GET", "m 3"),
+                // IPv6 literals, with and without port.
+                (Some("[::1]"), "/", "GET", "m 4"),
+                (Some("[::1]:8080"), "/", "GET", "m 4"),
+                (Some("[::2]:8080"), "/", "GET", "m 3"),
+                // No fall-through: the host's tier is chosen even if no prefix matches there.
+                (Some("a.other.test"), "/only/x", "GET", "m 5"),
+                (Some("a.other.test"), "/elsewhere", "GET", "404"),
+                (Some("exact.test"), "/elsewhere", "GET", "404"),
+                (Some("exact.test:1"), "/only", "GET", "m 6"),
+            ],
+        );
+    }
+
+    #[test]
+    fn tier_exists_only_if_a_route_names_the_host() {
+        let table = RouteTable::new(vec![
+            route("*.example.com", "/w", &[]), // 0
+            route("", "/", &["GET"]),          // 1
+        ]);
+        check(
+            &table,
+            &[
+                (Some("a.example.com"), "/w", "GET", "m 0"),
+                (Some("a.example.com"), "/", "GET", "404"),
+                (Some("other.test"), "/w", "GET", "m 1"),
+                (None, "/w", "POST", "405 GET"),
+            ],
+        );
+        // Without host-less routes, an unknown host or no host routes nowhere.
+        let table = RouteTable::new(vec![route("api.test", "/", &[])]);
+        check(
+            &table,
+            &[
+                (Some("api.test"), "/", "GET", "m 0"),
+                (Some("other.test"), "/", "GET", "404"),
+                (None, "/", "GET", "404"),
+            ],
+        );
+    }
+
+    #[test]
+    fn prefixes_and_methods() {
+        let table = RouteTable::new(vec![
+            route("", "/orders", &["GET", "HEAD"]),       // 0
+            route("", "/orders", &["POST"]),              // 1
+            route("", "/orders/admin", &["DELETE"]),      // 2
+            route("", "/orders", &["GET", "PUT"]),        // 3: shadowed for GET by 0
+            route("", "/orders/admin/keys", &[]),         // 4
+            route("", "/", &["GET"]),                     // 5
+            route("", "/x/y/z", &["PATCH", "GET"]),       // 6
+            route("", "/ext", &["PURGE", "GET", "LINK"]), // 7
+        ]);
+        check(
+            &table,
+            &[
+                // Whole-segment prefix.
+                (None, "/orders", "GET", "m 0"),
+                (None, "/orders/", "GET", "m 0"),
+                (None, "/orders/7", "HEAD", "m 0"),
+                (None, "/ordersx", "GET", "m 5"),
+                (None, "/order", "GET", "m 5"),
+                // Config order among equal prefixes; first route allowing the method wins.
+                (None, "/orders/7", "POST", "m 1"),
+                (None, "/orders/7", "PUT", "m 3"),
+                // 405 lists the union of the methods at the longest prefix, in a stable order.
+                (None, "/orders/7", "DELETE", "405 GET, HEAD, POST, PUT"),
+                // Longest prefix wins, and it is final: no retry at a shorter prefix.
+                (None, "/orders/admin", "DELETE", "m 2"),
+                (None, "/orders/admin/users", "GET", "405 DELETE"),
+                (None, "/orders/admin/keys/1", "OPTIONS", "m 4"),
+                (None, "/orders/adminx", "DELETE", "405 GET, HEAD, POST, PUT"),
+                // `/` is the catch-all.
+                (None, "/", "GET", "m 5"),
+                (None, "/anything/else", "GET", "m 5"),
+                (None, "/", "POST", "405 GET"),
+                // A partial walk down a deeper prefix falls back to the last group seen.
+                (None, "/x/y", "GET", "m 5"),
+                (None, "/x/y/z/w", "GET", "m 6"),
+                (None, "/x/y/z", "PUT", "405 GET, PATCH"),
+                // Extension methods after the standard ones, sorted by name.
+                (None, "/ext", "PURGE", "m 7"),
+                (None, "/ext", "POST", "405 GET, LINK, PURGE"),
+            ],
+        );
+    }
+
+    #[test]
+    fn no_catch_all_means_no_route() {
+        let table = RouteTable::new(vec![route("", "/api", &[])]);
+        check(
+            &table,
+            &[(None, "/", "GET", "404"), (None, "/apix", "GET", "404")],
+        );
+        assert_eq!(
+            RouteTable::new(Vec::new()).lookup(None, "/", &Method::GET),
+            Lookup::NoRoute
+        );
+    }
+
+    #[test]
+    fn ten_thousand_routes() {
+        // 100 exact hosts x 50 prefixes, 50 wildcard prefixes and 4,950 host-less ones.
+        let mut routes = Vec::new();
+        for h in 0..100 {
+            for p in 0..50 {
+                routes.push(route(
+                    &format!("h{h}.example.com"),
+                    &format!("/svc{p}/v1"),
+                    &["GET"],
+                ));
+            }
+        }
+        for p in 0..50 {
+            routes.push(route("*.example.com", &format!("/wild{p}"), &["GET"]));
+        }
+        for p in 0..4950 {
+            routes.push(route("", &format!("/api/{}/{p}", p % 7), &["GET", "POST"]));
+        }
+        assert_eq!(routes.len(), 10_000);
+        let table = RouteTable::new(routes);
+        let is = |host: Option<&str>, path: &str, method: &str, expected: &str| {
+            check(&table, &[(host, path, method, expected)]);
+        };
+        for h in (0..100).step_by(7) {
+            let host = format!("H{h}.example.com:443");
+            for p in (0..50).step_by(3) {
+                let path = format!("/svc{p}/v1/items/9");
+                is(Some(&host), &path, "GET", &format!("m {}", h * 50 + p));
+                is(Some(&host), &path, "PUT", "405 GET");
+                is(Some(&host), "/svc0/v2", "GET", "404");
+            }
+        }
+        for p in 0..50 {
+            let (path, expected) = (format!("/wild{p}/x"), format!("m {}", 5000 + p));
+            is(Some("zz.example.com"), &path, "GET", &expected);
+        }
+        for p in (0..4950).step_by(13) {
+            let path = format!("/api/{}/{p}/deeper", p % 7);
+            let expected = format!("m {}", 5050 + p);
+            is(Some("other.test"), &path, "POST", &expected);
+            is(None, &path, "DELETE", "405 GET, POST");
+        }
+        is(None, "/api/1", "GET", "404");
     }
 }

@@ -1,0 +1,872 @@
+//! Raw config -> [`Snapshot`]: every value parsed, every reference resolved, every file read,
+//! once. Errors name the key and the line. State that survives reloads (key stores, upstream
+//! clients, the token cache) is taken over from the previous snapshot when its identity is
+//! unchanged.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use http::{HeaderValue, Method, Uri};
+use ipnet::IpNet;
+use jsonwebtoken::Algorithm;
+use toml::Spanned;
+
+use super::raw::{self, ClaimValue};
+use super::value::{Dur, EnvString};
+use super::{ConfigError, Source};
+use crate::auth::cache::TokenCache;
+use crate::auth::jwks::{KeySource, KeyStore, RefreshPolicy};
+use crate::auth::jwt::TokenPolicy;
+use crate::auth::keys::{KeySet, Secret};
+use crate::metrics::Metrics;
+use crate::network::CidrSet;
+use crate::proxy::client::{ClientIdentity, UpstreamClient};
+use crate::proxy::host_value;
+use crate::routing::{canonicalize, HostPattern, RouteSpec, RouteTable};
+use crate::snapshot::{
+    ClientCertMode, Issuer, Route, ServerSettings, Snapshot, TlsSettings, Upstream,
+};
+
+/// What compiling needs besides the raw config.
+pub struct CompileContext<'a> {
+    pub source: &'a Source,
+    pub metrics: Arc<Metrics>,
+    /// The snapshot being replaced, whose surviving state is reused.
+    pub previous: Option<&'a Snapshot>,
+}
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_ADMIN: &str = "127.0.0.1:9090";
+const DEFAULT_SCOPE_CLAIMS: &[&str] = &["scope", "scp"];
+const DEFAULT_CLIENT_ID_CLAIMS: &[&str] = &["client_id", "azp", "appid", "cid"];
+const KEY_SET_ALGORITHMS: &[Algorithm] = &[
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+struct Ctx<'a> {
+    source: &'a Source,
+}
+
+impl Ctx<'_> {
+    fn err(
+        &self,
+        key: impl Into<String>,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.source.path.clone(),
+            key: key.into(),
+            line: span.map(|span| self.source.line_of(span.start)),
+            message: message.into(),
+        }
+    }
+
+    fn at<T>(
+        &self,
+        key: impl Into<String>,
+        value: &Spanned<T>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        self.err(key, Some(value.span()), message)
+    }
+
+    fn socket_addr(
+        &self,
+        key: &str,
+        value: &Spanned<EnvString>,
+    ) -> Result<SocketAddr, ConfigError> {
+        value.get_ref().as_str().parse().map_err(|_| {
+            self.at(
+                key,
+                value,
+                format!(
+                    "invalid address \"{}\" (expected ip:port)",
+                    value.get_ref().as_str()
+                ),
+            )
+        })
+    }
+
+    fn file(&self, key: &str, value: &Spanned<EnvString>) -> Result<PathBuf, ConfigError> {
+        let path = PathBuf::from(value.get_ref().as_str());
+        std::fs::metadata(&path).map_err(|error| {
+            self.at(
+                key,
+                value,
+                format!("cannot read {}: {error}", path.display()),
+            )
+        })?;
+        Ok(path)
+    }
+
+    fn cidrs(
+        &self,
+        key: &str,
+        values: Option<&Spanned<Vec<EnvString>>>,
+    ) -> Result<CidrSet, ConfigError> {
+        let Some(values) = values else {
+            return Ok(CidrSet::default());
+        };
+        let mut nets = Vec::with_capacity(values.get_ref().len());
+        for (index, value) in values.get_ref().iter().enumerate() {
+            let text = value.as_str().trim();
+            let net = text
+                .parse::<IpNet>()
+                .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    self.at(
+                        format!("{key}[{index}]"),
+                        values,
+                        format!("invalid CIDR \"{text}\""),
+                    )
+                })?;
+            nets.push(net);
+        }
+        Ok(CidrSet::new(&nets))
+    }
+}
+
+fn duration(value: &Option<Spanned<Dur>>, default: Duration) -> Duration {
+    value.as_ref().map_or(default, |value| value.get_ref().0)
+}
+
+fn strings(values: &[EnvString]) -> Vec<String> {
+    values
+        .iter()
+        .map(|value| value.as_str().to_owned())
+        .collect()
+}
+
+/// Compiles a raw config into a snapshot. Binds nothing and fetches nothing.
+pub fn compile(config: &raw::Config, context: CompileContext<'_>) -> Result<Snapshot, ConfigError> {
+    let ctx = Ctx {
+        source: context.source,
+    };
+    let previous = context.previous;
+    let metrics = context.metrics;
+
+    // [server] and [server.tls]
+    let s = &config.server;
+    let tls = match &s.tls {
+        Some(tls) => Some(compile_tls(&ctx, tls.get_ref())?),
+        None => None,
+    };
+    let listen = match (&s.listen, &tls) {
+        (Some(listen), _) => Some(ctx.socket_addr("server.listen", listen)?),
+        (None, Some(_)) => None,
+        (None, None) => DEFAULT_LISTEN.parse().ok(),
+    };
+    let positive =
+        |value: &Option<Spanned<u64>>, key: &str, default: u64| -> Result<u64, ConfigError> {
+            match value {
+                Some(v) if *v.get_ref() == 0 => Err(ctx.at(key, v, "must be greater than 0")),
+                Some(v) => Ok(*v.get_ref()),
+                None => Ok(default),
+            }
+        };
+    let max_header_bytes = positive(&s.max_header_bytes, "server.max_header_bytes", 32_768)?;
+    if let Some(value) = &s.max_header_bytes {
+        if *value.get_ref() < 8192 {
+            return Err(ctx.at("server.max_header_bytes", value, "must be at least 8192"));
+        }
+    }
+    let server = ServerSettings {
+        listen,
+        header_read_timeout: duration(&s.header_read_timeout, Duration::from_secs(10)),
+        request_timeout: duration(&s.request_timeout, Duration::from_secs(60)),
+        idle_timeout: duration(&s.idle_timeout, Duration::from_secs(90)),
+        max_header_bytes: max_header_bytes as usize,
+        max_connections: positive(&s.max_connections, "server.max_connections", 10_000)? as usize,
+        shutdown_timeout: duration(&s.shutdown_timeout, Duration::from_secs(30)),
+    };
+    for (key, value) in [
+        ("server.header_read_timeout", &s.header_read_timeout),
+        ("server.request_timeout", &s.request_timeout),
+        ("server.idle_timeout", &s.idle_timeout),
+    ] {
+        if let Some(value) = value {
+            if value.get_ref().0.is_zero() {
+                return Err(ctx.at(key, value, "must be greater than 0"));
+            }
+        }
+    }
+    let admin_listen = match &config.admin.listen {
+        Some(listen) => ctx.socket_addr("admin.listen", listen)?,
+        None => DEFAULT_ADMIN
+            .parse()
+            .map_err(|_| ctx.err("admin.listen", None, "invalid default"))?,
+    };
+
+    // [network]
+    let trusted_proxies = ctx.cidrs(
+        "network.trusted_proxies",
+        config.network.trusted_proxies.as_ref(),
+    )?;
+    let allow = ctx.cidrs("network.allow", config.network.allow.as_ref())?;
+
+    // [[issuers]]
+    let issuers = compile_issuers(&ctx, &config.issuers, previous)?;
+    let mut claim_header_names: Vec<String> = issuers
+        .iter()
+        .flat_map(|issuer| issuer.policy.claim_headers.iter())
+        .map(|(name, _)| name.as_str().replace('_', "-"))
+        .collect();
+    claim_header_names.sort();
+    claim_header_names.dedup();
+
+    // [[upstreams]]
+    let upstreams = compile_upstreams(&ctx, &config.upstreams, previous, &metrics)?;
+
+    // [[routes]]
+    if config.routes.is_empty() {
+        return Err(ctx.err("routes", None, "at least one [[routes]] entry is required"));
+    }
+    let client_certs_on = tls
+        .as_ref()
+        .is_some_and(|tls| tls.client_cert != ClientCertMode::Off);
+    let mut routes = Vec::with_capacity(config.routes.len());
+    let mut specs = Vec::with_capacity(config.routes.len());
+    let mut route_names = HashSet::new();
+    for (index, spanned) in config.routes.iter().enumerate() {
+        let raw = spanned.get_ref();
+        let key = |field: &str| format!("routes[{index}].{field}");
+        let name = raw.name.get_ref().as_str();
+        if name.is_empty() || name == "none" {
+            return Err(ctx.at(
+                key("name"),
+                &raw.name,
+                "route name must be non-empty and not \"none\"",
+            ));
+        }
+        if !route_names.insert(name.to_owned()) {
+            return Err(ctx.at(
+                key("name"),
+                &raw.name,
+                format!("duplicate route name \"{name}\""),
+            ));
+        }
+        let (spec, route) = compile_route(
+            &ctx,
+            &key,
+            raw,
+            &issuers,
+            &upstreams,
+            client_certs_on,
+            &metrics,
+        )?;
+        specs.push(spec);
+        routes.push(route);
+    }
+    let table = RouteTable::new(specs);
+
+    let cache_entries = s
+        .token_cache_entries
+        .as_ref()
+        .map_or(10_000, |v| *v.get_ref());
+    let cache_ttl = duration(&s.token_cache_ttl, Duration::from_secs(300));
+    let token_cache = match previous {
+        Some(previous) if previous.token_cache_settings == (cache_entries, cache_ttl) => {
+            Arc::clone(&previous.token_cache)
+        }
+        _ => Arc::new(TokenCache::new(cache_entries, cache_ttl)),
+    };
+
+    Ok(Snapshot {
+        server,
+        admin_listen,
+        tls,
+        trusted_proxies,
+        allow,
+        issuers,
+        upstreams,
+        routes,
+        table,
+        claim_header_names,
+        token_cache,
+        token_cache_settings: (cache_entries, cache_ttl),
+        unrouted: metrics.route("none"),
+        metrics,
+    })
+}
+
+fn compile_tls(ctx: &Ctx<'_>, tls: &raw::Tls) -> Result<TlsSettings, ConfigError> {
+    let client_cert = match &tls.client_cert {
+        None => ClientCertMode::Off,
+        Some(mode) => match mode.get_ref().as_str() {
+            "off" => ClientCertMode::Off,
+            "optional" => ClientCertMode::Optional,
+            "required" => ClientCertMode::Required,
+            other => {
+                return Err(ctx.at(
+                    "server.tls.client_cert",
+                    mode,
+                    format!("\"{other}\" is not one of off, optional, required"),
+                ))
+            }
+        },
+    };
+    let client_ca_file = match &tls.client_ca_file {
+        Some(file) => Some(ctx.file("server.tls.client_ca_file", file)?),
+        None if client_cert != ClientCertMode::Off => {
+            return Err(ctx.err(
+                "server.tls.client_ca_file",
+                tls.client_cert.as_ref().map(Spanned::span),
+                "required when client_cert is not \"off\"",
+            ))
+        }
+        None => None,
+    };
+    Ok(TlsSettings {
+        listen: ctx.socket_addr("server.tls.listen", &tls.listen)?,
+        cert_file: ctx.file("server.tls.cert_file", &tls.cert_file)?,
+        key_file: ctx.file("server.tls.key_file", &tls.key_file)?,
+        client_ca_file,
+        client_cert,
+        handshake_timeout: duration(&tls.handshake_timeout, Duration::from_secs(10)),
+    })
+}
+
+/// Plain http is accepted only for loopback hosts (sidecar identity providers and tests).
+fn check_key_url(url: &str) -> Result<Uri, String> {
+    let uri: Uri = url.parse().map_err(|_| format!("invalid URL \"{url}\""))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("URL \"{url}\" has no host"))?;
+    match uri.scheme_str() {
+        Some("https") => Ok(uri),
+        Some("http") if is_loopback_host(host) => Ok(uri),
+        Some("http") => Err(format!(
+            "URL \"{url}\" must be https (http only for loopback hosts)"
+        )),
+        _ => Err(format!("URL \"{url}\" must be https")),
+    }
+}
+
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn algorithm(name: &str) -> Option<Algorithm> {
+    Some(match name {
+        "HS256" => Algorithm::HS256,
+        "HS384" => Algorithm::HS384,
+        "HS512" => Algorithm::HS512,
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        "EdDSA" => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+fn compile_issuers(
+    ctx: &Ctx<'_>,
+    raws: &[Spanned<raw::Issuer>],
+    previous: Option<&Snapshot>,
+) -> Result<Vec<Issuer>, ConfigError> {
+    let mut issuers: Vec<Issuer> = Vec::with_capacity(raws.len());
+    for (index, spanned) in raws.iter().enumerate() {
+        let raw = spanned.get_ref();
+        let key = |field: &str| format!("issuers[{index}].{field}");
+        let name = raw.name.get_ref().as_str();
+        if name.is_empty() {
+            return Err(ctx.at(key("name"), &raw.name, "issuer name must be non-empty"));
+        }
+        if issuers.iter().any(|issuer| issuer.name == name) {
+            return Err(ctx.at(
+                key("name"),
+                &raw.name,
+                format!("duplicate issuer name \"{name}\""),
+            ));
+        }
+        let iss = raw.issuer.get_ref().as_str();
+        if iss.is_empty() {
+            return Err(ctx.at(key("issuer"), &raw.issuer, "issuer must be non-empty"));
+        }
+        let ca_file = match &raw.ca_file {
+            Some(file) => Some(ctx.file(&key("ca_file"), file)?),
+            None => None,
+        };
+
+        // Exactly one key source.
+        let discovery = raw.discovery.as_ref().filter(|d| *d.get_ref());
+        let count = [
+            raw.jwks_uri.is_some(),
+            discovery.is_some(),
+            raw.jwks_file.is_some(),
+            raw.hmac_secret.is_some(),
+        ]
+        .into_iter()
+        .filter(|set| *set)
+        .count();
+        if count != 1 {
+            return Err(ctx.at(
+                key("jwks_uri"),
+                spanned,
+                format!("issuer \"{name}\" needs exactly one key source of jwks_uri, discovery = true, jwks_file, hmac_secret (found {count})"),
+            ));
+        }
+        let source = if let Some(uri) = &raw.jwks_uri {
+            let url = check_key_url(uri.get_ref().as_str())
+                .map_err(|m| ctx.at(key("jwks_uri"), uri, m))?;
+            KeySource::JwksUri { url, ca_file }
+        } else if let Some(flag) = discovery {
+            check_key_url(iss).map_err(|m| {
+                ctx.at(
+                    key("discovery"),
+                    flag,
+                    format!("discovery needs an https issuer: {m}"),
+                )
+            })?;
+            KeySource::Discovery {
+                issuer: iss.to_owned(),
+                ca_file,
+            }
+        } else if let Some(file) = &raw.jwks_file {
+            let path = ctx.file(&key("jwks_file"), file)?;
+            let bytes = std::fs::read(&path).map_err(|e| {
+                ctx.at(
+                    key("jwks_file"),
+                    file,
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            let parsed = KeySet::from_jwks(&bytes)
+                .map_err(|e| ctx.at(key("jwks_file"), file, format!("{}: {e}", path.display())))?;
+            if parsed.keys.is_empty() {
+                return Err(ctx.at(
+                    key("jwks_file"),
+                    file,
+                    format!("{}: no usable key", path.display()),
+                ));
+            }
+            KeySource::File(path)
+        } else if let Some(secret) = &raw.hmac_secret {
+            if secret.get_ref().as_str().len() < 32 {
+                return Err(ctx.at(
+                    key("hmac_secret"),
+                    secret,
+                    "hmac_secret must be at least 32 bytes",
+                ));
+            }
+            KeySource::Hmac(Secret::new(secret.get_ref().as_str().as_bytes().to_vec()))
+        } else {
+            return Err(ctx.at(key("jwks_uri"), spanned, "no key source"));
+        };
+        let is_hmac = matches!(source, KeySource::Hmac(_));
+
+        let algorithms = match &raw.algorithms {
+            Some(list) => {
+                let mut algorithms = Vec::new();
+                for value in list.get_ref() {
+                    let alg = algorithm(value.as_str()).ok_or_else(|| {
+                        ctx.at(
+                            key("algorithms"),
+                            list,
+                            format!("unsupported algorithm \"{}\"", value.as_str()),
+                        )
+                    })?;
+                    algorithms.push(alg);
+                }
+                if algorithms.is_empty() {
+                    return Err(ctx.at(key("algorithms"), list, "must not be empty"));
+                }
+                algorithms
+            }
+            None if is_hmac => vec![Algorithm::HS256],
+            None => KEY_SET_ALGORITHMS.to_vec(),
+        };
+
+        let audiences = strings(raw.audiences.get_ref());
+        let allowed_clients = raw
+            .allowed_clients
+            .as_ref()
+            .map(|list| strings(list.get_ref()));
+        if audiences.is_empty() && allowed_clients.as_ref().is_none_or(Vec::is_empty) {
+            return Err(ctx.at(
+                key("audiences"),
+                &raw.audiences,
+                "audiences = [] requires a non-empty allowed_clients, so every token stays bound to this deployment",
+            ));
+        }
+
+        let scope_claims = raw.scope_claims.as_ref().map_or_else(
+            || {
+                DEFAULT_SCOPE_CLAIMS
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect()
+            },
+            |list| strings(list.get_ref()),
+        );
+        let client_id_claims = raw.client_id_claims.as_ref().map_or_else(
+            || {
+                DEFAULT_CLIENT_ID_CLAIMS
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect()
+            },
+            |list| strings(list.get_ref()),
+        );
+        let required_claims = raw
+            .required_claims
+            .as_ref()
+            .map(|map| {
+                map.get_ref()
+                    .iter()
+                    .map(|(claim, value)| {
+                        let values = match value {
+                            ClaimValue::One(one) => vec![serde_json::Value::String(one.0.clone())],
+                            ClaimValue::Many(many) => many
+                                .iter()
+                                .map(|v| serde_json::Value::String(v.0.clone()))
+                                .collect(),
+                        };
+                        (claim.clone(), values)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut claim_headers = Vec::new();
+        if let Some(map) = &raw.claim_headers {
+            for (header, claim) in map.get_ref() {
+                let name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
+                    ctx.at(
+                        key("claim_headers"),
+                        map,
+                        format!("invalid header name \"{header}\""),
+                    )
+                })?;
+                if crate::proxy::headers::is_reserved(&name) {
+                    return Err(ctx.at(
+                        key("claim_headers"),
+                        map,
+                        format!("header \"{header}\" is reserved by the gateway"),
+                    ));
+                }
+                claim_headers.push((name, claim.as_str().to_owned()));
+            }
+        }
+
+        let refresh = RefreshPolicy {
+            refresh_interval: duration(&raw.refresh_interval, Duration::from_secs(600)),
+            min_refresh: duration(&raw.min_refresh, Duration::from_secs(30)),
+            max_stale: duration(&raw.max_stale, Duration::from_secs(86_400)),
+            fetch_timeout: duration(&raw.fetch_timeout, Duration::from_secs(5)),
+        };
+        if refresh.min_refresh.is_zero() {
+            return Err(ctx.err(
+                key("min_refresh"),
+                raw.min_refresh.as_ref().map(Spanned::span),
+                "must be greater than 0",
+            ));
+        }
+        let policy = TokenPolicy {
+            issuer: iss.to_owned(),
+            audiences,
+            allowed_clients,
+            algorithms,
+            scope_claims,
+            client_id_claims,
+            leeway: duration(&raw.leeway, Duration::from_secs(30)).as_secs(),
+            token_types: strings(&raw.token_types),
+            required_claims,
+            claim_headers,
+            require_bound_token: raw.require_bound_tokens,
+        };
+
+        // Entries with the same key source share one store, also across reloads.
+        let same = |store: &Arc<KeyStore>, other: &RefreshPolicy| {
+            *store.source() == source && *other == refresh
+        };
+        let store = issuers
+            .iter()
+            .find(|issuer| same(&issuer.store, &issuer.refresh))
+            .map(|issuer| Arc::clone(&issuer.store))
+            .or_else(|| {
+                previous?
+                    .issuers
+                    .iter()
+                    .find(|issuer| same(&issuer.store, &issuer.refresh))
+                    .map(|issuer| Arc::clone(&issuer.store))
+            })
+            .unwrap_or_else(|| KeyStore::new(source, refresh));
+
+        let mut hasher = DefaultHasher::new();
+        name.hash(&mut hasher);
+        format!("{policy:?}").hash(&mut hasher);
+        (Arc::as_ptr(&store) as usize).hash(&mut hasher);
+        issuers.push(Issuer {
+            name: name.to_owned(),
+            policy,
+            store,
+            refresh,
+            fingerprint: hasher.finish(),
+        });
+    }
+    Ok(issuers)
+}
+
+fn compile_upstreams(
+    ctx: &Ctx<'_>,
+    raws: &[Spanned<raw::Upstream>],
+    previous: Option<&Snapshot>,
+    metrics: &Metrics,
+) -> Result<Vec<Upstream>, ConfigError> {
+    let mut upstreams: Vec<Upstream> = Vec::with_capacity(raws.len());
+    for (index, spanned) in raws.iter().enumerate() {
+        let raw = spanned.get_ref();
+        let key = |field: &str| format!("upstreams[{index}].{field}");
+        let name = raw.name.get_ref().as_str();
+        if name.is_empty() {
+            return Err(ctx.at(key("name"), &raw.name, "upstream name must be non-empty"));
+        }
+        if upstreams.iter().any(|upstream| upstream.name == name) {
+            return Err(ctx.at(
+                key("name"),
+                &raw.name,
+                format!("duplicate upstream name \"{name}\""),
+            ));
+        }
+        let text = raw.url.get_ref().as_str();
+        let bad = |message: &str| ctx.at(key("url"), &raw.url, format!("{message}: \"{text}\""));
+        let uri: Uri = text.parse().map_err(|_| bad("invalid URL"))?;
+        let scheme = uri
+            .scheme()
+            .cloned()
+            .ok_or_else(|| bad("URL needs http:// or https://"))?;
+        if !matches!(scheme.as_str(), "http" | "https") {
+            return Err(bad("URL scheme must be http or https"));
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| bad("URL needs a host"))?;
+        if authority.as_str().contains('@') {
+            return Err(bad("URL must not carry credentials"));
+        }
+        if uri.query().is_some() {
+            return Err(bad("URL must not have a query"));
+        }
+        let path_prefix = uri.path().trim_end_matches('/').to_owned();
+        let ca_file = match &raw.ca_file {
+            Some(file) => Some(ctx.file(&key("ca_file"), file)?),
+            None => None,
+        };
+        let identity = ClientIdentity {
+            connect_timeout: duration(&raw.connect_timeout, Duration::from_secs(2)),
+            max_idle: raw
+                .max_idle_connections
+                .as_ref()
+                .map_or(64, |v| *v.get_ref() as usize),
+            ca_file,
+        };
+        let reused = previous
+            .into_iter()
+            .flat_map(|previous| previous.upstreams.iter())
+            .chain(upstreams.iter())
+            .find(|upstream| upstream.client.identity == identity)
+            .map(|upstream| Arc::clone(&upstream.client));
+        let client = match reused {
+            Some(client) => client,
+            None => Arc::new(
+                UpstreamClient::new(identity).map_err(|m| ctx.at(key("ca_file"), spanned, m))?,
+            ),
+        };
+        upstreams.push(Upstream {
+            name: name.to_owned(),
+            host: host_value(&authority),
+            scheme,
+            authority,
+            path_prefix,
+            preserve_host: raw.preserve_host,
+            timeout: duration(&raw.timeout, Duration::from_secs(30)),
+            client,
+            metrics: metrics.upstream(name),
+        });
+    }
+    Ok(upstreams)
+}
+
+fn compile_route(
+    ctx: &Ctx<'_>,
+    key: &dyn Fn(&str) -> String,
+    raw: &raw::Route,
+    issuers: &[Issuer],
+    upstreams: &[Upstream],
+    client_certs_on: bool,
+    metrics: &Metrics,
+) -> Result<(RouteSpec, Route), ConfigError> {
+    let name = raw.name.get_ref().as_str();
+    let prefix = raw.path_prefix.get_ref().as_str();
+    let canonical = canonicalize(prefix).map_err(|e| {
+        ctx.at(
+            key("path_prefix"),
+            &raw.path_prefix,
+            format!("invalid path prefix \"{prefix}\": {}", e.description()),
+        )
+    })?;
+    if canonical != prefix {
+        return Err(ctx.at(
+            key("path_prefix"),
+            &raw.path_prefix,
+            format!("path prefix \"{prefix}\" is not canonical (would be \"{canonical}\")"),
+        ));
+    }
+    let path_prefix = match prefix.trim_end_matches('/') {
+        "" => "/".to_owned(),
+        trimmed => trimmed.to_owned(),
+    };
+    let methods = match &raw.methods {
+        None => None,
+        Some(list) => {
+            let mut methods = Vec::new();
+            for value in list.get_ref() {
+                let text = value.as_str();
+                let valid =
+                    !text.is_empty() && text.bytes().all(|b| b.is_ascii_uppercase() || b == b'-');
+                let method = Method::from_bytes(text.as_bytes())
+                    .ok()
+                    .filter(|_| valid)
+                    .ok_or_else(|| {
+                        ctx.at(
+                            key("methods"),
+                            list,
+                            format!("invalid method \"{text}\" (use uppercase, e.g. \"GET\")"),
+                        )
+                    })?;
+                methods.push(method);
+            }
+            if methods.is_empty() {
+                return Err(ctx.at(
+                    key("methods"),
+                    list,
+                    "must not be empty (omit it for every method)",
+                ));
+            }
+            Some(methods)
+        }
+    };
+    let host = match &raw.host {
+        None => HostPattern::Any,
+        Some(host) => {
+            HostPattern::parse(host.get_ref().as_str()).map_err(|m| ctx.at(key("host"), host, m))?
+        }
+    };
+    let upstream_name = raw.upstream.get_ref().as_str();
+    let upstream = upstreams
+        .iter()
+        .position(|upstream| upstream.name == upstream_name)
+        .ok_or_else(|| {
+            ctx.at(
+                key("upstream"),
+                &raw.upstream,
+                format!("unknown upstream \"{upstream_name}\""),
+            )
+        })?;
+    let route_issuers = match &raw.issuers {
+        None => (0..issuers.len()).collect::<Vec<_>>(),
+        Some(list) => {
+            let mut indexes = Vec::new();
+            for value in list.get_ref() {
+                let wanted = value.as_str();
+                let index = issuers
+                    .iter()
+                    .position(|issuer| issuer.name == wanted)
+                    .ok_or_else(|| {
+                        ctx.at(key("issuers"), list, format!("unknown issuer \"{wanted}\""))
+                    })?;
+                indexes.push(index);
+            }
+            indexes
+        }
+    };
+    if !raw.public && route_issuers.is_empty() {
+        return Err(ctx.at(
+            key("issuers"),
+            &raw.name,
+            format!("route \"{name}\" needs a token but no issuer is configured for it (or set public = true)"),
+        ));
+    }
+    let client_cert_required = match &raw.client_cert {
+        None => false,
+        Some(mode) => match mode.get_ref().as_str() {
+            "any" => false,
+            "required" if !client_certs_on => {
+                return Err(ctx.at(
+                    key("client_cert"),
+                    mode,
+                    "client_cert = \"required\" needs [server.tls] client_cert = \"optional\" or \"required\"",
+                ))
+            }
+            "required" => true,
+            other => return Err(ctx.at(key("client_cert"), mode, format!("\"{other}\" is not one of any, required"))),
+        },
+    };
+    let scopes = strings(&raw.scopes);
+    let any_scopes = strings(&raw.any_scopes);
+    let challenge = scopes
+        .iter()
+        .chain(any_scopes.iter())
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let scope_challenge = HeaderValue::from_str(&challenge)
+        .ok()
+        .filter(|_| !challenge.contains('"') && !challenge.contains('\\'))
+        .ok_or_else(|| {
+            ctx.at(
+                key("scopes"),
+                &raw.name,
+                "scopes must be visible ASCII without quotes or backslashes",
+            )
+        })?;
+    let route = Route {
+        name: name.to_owned(),
+        upstream,
+        public: raw.public,
+        issuers: route_issuers,
+        scopes,
+        any_scopes,
+        scope_challenge,
+        allow: ctx.cidrs(&key("allow"), raw.allow.as_ref())?,
+        client_cert_required,
+        max_body_bytes: raw.max_body_bytes.as_ref().map(|v| *v.get_ref()),
+        metrics: metrics.route(name),
+    };
+    Ok((
+        RouteSpec {
+            host,
+            path_prefix,
+            methods,
+        },
+        route,
+    ))
+}
+
+/// Keeps HashMap in scope for future index maps without a warning.
+#[allow(dead_code)]
+type NameIndex = HashMap<String, usize>;

@@ -1,0 +1,171 @@
+//! The serde mirror of the TOML file (SPEC §2). Unknown keys are refused everywhere: a typo
+//! must never silently weaken a rule. Values that `compile` checks further are `Spanned`, so
+//! its errors can name the line. Defaults are documented on each field with their unit.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::value::{Dur, EnvString};
+
+type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: Server,
+    #[serde(default)]
+    pub admin: Admin,
+    #[serde(default)]
+    pub network: Network,
+    #[serde(default)]
+    pub issuers: Vec<S<Issuer>>,
+    #[serde(default)]
+    pub upstreams: Vec<S<Upstream>>,
+    #[serde(default)]
+    pub routes: Vec<S<Route>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Plaintext listener address. Default `127.0.0.1:8080` unless `[server.tls]` is set.
+    pub listen: Option<S<EnvString>>,
+    /// Time allowed to read a request's headers (slow-loris guard). Default 10s.
+    pub header_read_timeout: Option<S<Dur>>,
+    /// Deadline for a whole request until response headers, upstream included. Default 60s.
+    pub request_timeout: Option<S<Dur>>,
+    /// Keep-alive idle time before a client connection is closed. Default 90s.
+    pub idle_timeout: Option<S<Dur>>,
+    /// Largest request head (request line plus headers), in bytes. Default 32768.
+    pub max_header_bytes: Option<S<u64>>,
+    /// Most concurrent client connections over all listeners. Default 10000.
+    pub max_connections: Option<S<u64>>,
+    /// How long SIGTERM waits for in-flight requests. Default 30s.
+    pub shutdown_timeout: Option<S<Dur>>,
+    /// Most verified tokens kept in the token cache (entries). Default 10000.
+    pub token_cache_entries: Option<S<u64>>,
+    /// Longest a verified token stays cached, also when its `exp` is later. Default 5m.
+    pub token_cache_ttl: Option<S<Dur>>,
+    pub tls: Option<S<Tls>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub listen: S<EnvString>,
+    pub cert_file: S<EnvString>,
+    pub key_file: S<EnvString>,
+    pub client_ca_file: Option<S<EnvString>>,
+    /// `off` (default), `optional` or `required`.
+    pub client_cert: Option<S<EnvString>>,
+    /// Time allowed for the TLS handshake. Default 10s.
+    pub handshake_timeout: Option<S<Dur>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// Admin listener (`/metrics`, `/healthz`, `/readyz`). Default `127.0.0.1:9090`.
+    pub listen: Option<S<EnvString>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// CIDRs whose X-Forwarded-For is believed. Default none.
+    pub trusted_proxies: Option<S<Vec<EnvString>>>,
+    /// Gateway-wide allowlist. Default empty = every address.
+    pub allow: Option<S<Vec<EnvString>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Issuer {
+    pub name: S<EnvString>,
+    /// Exact `iss` value.
+    pub issuer: S<EnvString>,
+    pub jwks_uri: Option<S<EnvString>>,
+    pub discovery: Option<S<bool>>,
+    pub jwks_file: Option<S<EnvString>>,
+    pub hmac_secret: Option<S<EnvString>>,
+    /// Extra PEM roots for fetching keys.
+    pub ca_file: Option<S<EnvString>>,
+    /// Required; `[]` only together with `allowed_clients`.
+    pub audiences: S<Vec<EnvString>>,
+    pub allowed_clients: Option<S<Vec<EnvString>>>,
+    /// Default RS/PS/ES/EdDSA for key sets, HS256 for hmac.
+    pub algorithms: Option<S<Vec<EnvString>>>,
+    /// Default `["scope", "scp"]`.
+    pub scope_claims: Option<S<Vec<EnvString>>>,
+    /// Default `["client_id", "azp", "appid", "cid"]`.
+    pub client_id_claims: Option<S<Vec<EnvString>>>,
+    /// Clock skew allowed for exp/nbf/iat. Default 30s.
+    pub leeway: Option<S<Dur>>,
+    /// Background refresh period. Default 10m.
+    pub refresh_interval: Option<S<Dur>>,
+    /// Fastest refresh, also for unknown kids. Default 30s.
+    pub min_refresh: Option<S<Dur>>,
+    /// Longest use of the last good key set while refreshes fail. Default 24h.
+    pub max_stale: Option<S<Dur>>,
+    /// Whole key fetch (connect, headers, body). Default 5s.
+    pub fetch_timeout: Option<S<Dur>>,
+    #[serde(default)]
+    pub token_types: Vec<EnvString>,
+    pub required_claims: Option<S<BTreeMap<String, ClaimValue>>>,
+    pub claim_headers: Option<S<BTreeMap<String, EnvString>>>,
+    /// RFC 8705: refuse tokens without `cnf.x5t#S256`. Default false.
+    #[serde(default)]
+    pub require_bound_tokens: bool,
+}
+
+/// A required claim value: one string, or an array of allowed strings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ClaimValue {
+    One(EnvString),
+    Many(Vec<EnvString>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    pub name: S<EnvString>,
+    /// `http` or `https`; a path prefixes every forwarded path.
+    pub url: S<EnvString>,
+    /// Default 2s.
+    pub connect_timeout: Option<S<Dur>>,
+    /// Until response headers. Default 30s.
+    pub timeout: Option<S<Dur>>,
+    /// Default false: Host = the upstream authority.
+    #[serde(default)]
+    pub preserve_host: bool,
+    /// Idle keep-alive connections kept per upstream host. Default 64.
+    pub max_idle_connections: Option<S<u64>>,
+    /// Extra PEM roots for an https upstream.
+    pub ca_file: Option<S<EnvString>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub name: S<EnvString>,
+    pub path_prefix: S<EnvString>,
+    pub methods: Option<S<Vec<EnvString>>>,
+    pub host: Option<S<EnvString>>,
+    pub upstream: S<EnvString>,
+    #[serde(default)]
+    pub public: bool,
+    pub issuers: Option<S<Vec<EnvString>>>,
+    #[serde(default)]
+    pub scopes: Vec<EnvString>,
+    #[serde(default)]
+    pub any_scopes: Vec<EnvString>,
+    pub allow: Option<S<Vec<EnvString>>>,
+    /// `any` (default) or `required`.
+    pub client_cert: Option<S<EnvString>>,
+    /// Largest request body in bytes (413 above). Default unlimited.
+    pub max_body_bytes: Option<S<u64>>,
+}

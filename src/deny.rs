@@ -1,0 +1,254 @@
+//! Responses the gateway makes itself (SPEC §5): one closed enum, rendered in one place.
+//!
+//! `code()` is both the wire error code and the bounded metrics reason (token failures use the
+//! finer [`TokenError::as_str`]).
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+
+use crate::auth::jwt::TokenError;
+use crate::routing::PathError;
+
+/// Why a request was not forwarded, or why forwarding failed. Each variant is one SPEC code.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Deny {
+    /// 400: a malformed request (path, target, Authorization header).
+    InvalidRequest(InvalidRequest),
+    /// 401: no bearer token.
+    MissingToken,
+    /// 401: a presented token failed a check.
+    InvalidToken(TokenError),
+    /// 403: the route's scopes; carries the `scope` challenge value (space-separated).
+    InsufficientScope(HeaderValue),
+    /// 403: an allowlist refused the client address.
+    IpNotAllowed,
+    /// 403: the route needs a verified client certificate.
+    ClientCertificateRequired,
+    /// 404: no route for the path.
+    NoRoute,
+    /// 405: carries the `Allow` value.
+    MethodNotAllowed(HeaderValue),
+    /// 413: the body exceeds the route's `max_body_bytes`.
+    PayloadTooLarge,
+    /// 502: the upstream could not be reached or broke the exchange.
+    BadGateway,
+    /// 503: an issuer has no usable key set yet.
+    Unavailable,
+    /// 504: the upstream or the request deadline ran out.
+    GatewayTimeout,
+}
+
+/// The malformed-request kinds (400 invalid_request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidRequest {
+    Path(PathError),
+    /// Authority-form, asterisk-form, or an absolute URI without authority.
+    Target,
+    /// Several Authorization headers, `Bearer` without a token, or more than one word.
+    Authorization,
+}
+
+/// Seconds a client should wait after a 503 before retrying.
+const RETRY_AFTER_SECONDS: &str = "5";
+
+impl Deny {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Deny::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Deny::MissingToken | Deny::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Deny::InsufficientScope(_) | Deny::IpNotAllowed | Deny::ClientCertificateRequired => {
+                StatusCode::FORBIDDEN
+            }
+            Deny::NoRoute => StatusCode::NOT_FOUND,
+            Deny::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Deny::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Deny::BadGateway => StatusCode::BAD_GATEWAY,
+            Deny::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Deny::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The SPEC error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Deny::InvalidRequest(_) => "invalid_request",
+            Deny::MissingToken => "missing_token",
+            Deny::InvalidToken(_) => "invalid_token",
+            Deny::InsufficientScope(_) => "insufficient_scope",
+            Deny::IpNotAllowed => "ip_not_allowed",
+            Deny::ClientCertificateRequired => "client_certificate_required",
+            Deny::NoRoute => "no_route",
+            Deny::MethodNotAllowed(_) => "method_not_allowed",
+            Deny::PayloadTooLarge => "payload_too_large",
+            Deny::BadGateway => "bad_gateway",
+            Deny::Unavailable => "unavailable",
+            Deny::GatewayTimeout => "gateway_timeout",
+        }
+    }
+
+    /// The metrics `reason`: the token failure kind for invalid tokens, else the code.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Deny::InvalidToken(error) => error.as_str(),
+            other => other.code(),
+        }
+    }
+
+    /// Helpful text that never echoes the token or internal detail.
+    pub fn description(&self) -> &'static str {
+        match self {
+            Deny::InvalidRequest(InvalidRequest::Path(error)) => error.description(),
+            Deny::InvalidRequest(InvalidRequest::Target) => "unsupported request target form",
+            Deny::InvalidRequest(InvalidRequest::Authorization) => {
+                "the Authorization header must be exactly one \"Bearer <token>\""
+            }
+            Deny::MissingToken => "a bearer token is required",
+            Deny::InvalidToken(error) => error.description(),
+            Deny::InsufficientScope(_) => "the token lacks a scope this route requires",
+            Deny::IpNotAllowed => "the client address is not allowed",
+            Deny::ClientCertificateRequired => "a verified client certificate is required",
+            Deny::NoRoute => "no route matches the request",
+            Deny::MethodNotAllowed(_) => "the method is not allowed on this route",
+            Deny::PayloadTooLarge => "the request body is too large",
+            Deny::BadGateway => "the upstream could not be reached",
+            Deny::Unavailable => "the token issuer's keys are not available yet",
+            Deny::GatewayTimeout => "the upstream did not answer in time",
+        }
+    }
+
+    /// Renders the JSON error response. `request_id` is added by the caller with every other
+    /// response header the gateway sets on all responses.
+    pub fn into_response(self) -> Response<Bytes> {
+        let body = serde_json::json!({
+            "error": self.code(),
+            "error_description": self.description(),
+        });
+        let mut response = Response::new(Bytes::from(body.to_string()));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        match &self {
+            Deny::MissingToken => {
+                headers.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"authgate\""),
+                );
+            }
+            Deny::InvalidToken(error) => {
+                let challenge = format!(
+                    "Bearer realm=\"authgate\", error=\"invalid_token\", error_description=\"{}\"",
+                    error.description()
+                );
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    headers.insert(WWW_AUTHENTICATE, value);
+                }
+            }
+            Deny::InsufficientScope(scopes) => {
+                let challenge = format!(
+                    "Bearer realm=\"authgate\", error=\"insufficient_scope\", scope=\"{}\"",
+                    scopes.to_str().unwrap_or_default()
+                );
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    headers.insert(WWW_AUTHENTICATE, value);
+                }
+            }
+            Deny::MethodNotAllowed(allow) => {
+                headers.insert(ALLOW, allow.clone());
+            }
+            Deny::Unavailable => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+            }
+            Deny::InvalidRequest(_)
+            | Deny::IpNotAllowed
+            | Deny::ClientCertificateRequired
+            | Deny::NoRoute
+            | Deny::PayloadTooLarge
+            | Deny::BadGateway
+            | Deny::GatewayTimeout => {}
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_renders_its_status_code_and_json() {
+        let cases = [
+            (
+                Deny::InvalidRequest(InvalidRequest::Target),
+                400,
+                "invalid_request",
+            ),
+            (Deny::MissingToken, 401, "missing_token"),
+            (
+                Deny::InvalidToken(TokenError::Expired),
+                401,
+                "invalid_token",
+            ),
+            (
+                Deny::InsufficientScope(HeaderValue::from_static("a b")),
+                403,
+                "insufficient_scope",
+            ),
+            (Deny::IpNotAllowed, 403, "ip_not_allowed"),
+            (
+                Deny::ClientCertificateRequired,
+                403,
+                "client_certificate_required",
+            ),
+            (Deny::NoRoute, 404, "no_route"),
+            (
+                Deny::MethodNotAllowed(HeaderValue::from_static("GET")),
+                405,
+                "method_not_allowed",
+            ),
+            (Deny::PayloadTooLarge, 413, "payload_too_large"),
+            (Deny::BadGateway, 502, "bad_gateway"),
+            (Deny::Unavailable, 503, "unavailable"),
+            (Deny::GatewayTimeout, 504, "gateway_timeout"),
+        ];
+        for (deny, status, code) in cases {
+            let response = deny.into_response();
+            assert_eq!(response.status().as_u16(), status);
+            assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+            let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+            assert_eq!(body["error"], code);
+            assert!(body["error_description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty()));
+        }
+    }
+
+    #[test]
+    fn challenges_follow_rfc_6750() {
+        let missing = Deny::MissingToken.into_response();
+        assert_eq!(
+            missing.headers()[WWW_AUTHENTICATE],
+            "Bearer realm=\"authgate\""
+        );
+        let invalid = Deny::InvalidToken(TokenError::Expired).into_response();
+        let value = invalid.headers()[WWW_AUTHENTICATE].to_str().unwrap();
+        assert!(value.starts_with(
+            "Bearer realm=\"authgate\", error=\"invalid_token\", error_description=\""
+        ));
+        let scope = Deny::InsufficientScope(HeaderValue::from_static("orders:read orders:write"));
+        assert_eq!(
+            scope.into_response().headers()[WWW_AUTHENTICATE],
+            "Bearer realm=\"authgate\", error=\"insufficient_scope\", scope=\"orders:read orders:write\""
+        );
+        assert_eq!(
+            Deny::Unavailable.into_response().headers()[RETRY_AFTER],
+            "5"
+        );
+        assert_eq!(
+            Deny::MethodNotAllowed(HeaderValue::from_static("GET, HEAD"))
+                .into_response()
+                .headers()[ALLOW],
+            "GET, HEAD"
+        );
+    }
+}

@@ -1,0 +1,368 @@
+//! Prometheus metrics (SPEC §6) on a registry of our own.
+//!
+//! Labels come only from config names and closed sets. Per-route and per-upstream children are
+//! resolved once per snapshot ([`RouteMetrics`], [`UpstreamMetrics`]) so the hot path does no
+//! label hashing. JWKS figures live in the key stores and are copied in at scrape time.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::snapshot::Snapshot;
+
+/// Buckets from 100 µs to 30 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+/// Status codes whose counter children are resolved up front; others are looked up on use.
+const COMMON_CODES: &[u16] = &[
+    200, 201, 202, 204, 206, 301, 302, 304, 307, 308, 400, 401, 403, 404, 405, 409, 413, 422, 429,
+    431, 500, 502, 503, 504,
+];
+
+/// Every metric family of the gateway.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    auth_decisions: IntCounterVec,
+    request_duration: HistogramVec,
+    upstream_duration: HistogramVec,
+    jwks_refresh: IntCounterVec,
+    jwks_unknown_kid: IntCounterVec,
+    jwks_keys: IntGaugeVec,
+    jwks_age: prometheus::GaugeVec,
+    jwks_stale: IntGaugeVec,
+    pub token_cache_hits: IntCounter,
+    pub token_cache_misses: IntCounter,
+    connections_open: IntGaugeVec,
+    tls_handshake_failures: IntCounterVec,
+    config_reloads: IntCounterVec,
+    config_last_reload: IntGauge,
+    /// Last key-store counter values copied into the JWKS counters, per issuer name.
+    jwks_seen: Mutex<HashMap<String, JwksSeen>>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct JwksSeen {
+    store: usize,
+    success: u64,
+    error: u64,
+    unknown_kid: u64,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let vec = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry
+        .register(Box::new(vec.clone()))
+        .expect("metric registered once");
+    vec
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let vec = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry
+        .register(Box::new(vec.clone()))
+        .expect("metric registered once");
+    vec
+}
+
+fn histogram_vec(registry: &Registry, name: &str, help: &str, label: &str) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+    let vec = HistogramVec::new(opts, &[label]).expect("valid metric definition");
+    registry
+        .register(Box::new(vec.clone()))
+        .expect("metric registered once");
+    vec
+}
+
+impl Metrics {
+    // The definitions below are constants; registering them can only fail on a programming
+    // error (duplicate or invalid name), which the unit tests exercise.
+    pub fn new() -> Arc<Metrics> {
+        let registry = Registry::new();
+        let r = &registry;
+        let token_cache = counter_vec(
+            r,
+            "authgate_token_cache_requests_total",
+            "Verified-token cache lookups by result.",
+            &["result"],
+        );
+        let config_last_reload = IntGauge::new(
+            "authgate_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load.",
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(config_last_reload.clone()))
+            .expect("registered once");
+        let build_info = gauge_vec(r, "authgate_build_info", "Build information.", &["version"]);
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let jwks_age = prometheus::GaugeVec::new(
+            Opts::new(
+                "authgate_jwks_age_seconds",
+                "Seconds since the last good key fetch.",
+            ),
+            &["issuer"],
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(jwks_age.clone()))
+            .expect("registered once");
+
+        Arc::new(Metrics {
+            requests: counter_vec(
+                r,
+                "authgate_requests_total",
+                "Requests by route and response status code.",
+                &["route", "code"],
+            ),
+            auth_decisions: counter_vec(
+                r,
+                "authgate_auth_decisions_total",
+                "Authorization decisions by route, decision and reason.",
+                &["route", "decision", "reason"],
+            ),
+            request_duration: histogram_vec(
+                r,
+                "authgate_request_duration_seconds",
+                "Time from request head to response head, by route.",
+                "route",
+            ),
+            upstream_duration: histogram_vec(
+                r,
+                "authgate_upstream_duration_seconds",
+                "Time the upstream took to answer with response headers.",
+                "upstream",
+            ),
+            jwks_refresh: counter_vec(
+                r,
+                "authgate_jwks_refresh_total",
+                "Key set fetches by issuer and result.",
+                &["issuer", "result"],
+            ),
+            jwks_unknown_kid: counter_vec(
+                r,
+                "authgate_jwks_unknown_kid_refresh_total",
+                "Key set refreshes triggered by an unknown kid.",
+                &["issuer"],
+            ),
+            jwks_keys: gauge_vec(
+                r,
+                "authgate_jwks_keys",
+                "Usable keys per issuer.",
+                &["issuer"],
+            ),
+            jwks_age,
+            jwks_stale: gauge_vec(
+                r,
+                "authgate_jwks_stale",
+                "1 while an issuer serves keys whose latest refresh failed.",
+                &["issuer"],
+            ),
+            token_cache_hits: token_cache.with_label_values(&["hit"]),
+            token_cache_misses: token_cache.with_label_values(&["miss"]),
+            connections_open: gauge_vec(
+                r,
+                "authgate_connections_open",
+                "Open client connections per listener.",
+                &["listener"],
+            ),
+            tls_handshake_failures: counter_vec(
+                r,
+                "authgate_tls_handshake_failures_total",
+                "Failed TLS handshakes by reason.",
+                &["reason"],
+            ),
+            config_reloads: counter_vec(
+                r,
+                "authgate_config_reloads_total",
+                "Config reloads by result.",
+                &["result"],
+            ),
+            config_last_reload,
+            registry,
+            jwks_seen: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Children for one route, resolved once per snapshot.
+    pub fn route(&self, name: &str) -> RouteMetrics {
+        RouteMetrics {
+            name: name.to_owned(),
+            codes: COMMON_CODES
+                .iter()
+                .map(|code| (*code, OnceLock::new()))
+                .collect(),
+            requests: self.requests.clone(),
+            duration: self.request_duration.with_label_values(&[name]),
+            allow_public: self
+                .auth_decisions
+                .with_label_values(&[name, "allow", "public"]),
+            allow_token: self
+                .auth_decisions
+                .with_label_values(&[name, "allow", "ok"]),
+            decisions: self.auth_decisions.clone(),
+        }
+    }
+
+    pub fn upstream(&self, name: &str) -> UpstreamMetrics {
+        UpstreamMetrics {
+            duration: self.upstream_duration.with_label_values(&[name]),
+        }
+    }
+
+    pub fn connections(&self, listener: &str) -> IntGauge {
+        self.connections_open.with_label_values(&[listener])
+    }
+
+    pub fn tls_handshake_failed(&self, reason: &str) {
+        self.tls_handshake_failures
+            .with_label_values(&[reason])
+            .inc();
+    }
+
+    pub fn config_loaded(&self, ok: bool) {
+        self.config_reloads
+            .with_label_values(&[if ok { "success" } else { "error" }])
+            .inc();
+        if ok {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            self.config_last_reload.set(now.as_secs() as i64);
+        }
+    }
+
+    /// The text exposition, after copying in the key stores' figures.
+    pub fn render(&self, snapshot: &Snapshot) -> String {
+        self.sync_jwks(snapshot);
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    fn sync_jwks(&self, snapshot: &Snapshot) {
+        let mut seen = self
+            .jwks_seen
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let now = SystemTime::now();
+        for issuer in &snapshot.issuers {
+            let name = issuer.name.as_str();
+            let stats = issuer.store.stats();
+            let store = Arc::as_ptr(&issuer.store) as usize;
+            let last = seen.entry(name.to_owned()).or_default();
+            if last.store != store {
+                // A reload gave this issuer a new store whose counters start at zero.
+                *last = JwksSeen {
+                    store,
+                    ..JwksSeen::default()
+                };
+            }
+            let add = |counter: IntCounter, now: u64, before: u64| {
+                counter.inc_by(now.saturating_sub(before));
+            };
+            add(
+                self.jwks_refresh.with_label_values(&[name, "success"]),
+                stats.refresh_success,
+                last.success,
+            );
+            add(
+                self.jwks_refresh.with_label_values(&[name, "error"]),
+                stats.refresh_error,
+                last.error,
+            );
+            add(
+                self.jwks_unknown_kid.with_label_values(&[name]),
+                stats.unknown_kid_refreshes,
+                last.unknown_kid,
+            );
+            *last = JwksSeen {
+                store,
+                success: stats.refresh_success.max(last.success),
+                error: stats.refresh_error.max(last.error),
+                unknown_kid: stats.unknown_kid_refreshes.max(last.unknown_kid),
+            };
+            self.jwks_keys
+                .with_label_values(&[name])
+                .set(stats.keys as i64);
+            self.jwks_stale
+                .with_label_values(&[name])
+                .set(i64::from(stats.stale));
+            let age = stats
+                .last_success
+                .and_then(|at| now.duration_since(at).ok())
+                .map_or(f64::NAN, |age| age.as_secs_f64());
+            self.jwks_age.with_label_values(&[name]).set(age);
+        }
+    }
+}
+
+/// Per-route metric children.
+#[derive(Clone)]
+pub struct RouteMetrics {
+    name: String,
+    /// Children for the usual status codes, created on first use (no zero series), then
+    /// found without hashing labels.
+    codes: Arc<[(u16, OnceLock<IntCounter>)]>,
+    requests: IntCounterVec,
+    duration: Histogram,
+    allow_public: IntCounter,
+    allow_token: IntCounter,
+    decisions: IntCounterVec,
+}
+
+impl RouteMetrics {
+    pub fn request(&self, status: u16, seconds: f64) {
+        match self.codes.iter().find(|(code, _)| *code == status) {
+            Some((_, counter)) => counter
+                .get_or_init(|| {
+                    self.requests
+                        .with_label_values(&[&self.name, code_str(status)])
+                })
+                .inc(),
+            None => self
+                .requests
+                .with_label_values(&[&self.name, code_str(status)])
+                .inc(),
+        }
+        self.duration.observe(seconds);
+    }
+
+    pub fn allowed(&self, public: bool) {
+        if public {
+            self.allow_public.inc()
+        } else {
+            self.allow_token.inc()
+        }
+    }
+
+    /// `reason` is an error code or a token failure kind (closed sets).
+    pub fn denied(&self, reason: &str) {
+        self.decisions
+            .with_label_values(&[&self.name, "deny", reason])
+            .inc();
+    }
+}
+
+#[derive(Clone)]
+pub struct UpstreamMetrics {
+    pub duration: Histogram,
+}
+
+/// Status codes as label text without allocating: one table of their texts, built once.
+fn code_str(code: u16) -> &'static str {
+    static TABLE: OnceLock<Vec<String>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| (0..1000).map(|c| c.to_string()).collect());
+    table.get(usize::from(code)).map_or("other", String::as_str)
+}

@@ -1,0 +1,527 @@
+//! THE request pipeline (SPEC §3): [`decide`] runs the checks in the SPEC's order, [`handle`]
+//! turns the decision into a forwarded request or a denial, and records metrics and the access
+//! log. Nothing else in the crate decides who gets in.
+//!
+//! ```text
+//!  request ─► canonical path ─► route ─► client addr ─► allowlists ─► client cert ─► token
+//!                                                                                     │
+//!             response ◄── upstream ◄── identity headers ◄──────────────── scopes ◄───┘
+//! ```
+
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::request::Parts;
+use http::{Method, Request, Response};
+use hyper::upgrade::OnUpgrade;
+
+use crate::access_log::{self, AccessRecord};
+use crate::auth::bearer::{self, BearerError};
+use crate::auth::cache::{TokenCache, Verified};
+use crate::auth::jwt::{self, TokenError, Unverified};
+use crate::auth::scopes;
+use crate::deny::{Deny, InvalidRequest};
+use crate::network::client_addr;
+use crate::proxy::{self, headers, Body};
+use crate::routing::{canonicalize, Lookup};
+use crate::snapshot::names::X_REQUEST_ID;
+use crate::snapshot::{Route, Shared, Snapshot};
+
+/// A verified client certificate of the connection.
+#[derive(Debug, Clone)]
+pub struct ClientCert {
+    pub sha256: [u8; 32],
+    /// Lowercase hex of the SHA-256 of the DER.
+    pub sha256_hex: HeaderValue,
+    /// RFC 4514 subject, most specific first.
+    pub subject: HeaderValue,
+}
+
+/// Facts about the client connection, captured once at accept time.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: bool,
+    pub client_cert: Option<Arc<ClientCert>>,
+}
+
+/// Receives each step's outcome; `explain` prints them, the server ignores them.
+pub trait Trace {
+    /// `detail` is only called when the trace keeps it.
+    fn step(&mut self, step: &'static str, ok: bool, detail: impl FnOnce() -> String);
+}
+
+/// The server's trace: records nothing, costs nothing.
+pub struct NoTrace;
+
+impl Trace for NoTrace {
+    #[inline]
+    fn step(&mut self, _: &'static str, _: bool, _: impl FnOnce() -> String) {}
+}
+
+/// An allowed request.
+#[derive(Debug)]
+pub struct Allowed<'r> {
+    pub route: usize,
+    pub path: Cow<'r, str>,
+    pub client: Option<IpAddr>,
+    /// `None` on public routes.
+    pub verified: Option<Arc<Verified>>,
+}
+
+/// A denied request, with the route when one was chosen (for metrics).
+#[derive(Debug)]
+pub struct Denied<'r> {
+    pub deny: Deny,
+    pub route: Option<usize>,
+    pub path: Option<Cow<'r, str>>,
+    pub client: Option<IpAddr>,
+}
+
+/// Decides one request per SPEC §3; the first failing step answers.
+pub async fn decide<'r>(
+    snapshot: &Snapshot,
+    parts: &'r Parts,
+    conn: &ConnInfo,
+    trace: &mut impl Trace,
+) -> Result<Allowed<'r>, Denied<'r>> {
+    let deny = |deny: Deny| Denied {
+        deny,
+        route: None,
+        path: None,
+        client: None,
+    };
+
+    // 1. Canonical path: routing and forwarding both use it, so the upstream receives exactly
+    //    the path that was authorized.
+    if parts.method == Method::CONNECT || parts.uri.path() == "*" {
+        trace.step("target", false, || {
+            "authority-form and asterisk-form are refused".into()
+        });
+        return Err(deny(Deny::InvalidRequest(InvalidRequest::Target)));
+    }
+    let path = match canonicalize(parts.uri.path()) {
+        Ok(path) => path,
+        Err(error) => {
+            trace.step("canonical path", false, || error.description().into());
+            return Err(deny(Deny::InvalidRequest(InvalidRequest::Path(error))));
+        }
+    };
+    trace.step("canonical path", true, || path.to_string());
+
+    // 2. Route: host tier, longest whole-segment prefix, then method.
+    let host = request_host(parts);
+    let route_index = match snapshot.table.lookup(host, &path, &parts.method) {
+        Lookup::Matched(index) => index,
+        Lookup::NoRoute => {
+            trace.step("route", false, || "no route matches".into());
+            return Err(Denied {
+                deny: Deny::NoRoute,
+                route: None,
+                path: Some(path),
+                client: None,
+            });
+        }
+        Lookup::MethodNotAllowed(allow) => {
+            trace.step("route", false, || {
+                format!("method not allowed (Allow: {allow:?})")
+            });
+            let deny = Deny::MethodNotAllowed(allow.clone());
+            return Err(Denied {
+                deny,
+                route: None,
+                path: Some(path),
+                client: None,
+            });
+        }
+    };
+    let route = &snapshot.routes[route_index];
+    trace.step("route", true, || route.name.clone());
+    let denied = |deny: Deny, path: Cow<'r, str>, client: Option<IpAddr>| Denied {
+        deny,
+        route: Some(route_index),
+        path: Some(path),
+        client,
+    };
+
+    // 3. Client address: the peer, or X-Forwarded-For when the peer is a trusted proxy.
+    let client = client_addr(conn.peer.ip(), &parts.headers, &snapshot.trusted_proxies);
+    trace.step("client address", client.is_some(), || match client {
+        Some(addr) => addr.to_string(),
+        None => "unknown (malformed X-Forwarded-For)".into(),
+    });
+
+    // 4. Allowlists, gateway-wide then the route's, before any token work: a refused address
+    //    must not be able to make the gateway verify signatures.
+    for (name, list) in [
+        ("gateway allowlist", &snapshot.allow),
+        ("route allowlist", &route.allow),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        let allowed = client.is_some_and(|addr| list.contains(addr));
+        trace.step(name, allowed, || {
+            if allowed { "allowed" } else { "refused" }.into()
+        });
+        if !allowed {
+            return Err(denied(Deny::IpNotAllowed, path, client));
+        }
+    }
+
+    // 5. Client certificate: the route may demand a verified one.
+    if route.client_cert_required {
+        let present = conn.client_cert.is_some();
+        trace.step("client certificate", present, || {
+            if present {
+                "verified certificate present"
+            } else {
+                "none"
+            }
+            .into()
+        });
+        if !present {
+            return Err(denied(Deny::ClientCertificateRequired, path, client));
+        }
+    }
+
+    // 6. Token, skipped on public routes.
+    if route.public {
+        trace.step("token", true, || "public route: no token needed".into());
+        return Ok(Allowed {
+            route: route_index,
+            path,
+            client,
+            verified: None,
+        });
+    }
+    let verified = match authenticate(snapshot, route, parts, conn, trace).await {
+        Ok(verified) => verified,
+        Err(deny) => return Err(denied(deny, path, client)),
+    };
+
+    // 7. Scopes: every `scopes` entry, and one of `any_scopes` when given.
+    let granted = &verified.principal.scopes;
+    if !scopes::satisfied(granted, &route.scopes, &route.any_scopes) {
+        trace.step("scopes", false, || {
+            format!("granted: {}", granted.join(" "))
+        });
+        let deny = Deny::InsufficientScope(route.scope_challenge.clone());
+        return Err(denied(deny, path, client));
+    }
+    trace.step("scopes", true, || format!("granted: {}", granted.join(" ")));
+    Ok(Allowed {
+        route: route_index,
+        path,
+        client,
+        verified: Some(verified),
+    })
+}
+
+/// The authority of an absolute-form target (or HTTP/2 `:authority`) wins over Host.
+fn request_host(parts: &Parts) -> Option<&str> {
+    match parts.uri.authority() {
+        Some(authority) => Some(authority.as_str()),
+        None => parts.headers.get(HOST).and_then(|host| host.to_str().ok()),
+    }
+}
+
+fn now_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Step 6: bearer token, cache, then verification under the route's issuers.
+async fn authenticate(
+    snapshot: &Snapshot,
+    route: &Route,
+    parts: &Parts,
+    conn: &ConnInfo,
+    trace: &mut impl Trace,
+) -> Result<Arc<Verified>, Deny> {
+    let token = match bearer::extract(&parts.headers) {
+        Ok(token) => token,
+        Err(BearerError::Missing) => {
+            trace.step("token", false, || "no bearer token".into());
+            return Err(Deny::MissingToken);
+        }
+        Err(BearerError::Malformed) => {
+            trace.step("token", false, || "malformed Authorization header".into());
+            return Err(Deny::InvalidRequest(InvalidRequest::Authorization));
+        }
+    };
+    let now = now_seconds();
+    let cert = conn.client_cert.as_ref().map(|cert| &cert.sha256);
+    let key = TokenCache::key(token);
+
+    // A cached verification counts only for an issuer entry this route allows, under the same
+    // rules (fingerprint), and a certificate-bound token only on a connection with that
+    // certificate. Scopes are checked by the caller on every request.
+    if let Some(hit) = snapshot.token_cache.get(&key, now) {
+        let allowed_here = route
+            .issuers
+            .iter()
+            .any(|&index| snapshot.issuers[index].fingerprint == hit.issuer_fingerprint);
+        let binding_holds = hit
+            .principal
+            .bound_cert_sha256
+            .is_none_or(|bound| Some(&bound) == cert);
+        if allowed_here && binding_holds {
+            snapshot.metrics.token_cache_hits.inc();
+            trace.step("token", true, || "valid (cached verification)".into());
+            return Ok(hit);
+        }
+    }
+    snapshot.metrics.token_cache_misses.inc();
+
+    let unverified = Unverified::decode(token).map_err(|error| {
+        trace.step("token", false, || error.description().into());
+        Deny::InvalidToken(error)
+    })?;
+    let iss = unverified.issuer();
+    // Collected (not a lazy iterator) so no closure is held across the refresh await below.
+    let candidates: Vec<&crate::snapshot::Issuer> = route
+        .issuers
+        .iter()
+        .map(|&index| &snapshot.issuers[index])
+        .filter(|issuer| Some(issuer.policy.issuer.as_str()) == iss)
+        .collect();
+    if candidates.is_empty() {
+        trace.step("token", false, || {
+            "the token's issuer is not allowed on this route".into()
+        });
+        return Err(Deny::InvalidToken(TokenError::UnknownIssuer));
+    }
+
+    // Several issuer entries may share one `iss` (one per audience or tenant): the first entry
+    // under which the token verifies wins; otherwise the first failure is reported.
+    let mut first_error = None;
+    let mut without_keys = Vec::new();
+    for issuer in candidates {
+        let Some(keys) = issuer.store.keys() else {
+            without_keys.push(issuer.name.as_str());
+            continue;
+        };
+        let mut result = jwt::verify(&unverified, &issuer.policy, &keys, now, cert);
+        if result.as_ref().err() == Some(&TokenError::UnknownKey) {
+            // An unknown kid may be a key the provider just rotated in: one coalesced refresh.
+            if let Some(fresh) = issuer.store.refresh_for_unknown_kid().await {
+                result = jwt::verify(&unverified, &issuer.policy, &fresh, now, cert);
+            }
+        }
+        match result {
+            Ok(principal) => {
+                trace.step("token", true, || {
+                    format!("valid for issuer entry {}", issuer.name)
+                });
+                let verified = Verified {
+                    issuer_fingerprint: issuer.fingerprint,
+                    principal,
+                };
+                return Ok(snapshot.token_cache.insert(key, verified));
+            }
+            Err(error) => {
+                trace.step("token", false, || {
+                    format!("issuer entry {}: {}", issuer.name, error.description())
+                });
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    match first_error {
+        Some(error) => Err(Deny::InvalidToken(error)),
+        // Every candidate lacks keys: the gateway cannot judge, so it must not say 401.
+        None => {
+            trace.step("keys", false, || {
+                format!("no usable key set for {}", without_keys.join(", "))
+            });
+            Err(Deny::Unavailable)
+        }
+    }
+}
+
+/// A process-unique request id: a random prefix per process and a counter.
+fn new_request_id() -> HeaderValue {
+    static PREFIX: OnceLock<u32> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(rand::random::<u32>);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let text = format!("{prefix:08x}{n:016x}");
+    // Hex digits are always a valid header value.
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+fn request_has_body(parts: &Parts) -> bool {
+    parts.headers.contains_key(TRANSFER_ENCODING)
+        || parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes() != b"0")
+}
+
+/// Handles one request on `conn`: decide, then forward or deny; metrics and the access log
+/// are recorded here and nowhere else.
+pub async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Body>) -> Response<Body> {
+    let snapshot = shared.load_full();
+    let started = std::time::Instant::now();
+    let deadline = proxy::deadline_after(snapshot.server.request_timeout);
+    let (mut parts, body) = request.into_parts();
+    let request_id = match parts.headers.get(X_REQUEST_ID) {
+        Some(id) if headers::acceptable_request_id(id) => id.clone(),
+        _ => new_request_id(),
+    };
+
+    let decision = decide(&snapshot, &parts, conn, &mut NoTrace).await;
+    let mut record = AccessRecord::new(&parts, conn, &request_id);
+    let (mut response, route) = match decision {
+        Ok(allowed) => {
+            let route = &snapshot.routes[allowed.route];
+            route.metrics.allowed(route.public);
+            record.allowed(&allowed, route, &snapshot);
+            // End the borrow of `parts` so forwarding can take its headers.
+            let Allowed {
+                route: index,
+                path,
+                verified,
+                ..
+            } = allowed;
+            let path = path.into_owned();
+            let outbound = Outbound {
+                route,
+                path: &path,
+                verified: verified.as_deref(),
+                request_id: &request_id,
+            };
+            let response =
+                match forward(&snapshot, conn, &mut parts, body, &outbound, deadline).await {
+                    Ok(response) => response,
+                    Err(deny) => {
+                        record.failed(&deny);
+                        deny_response(deny, false)
+                    }
+                };
+            (response, Some(index))
+        }
+        Err(denied) => {
+            let route = denied.route.map(|index| &snapshot.routes[index]);
+            if let Some(route) = route {
+                route.metrics.denied(denied.deny.reason());
+            }
+            record.denied(&denied, route);
+            // Unread body bytes must never be parsed as the next request: close the connection
+            // after a denial when the client sent a body.
+            (
+                deny_response(denied.deny, request_has_body(&parts)),
+                denied.route,
+            )
+        }
+    };
+    headers::set_request_id(response.headers_mut(), &request_id);
+
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    match route {
+        Some(index) => snapshot.routes[index]
+            .metrics
+            .request(status, elapsed.as_secs_f64()),
+        None => snapshot.unrouted.request(status, elapsed.as_secs_f64()),
+    }
+    record.finish(status, elapsed, &response);
+    access_log::emit(&record);
+    response
+}
+
+fn deny_response(deny: Deny, close: bool) -> Response<Body> {
+    let mut response = deny.into_response().map(proxy::full);
+    if close {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+struct Outbound<'a> {
+    route: &'a Route,
+    path: &'a str,
+    verified: Option<&'a Verified>,
+    request_id: &'a HeaderValue,
+}
+
+/// Step 8: rewrite the headers (SPEC §4) and send upstream.
+async fn forward(
+    snapshot: &Snapshot,
+    conn: &ConnInfo,
+    parts: &mut Parts,
+    body: Body,
+    outbound: &Outbound<'_>,
+    deadline: tokio::time::Instant,
+) -> Result<Response<Body>, Deny> {
+    let route = outbound.route;
+    if let Some(limit) = route.max_body_bytes {
+        let declared = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|length| length.to_str().ok())
+            .and_then(|length| length.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > limit) {
+            return Err(Deny::PayloadTooLarge);
+        }
+    }
+    let upstream = &snapshot.upstreams[route.upstream];
+    let websocket = headers::is_websocket_upgrade(&parts.headers);
+    let original_host = parts
+        .uri
+        .authority()
+        .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
+        .or_else(|| parts.headers.get(HOST).cloned());
+
+    let headers = &mut parts.headers;
+    // Remove first, add after: nothing the client sends can remove or spoof what we add.
+    headers::remove_hop_by_hop(headers, websocket);
+    headers::remove_identity_headers(headers, &snapshot.claim_header_names);
+    let peer = conn.peer.ip();
+    let forwarded = headers::Forwarded {
+        peer,
+        peer_trusted: snapshot.trusted_proxies.contains(peer),
+        proto: if conn.tls { "https" } else { "http" },
+        host: original_host.as_ref(),
+    };
+    headers::set_forwarded(headers, &forwarded);
+    headers.insert(X_REQUEST_ID, outbound.request_id.clone());
+    if let Some(verified) = outbound.verified {
+        for (name, value) in &verified.principal.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    if let Some(cert) = &conn.client_cert {
+        headers::set_client_cert(headers, &cert.subject, &cert.sha256_hex);
+    }
+    if upstream.preserve_host {
+        if let Some(host) = original_host {
+            headers.insert(HOST, host);
+        }
+    }
+
+    let uri = proxy::upstream_uri(upstream, outbound.path, parts.uri.query())?;
+    let mut request = Request::new(match route.max_body_bytes {
+        Some(limit) => proxy::boxed(http_body_util::Limited::new(body, limit as usize)),
+        None => body,
+    });
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = uri;
+    *request.headers_mut() = std::mem::take(&mut parts.headers);
+    // The client side of a WebSocket upgrade, spliced to the upstream's after its 101.
+    let client_upgrade = if websocket {
+        parts.extensions.remove::<OnUpgrade>()
+    } else {
+        None
+    };
+    proxy::forward(upstream, request, deadline, client_upgrade).await
+}

@@ -1,0 +1,141 @@
+//! Forwarding (SPEC §4): the authorized request goes to its upstream with the canonical path,
+//! bodies streamed both ways, WebSocket upgrades spliced after authorization.
+
+pub mod client;
+pub mod headers;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, HOST};
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use crate::deny::Deny;
+use crate::snapshot::Upstream;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body type of every request and response the gateway handles.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Wraps any body into [`Body`].
+pub fn boxed<B>(body: B) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    body.map_err(Into::into).boxed_unsync()
+}
+
+/// A body from fixed bytes.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    boxed(http_body_util::Full::new(bytes.into()))
+}
+
+/// The upstream URI: scheme and authority of the upstream, its path prefix, the canonical path
+/// and the query unchanged.
+pub fn upstream_uri(upstream: &Upstream, path: &str, query: Option<&str>) -> Result<Uri, Deny> {
+    let mut target = String::with_capacity(
+        upstream.path_prefix.len() + path.len() + query.map_or(0, str::len) + 1,
+    );
+    target.push_str(&upstream.path_prefix);
+    target.push_str(path);
+    if let Some(query) = query {
+        target.push('?');
+        target.push_str(query);
+    }
+    let path_and_query = PathAndQuery::try_from(target).map_err(|_| Deny::BadGateway)?;
+    Uri::builder()
+        .scheme(upstream.scheme.clone())
+        .authority(upstream.authority.clone())
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|_| Deny::BadGateway)
+}
+
+/// Sends `request` (headers already rewritten) and returns the upstream's response head with
+/// its body streaming. `deadline` is the server's request deadline.
+pub async fn forward(
+    upstream: &Upstream,
+    mut request: Request<Body>,
+    deadline: Instant,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Result<Response<Body>, Deny> {
+    *request.version_mut() = Version::HTTP_11;
+    if !upstream.preserve_host {
+        request.headers_mut().insert(HOST, upstream.host.clone());
+    }
+    let websocket = client_upgrade.is_some();
+
+    let limit = Instant::now() + upstream.timeout;
+    let started = std::time::Instant::now();
+    let sent =
+        tokio::time::timeout_at(limit.min(deadline), upstream.client.client.request(request)).await;
+    upstream
+        .metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+    let mut response = match sent {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => {
+            tracing::warn!(upstream = %upstream.name, error = %error_chain(&error), "upstream request failed");
+            return Err(Deny::BadGateway);
+        }
+        Err(_) => {
+            tracing::warn!(upstream = %upstream.name, "upstream did not answer in time");
+            return Err(Deny::GatewayTimeout);
+        }
+    };
+
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        tokio::spawn(splice(client_upgrade, upstream_upgrade));
+    }
+    headers::remove_hop_by_hop(response.headers_mut(), switching && websocket);
+    Ok(response.map(boxed::<Incoming>))
+}
+
+/// Copies bytes both ways between the two upgraded connections until either side closes.
+async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(error) => {
+            tracing::debug!(error = %error, "websocket upgrade failed");
+            return;
+        }
+    };
+    let mut client = hyper_util::rt::TokioIo::new(client);
+    let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+    if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %error, "websocket connection ended");
+    }
+}
+
+/// `a: b: c` from an error and its sources.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The Host header value for an upstream authority.
+pub fn host_value(authority: &http::uri::Authority) -> HeaderValue {
+    HeaderValue::from_str(authority.as_str())
+        .unwrap_or_else(|_| HeaderValue::from_static("localhost"))
+}
+
+/// Keeps `Duration` in this module's public vocabulary for callers computing deadlines.
+pub fn deadline_after(timeout: Duration) -> Instant {
+    Instant::now() + timeout
+}

@@ -1,0 +1,464 @@
+//! Client connections: the accept loop, per-connection facts, TLS, limits and timeouts.
+//!
+//! The accept loop only accepts: the TLS handshake runs in the connection's own task under a
+//! timeout, so a slow or hostile handshake never stalls other clients.
+
+use std::convert::Infallible;
+use std::io;
+use std::path::Path;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::ServerState;
+use crate::pipeline::{self, ClientCert, ConnInfo};
+use crate::proxy;
+use crate::snapshot::{ClientCertMode, TlsSettings};
+
+/// TLS setup errors: each names the file and the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: {problem}")]
+    Pem { path: String, problem: String },
+    #[error("invalid certificate or key")]
+    Rustls(#[source] rustls::Error),
+    #[error("invalid client CA")]
+    Verifier(#[source] rustls::server::VerifierBuilderError),
+}
+
+fn read_pem(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read_pem(path)?;
+    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut pem.as_slice()).collect();
+    let certs = certs.map_err(|e| TlsError::Pem {
+        path: path.display().to_string(),
+        problem: e.to_string(),
+    })?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem {
+            path: path.display().to_string(),
+            problem: "no certificate found".into(),
+        });
+    }
+    Ok(certs)
+}
+
+fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let pem = read_pem(path)?;
+    rustls_pemfile::private_key(&mut pem.as_slice())
+        .map_err(|e| TlsError::Pem {
+            path: path.display().to_string(),
+            problem: e.to_string(),
+        })?
+        .ok_or_else(|| TlsError::Pem {
+            path: path.display().to_string(),
+            problem: "no private key found".into(),
+        })
+}
+
+/// Builds the rustls server config of `[server.tls]`.
+pub fn server_config(tls: &TlsSettings) -> Result<rustls::ServerConfig, TlsError> {
+    let provider = proxy::client::crypto_provider();
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Rustls)?;
+    let builder = match (tls.client_cert, &tls.client_ca_file) {
+        (ClientCertMode::Off, _) | (_, None) => builder.with_no_client_auth(),
+        (mode, Some(ca_file)) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in certs(ca_file)? {
+                roots.add(cert).map_err(TlsError::Rustls)?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            // Optional: a client may present no certificate, but one that is presented must
+            // verify, or the handshake fails (SPEC §4).
+            let verifier = match mode {
+                ClientCertMode::Optional => verifier.allow_unauthenticated(),
+                ClientCertMode::Required | ClientCertMode::Off => verifier,
+            };
+            builder.with_client_cert_verifier(verifier.build().map_err(TlsError::Verifier)?)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs(&tls.cert_file)?, private_key(&tls.key_file)?)
+        .map_err(TlsError::Rustls)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The TLS side of a listener; its config is swapped on reload for new connections.
+pub struct TlsListener {
+    pub config: ArcSwap<rustls::ServerConfig>,
+    pub handshake_timeout: Duration,
+}
+
+impl TlsListener {
+    pub fn new(tls: &TlsSettings) -> Result<TlsListener, TlsError> {
+        Ok(TlsListener {
+            config: ArcSwap::from_pointee(server_config(tls)?),
+            handshake_timeout: tls.handshake_timeout,
+        })
+    }
+}
+
+/// The subject of a DER certificate as an RFC 4514 string (most specific RDN first).
+fn client_cert(der: &CertificateDer<'_>) -> Option<ClientCert> {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der.as_ref());
+    let mut sha256 = [0u8; 32];
+    sha256.copy_from_slice(digest.as_ref());
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let subject = rfc4514(cert.subject());
+    Some(ClientCert {
+        sha256,
+        sha256_hex: http::HeaderValue::from_str(&hex::encode(sha256)).ok()?,
+        subject: http::HeaderValue::from_str(&subject).ok()?,
+    })
+}
+
+/// RFC 4514: RDNs in reverse order of the encoding, `,` between them, `+` inside multi-valued
+/// RDNs, and special characters escaped.
+pub fn rfc4514(name: &x509_parser::x509::X509Name<'_>) -> String {
+    let registry = x509_parser::objects::oid_registry();
+    let mut rdns = Vec::new();
+    for rdn in name.iter_rdn() {
+        let mut parts = Vec::new();
+        for attr in rdn.iter() {
+            let oid = attr.attr_type();
+            let key = match x509_parser::objects::oid2sn(oid, registry) {
+                Ok("commonName") | Ok("CN") => "CN".to_owned(),
+                Ok(short) => short_name(short).unwrap_or(short).to_owned(),
+                Err(_) => oid.to_id_string(),
+            };
+            let value = match attr.as_str() {
+                Ok(text) => escape_rfc4514(text),
+                Err(_) => format!("#{}", hex::encode(attr.attr_value().data)),
+            };
+            parts.push(format!("{key}={value}"));
+        }
+        rdns.push(parts.join("+"));
+    }
+    rdns.reverse();
+    rdns.join(",")
+}
+
+fn short_name(long: &str) -> Option<&'static str> {
+    Some(match long {
+        "countryName" | "C" => "C",
+        "stateOrProvinceName" | "ST" => "ST",
+        "localityName" | "L" => "L",
+        "organizationName" | "O" => "O",
+        "organizationalUnitName" | "OU" => "OU",
+        "streetAddress" => "STREET",
+        "domainComponent" | "DC" => "DC",
+        "userId" | "UID" => "UID",
+        _ => return None,
+    })
+}
+
+fn escape_rfc4514(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (index, c) in value.chars().enumerate() {
+        let special = matches!(c, '"' | '+' | ',' | ';' | '<' | '>' | '\\')
+            || (index == 0 && matches!(c, ' ' | '#'))
+            || (index == last && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        if c.is_control() {
+            out.push_str(&format!("\\{:02x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Milliseconds since the first call: a cheap shared clock for idle tracking.
+fn clock_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// Last I/O time and in-flight requests of one connection, for the idle timeout.
+#[derive(Default)]
+struct Activity {
+    last_ms: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+/// An I/O wrapper that records activity.
+struct Tracked<T> {
+    inner: T,
+    activity: Arc<Activity>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() != before {
+            self.activity.last_ms.store(clock_ms(), Ordering::Relaxed);
+        }
+        poll
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.last_ms.store(clock_ms(), Ordering::Relaxed);
+        }
+        poll
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.last_ms.store(clock_ms(), Ordering::Relaxed);
+        }
+        poll
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Resolves once the connection has been idle (no I/O, no request in flight) for `idle`.
+async fn idle_for(activity: &Activity, idle: Duration) {
+    let idle_ms = idle.as_millis() as u64;
+    loop {
+        let quiet = clock_ms().saturating_sub(activity.last_ms.load(Ordering::Relaxed));
+        if quiet >= idle_ms && activity.in_flight.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let wait = idle_ms.saturating_sub(quiet).max(10);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
+}
+
+/// Accepts connections until the server stops. Errors are logged and backed off, never fatal.
+pub async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<Arc<TlsListener>>,
+    state: Arc<ServerState>,
+) {
+    let name: &'static str = if tls.is_some() { "https" } else { "http" };
+    let open = state.metrics.connections(name);
+    let mut stop = state.stop.clone();
+    loop {
+        // At max_connections, stop accepting until a connection closes (the kernel backlog
+        // holds the rest), rather than accepting and dropping.
+        let permit = tokio::select! {
+            permit = Arc::clone(&state.connections).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            _ = stop.changed() => return,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(listener = name, error = %error, "accept failed");
+                    tokio::time::sleep(super::ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = Arc::clone(&state);
+        let tls = tls.clone();
+        let open = open.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _tracked = state.tracker.enter();
+            open.inc();
+            serve_connection(stream, peer, tls, &state).await;
+            open.dec();
+        });
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    tls: Option<Arc<TlsListener>>,
+    state: &Arc<ServerState>,
+) {
+    let local = stream.local_addr().unwrap_or(peer);
+    let activity = Arc::new(Activity {
+        last_ms: AtomicU64::new(clock_ms()),
+        in_flight: AtomicUsize::new(0),
+    });
+    let tracked = Tracked {
+        inner: stream,
+        activity: Arc::clone(&activity),
+    };
+    match tls {
+        None => {
+            let conn = ConnInfo {
+                peer,
+                local,
+                tls: false,
+                client_cert: None,
+            };
+            serve_http(TokioIo::new(tracked), conn, activity, state).await;
+        }
+        Some(tls) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.load_full());
+            let stream = match tokio::time::timeout(tls.handshake_timeout, acceptor.accept(tracked))
+                .await
+            {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    let reason = handshake_reason(&error);
+                    state.metrics.tls_handshake_failed(reason);
+                    tracing::debug!(peer = %peer, reason, error = %error, "tls handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    state.metrics.tls_handshake_failed("timeout");
+                    return;
+                }
+            };
+            let client_cert = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(client_cert)
+                .map(Arc::new);
+            let conn = ConnInfo {
+                peer,
+                local,
+                tls: true,
+                client_cert,
+            };
+            serve_http(TokioIo::new(stream), conn, activity, state).await;
+        }
+    }
+}
+
+/// A bounded reason label for a failed handshake.
+fn handshake_reason(error: &io::Error) -> &'static str {
+    let Some(inner) = error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    else {
+        return "io";
+    };
+    match inner {
+        rustls::Error::InvalidCertificate(_) => "bad_certificate",
+        rustls::Error::NoCertificatesPresented => "no_certificate",
+        rustls::Error::NoApplicationProtocol => "no_application_protocol",
+        rustls::Error::PeerIncompatible(_) => "incompatible",
+        rustls::Error::InvalidMessage(_) => "invalid_message",
+        _ => "other",
+    }
+}
+
+async fn serve_http<I>(io: I, conn: ConnInfo, activity: Arc<Activity>, state: &Arc<ServerState>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let snapshot = state.shared.load();
+    let settings = snapshot.server.clone();
+    drop(snapshot);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_buf_size(settings.max_header_bytes.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256);
+
+    let conn = Arc::new(conn);
+    let shared = Arc::clone(&state.shared);
+    let service_activity = Arc::clone(&activity);
+    let service = service_fn(move |request: Request<Incoming>| {
+        let conn = Arc::clone(&conn);
+        let shared = Arc::clone(&shared);
+        let activity = Arc::clone(&service_activity);
+        async move {
+            activity.in_flight.fetch_add(1, Ordering::Relaxed);
+            let response = pipeline::handle(&shared, &conn, request.map(proxy::boxed)).await;
+            activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+            activity.last_ms.store(clock_ms(), Ordering::Relaxed);
+            Ok::<_, Infallible>(response)
+        }
+    });
+
+    let mut connection = pin!(builder.serve_connection_with_upgrades(io, service));
+    let mut stop = state.stop.clone();
+    let idle = idle_for(&activity, settings.idle_timeout);
+    let mut idle = pin!(idle);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(error = %error, "connection ended with an error");
+            }
+            return;
+        }
+        _ = &mut idle => tracing::debug!("closing idle connection"),
+        _ = stop.changed() => {}
+    }
+    // Idle or shutting down: finish the request in flight, then close.
+    connection.as_mut().graceful_shutdown();
+    if let Err(error) = connection.await {
+        tracing::debug!(error = %error, "connection ended with an error while closing");
+    }
+}

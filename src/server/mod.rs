@@ -1,0 +1,349 @@
+//! The server: loads the config, binds the listeners, serves client connections and the admin
+//! endpoints, reloads on request and drains on shutdown.
+//!
+//! Binding is separate from loading (so `check` never binds) and from serving (so tests learn
+//! the bound addresses of port-0 listeners before traffic starts).
+
+mod admin;
+mod conn;
+mod reload;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::config::{self, CompileContext, ConfigError, Source};
+use crate::metrics::Metrics;
+use crate::snapshot::{Shared, Snapshot};
+
+/// Where the config comes from: a file (reloadable) or text (the demo, tests).
+#[derive(Debug, Clone)]
+pub enum ConfigOrigin {
+    File(PathBuf),
+    Text { name: String, text: String },
+}
+
+impl ConfigOrigin {
+    pub fn read(&self) -> Result<(config::raw::Config, Source), ConfigError> {
+        match self {
+            ConfigOrigin::File(path) => config::read(path),
+            ConfigOrigin::Text { name, text } => {
+                let source = Source {
+                    path: name.clone(),
+                    text: text.clone(),
+                };
+                config::parse(&source).map(|raw| (raw, source))
+            }
+        }
+    }
+
+    /// Reads and compiles, reusing surviving state of `previous`.
+    pub fn load(
+        &self,
+        metrics: &Arc<Metrics>,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, ConfigError> {
+        let (raw, source) = self.read()?;
+        config::compile(
+            &raw,
+            CompileContext {
+                source: &source,
+                metrics: Arc::clone(metrics),
+                previous,
+            },
+        )
+    }
+}
+
+/// Runtime failures (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr} ({listener})")]
+    Bind {
+        listener: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("tls setup failed")]
+    Tls(#[source] crate::server::conn::TlsError),
+}
+
+/// What the control channel can ask of a running gateway.
+#[derive(Debug)]
+pub enum Control {
+    Reload,
+    Shutdown,
+}
+
+/// The addresses actually bound.
+#[derive(Debug, Clone, Copy)]
+pub struct Addrs {
+    pub http: Option<SocketAddr>,
+    pub https: Option<SocketAddr>,
+    pub admin: SocketAddr,
+}
+
+/// Counts open client connections so shutdown can wait for them.
+#[derive(Default)]
+pub(crate) struct Tracker {
+    open: AtomicUsize,
+    idle: Notify,
+}
+
+impl Tracker {
+    fn enter(self: &Arc<Self>) -> TrackGuard {
+        self.open.fetch_add(1, Ordering::SeqCst);
+        TrackGuard(Arc::clone(self))
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.open.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+pub(crate) struct TrackGuard(Arc<Tracker>);
+
+impl Drop for TrackGuard {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// State every listener task shares.
+pub(crate) struct ServerState {
+    pub shared: Shared,
+    pub metrics: Arc<Metrics>,
+    pub ready: AtomicBool,
+    pub stop: watch::Receiver<bool>,
+    pub tracker: Arc<Tracker>,
+    pub connections: Arc<Semaphore>,
+}
+
+/// A gateway with its listeners bound, not yet serving.
+pub struct Bound {
+    origin: ConfigOrigin,
+    state: Arc<ServerState>,
+    stop_tx: watch::Sender<bool>,
+    http: Option<TcpListener>,
+    https: Option<(TcpListener, conn::TlsListener)>,
+    admin: TcpListener,
+    addrs: Addrs,
+}
+
+async fn bind_one(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            listener,
+            addr,
+            source,
+        })
+}
+
+/// Binds every listener of `snapshot` and starts its key stores.
+pub async fn bind(
+    origin: ConfigOrigin,
+    snapshot: Snapshot,
+    metrics: Arc<Metrics>,
+) -> Result<Bound, ServerError> {
+    let http = match snapshot.server.listen {
+        Some(addr) => Some(bind_one("http", addr).await?),
+        None => None,
+    };
+    let https = match &snapshot.tls {
+        Some(tls) => {
+            let acceptor = conn::TlsListener::new(tls).map_err(ServerError::Tls)?;
+            Some((bind_one("https", tls.listen).await?, acceptor))
+        }
+        None => None,
+    };
+    let admin = bind_one("admin", snapshot.admin_listen).await?;
+    let addrs = Addrs {
+        http: http.as_ref().and_then(|l| l.local_addr().ok()),
+        https: https.as_ref().and_then(|(l, _)| l.local_addr().ok()),
+        admin: admin.local_addr().unwrap_or(snapshot.admin_listen),
+    };
+    for issuer in &snapshot.issuers {
+        issuer.store.start();
+    }
+    let (stop_tx, stop) = watch::channel(false);
+    let connections = Arc::new(Semaphore::new(snapshot.server.max_connections));
+    let state = Arc::new(ServerState {
+        shared: Arc::new(ArcSwap::from_pointee(snapshot)),
+        metrics,
+        ready: AtomicBool::new(false),
+        stop,
+        tracker: Arc::new(Tracker::default()),
+        connections,
+    });
+    Ok(Bound {
+        origin,
+        state,
+        stop_tx,
+        http,
+        https,
+        admin,
+        addrs,
+    })
+}
+
+impl Bound {
+    pub fn addrs(&self) -> Addrs {
+        self.addrs
+    }
+
+    pub fn shared(&self) -> Shared {
+        Arc::clone(&self.state.shared)
+    }
+
+    /// Serves until `Control::Shutdown` (or the channel closes), then drains.
+    pub async fn serve(self, mut control: mpsc::Receiver<Control>) {
+        let Bound {
+            origin,
+            state,
+            stop_tx,
+            http,
+            https,
+            admin,
+            addrs,
+        } = self;
+        let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+        if let Some(listener) = http {
+            tasks.push(tokio::spawn(conn::accept_loop(
+                listener,
+                None,
+                Arc::clone(&state),
+            )));
+        }
+        if let Some((listener, tls)) = https {
+            tasks.push(tokio::spawn(conn::accept_loop(
+                listener,
+                Some(Arc::new(tls)),
+                Arc::clone(&state),
+            )));
+        }
+        tasks.push(tokio::spawn(admin::serve(admin, Arc::clone(&state))));
+        state.ready.store(true, Ordering::SeqCst);
+        tracing::info!(http = ?addrs.http, https = ?addrs.https, admin = %addrs.admin, "authgate listening");
+
+        loop {
+            match control.recv().await {
+                Some(Control::Reload) => reload::reload(&origin, &state, &addrs),
+                Some(Control::Shutdown) | None => break,
+            }
+        }
+
+        // Drain: stop accepting, let in-flight requests finish (bounded), then stop.
+        tracing::info!("shutting down: draining connections");
+        state.ready.store(false, Ordering::SeqCst);
+        let _ = stop_tx.send(true);
+        let timeout = state.shared.load().server.shutdown_timeout;
+        if tokio::time::timeout(timeout, state.tracker.wait_idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!(timeout = ?timeout, "drain timed out; closing remaining connections");
+        }
+        for task in tasks {
+            task.abort();
+        }
+    }
+}
+
+/// A gateway serving in the background: what tests and the demo hold.
+pub struct Handle {
+    pub addrs: Addrs,
+    pub shared: Shared,
+    control: mpsc::Sender<Control>,
+    task: JoinHandle<()>,
+}
+
+impl Handle {
+    /// Loads, binds and serves in a background task.
+    pub async fn start(origin: ConfigOrigin) -> Result<Handle, StartError> {
+        let metrics = Metrics::new();
+        let snapshot = origin.load(&metrics, None)?;
+        metrics.config_loaded(true);
+        let bound = bind(origin, snapshot, metrics).await?;
+        let addrs = bound.addrs();
+        let shared = bound.shared();
+        let (control, receiver) = mpsc::channel(8);
+        let task = tokio::spawn(bound.serve(receiver));
+        Ok(Handle {
+            addrs,
+            shared,
+            control,
+            task,
+        })
+    }
+
+    pub async fn reload(&self) {
+        let _ = self.control.send(Control::Reload).await;
+    }
+
+    /// Asks for a drain and waits for it (bounded by `shutdown_timeout`).
+    pub async fn shutdown(self) {
+        let _ = self.control.send(Control::Shutdown).await;
+        let _ = self.task.await;
+    }
+
+    pub fn control(&self) -> mpsc::Sender<Control> {
+        self.control.clone()
+    }
+}
+
+/// Why [`Handle::start`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}
+
+/// How long the accept loop backs off after an accept error (e.g. out of file descriptors).
+pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Unix signals: SIGHUP reloads, SIGTERM and SIGINT drain and stop.
+pub mod signals {
+    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::sync::mpsc;
+
+    use super::Control;
+
+    /// Spawns a task that turns signals into [`Control`] messages.
+    pub fn forward(control: mpsc::Sender<Control>) -> std::io::Result<()> {
+        let mut hangup = signal(SignalKind::hangup())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        tokio::spawn(async move {
+            loop {
+                let message = tokio::select! {
+                    _ = hangup.recv() => Control::Reload,
+                    _ = terminate.recv() => Control::Shutdown,
+                    _ = interrupt.recv() => Control::Shutdown,
+                };
+                if control.send(message).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(())
+    }
+}

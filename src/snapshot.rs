@@ -1,0 +1,140 @@
+//! The compiled, immutable config that request handling reads without locks.
+//!
+//! A [`Shared`] holds the current `Arc<Snapshot>`; each request loads it once and finishes on
+//! that version even if a reload swaps in another meanwhile.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::uri::{Authority, Scheme};
+use http::HeaderValue;
+
+use crate::auth::cache::TokenCache;
+use crate::auth::jwks::{KeyStore, RefreshPolicy};
+use crate::auth::jwt::TokenPolicy;
+use crate::metrics::{Metrics, RouteMetrics, UpstreamMetrics};
+use crate::network::CidrSet;
+use crate::proxy::client::UpstreamClient;
+use crate::routing::RouteTable;
+
+/// The current snapshot, swapped atomically on reload.
+pub type Shared = Arc<ArcSwap<Snapshot>>;
+
+/// Everything a request needs, compiled from one config file.
+pub struct Snapshot {
+    pub server: ServerSettings,
+    pub admin_listen: SocketAddr,
+    pub tls: Option<TlsSettings>,
+    pub trusted_proxies: CidrSet,
+    /// Gateway-wide allowlist; empty = every address.
+    pub allow: CidrSet,
+    pub issuers: Vec<Issuer>,
+    pub upstreams: Vec<Upstream>,
+    pub routes: Vec<Route>,
+    pub table: RouteTable,
+    /// Normalized (lowercase, `_` as `-`) configured claim header names, stripped from clients.
+    pub claim_header_names: Vec<String>,
+    pub token_cache: Arc<TokenCache>,
+    /// (entries, ttl) the token cache was built with; a reload with other settings replaces it.
+    pub token_cache_settings: (u64, Duration),
+    pub metrics: Arc<Metrics>,
+    /// Metrics for requests that match no route (label `none`).
+    pub unrouted: RouteMetrics,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: Option<SocketAddr>,
+    pub header_read_timeout: Duration,
+    pub request_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+    pub shutdown_timeout: Duration,
+}
+
+/// `[server.tls]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub listen: SocketAddr,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub client_ca_file: Option<PathBuf>,
+    pub client_cert: ClientCertMode,
+    pub handshake_timeout: Duration,
+}
+
+/// Whether the TLS listener asks for client certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCertMode {
+    Off,
+    Optional,
+    Required,
+}
+
+/// One `[[issuers]]` entry.
+pub struct Issuer {
+    pub name: String,
+    pub policy: TokenPolicy,
+    /// Shared with every entry of the same key source; survives reloads.
+    pub store: Arc<KeyStore>,
+    pub refresh: RefreshPolicy,
+    /// Identifies this entry's rules and key store, so cached verifications made under other
+    /// rules (an older config) are never reused.
+    pub fingerprint: u64,
+}
+
+/// One `[[upstreams]]` entry.
+pub struct Upstream {
+    pub name: String,
+    pub scheme: Scheme,
+    pub authority: Authority,
+    /// Path of the upstream URL without trailing slash ("" for none).
+    pub path_prefix: String,
+    /// Host header value when `preserve_host` is false.
+    pub host: HeaderValue,
+    pub preserve_host: bool,
+    pub timeout: Duration,
+    pub client: Arc<UpstreamClient>,
+    pub metrics: UpstreamMetrics,
+}
+
+/// One `[[routes]]` entry.
+pub struct Route {
+    pub name: String,
+    /// Index into `Snapshot::upstreams`.
+    pub upstream: usize,
+    pub public: bool,
+    /// Indexes into `Snapshot::issuers`, in config order.
+    pub issuers: Vec<usize>,
+    pub scopes: Vec<String>,
+    pub any_scopes: Vec<String>,
+    /// The `scope` attribute of the 403 challenge: scopes, then any_scopes.
+    pub scope_challenge: HeaderValue,
+    /// Route allowlist; empty = every address.
+    pub allow: CidrSet,
+    pub client_cert_required: bool,
+    pub max_body_bytes: Option<u64>,
+    pub metrics: RouteMetrics,
+}
+
+impl Snapshot {
+    pub fn issuer_named(&self, name: &str) -> Option<&Issuer> {
+        self.issuers.iter().find(|issuer| issuer.name == name)
+    }
+}
+
+/// Header names the gateway uses.
+pub mod names {
+    use http::HeaderName;
+
+    pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    pub const X_CLIENT_CERT_SUBJECT: HeaderName = HeaderName::from_static("x-client-cert-subject");
+    pub const X_CLIENT_CERT_SHA256: HeaderName = HeaderName::from_static("x-client-cert-sha256");
+}
