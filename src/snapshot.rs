@@ -18,7 +18,7 @@ use crate::auth::jwt::TokenPolicy;
 use crate::metrics::{Metrics, RouteMetrics, UpstreamMetrics};
 use crate::network::CidrSet;
 use crate::proxy::client::UpstreamClient;
-use crate::routing::RouteTable;
+use crate::routing::{RouteSpec, RouteTable};
 
 /// The current snapshot, swapped atomically on reload.
 pub type Shared = Arc<ArcSwap<Snapshot>>;
@@ -105,6 +105,8 @@ pub struct Upstream {
 /// One `[[routes]]` entry.
 pub struct Route {
     pub name: String,
+    /// Host, prefix and methods as the route table got them (for `explain`).
+    pub spec: RouteSpec,
     /// Index into `Snapshot::upstreams`.
     pub upstream: usize,
     pub public: bool,

@@ -4,7 +4,7 @@
 //! unchanged.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
@@ -844,8 +844,14 @@ fn compile_route(
                 "scopes must be visible ASCII without quotes or backslashes",
             )
         })?;
+    let spec = RouteSpec {
+        host,
+        path_prefix,
+        methods,
+    };
     let route = Route {
         name: name.to_owned(),
+        spec: spec.clone(),
         upstream,
         public: raw.public,
         issuers: route_issuers,
@@ -857,16 +863,5 @@ fn compile_route(
         max_body_bytes: raw.max_body_bytes.as_ref().map(|v| *v.get_ref()),
         metrics: metrics.route(name),
     };
-    Ok((
-        RouteSpec {
-            host,
-            path_prefix,
-            methods,
-        },
-        route,
-    ))
+    Ok((spec, route))
 }
-
-/// Keeps HashMap in scope for future index maps without a warning.
-#[allow(dead_code)]
-type NameIndex = HashMap<String, usize>;
