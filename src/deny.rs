@@ -47,6 +47,8 @@ pub enum InvalidRequest {
     Target,
     /// Several Authorization headers, `Bearer` without a token, or more than one word.
     Authorization,
+    /// Conflicting message framing (Transfer-Encoding with Content-Length).
+    Framing,
 }
 
 /// Seconds a client should wait after a 503 before retrying.
@@ -100,6 +102,9 @@ impl Deny {
         match self {
             Deny::InvalidRequest(InvalidRequest::Path(error)) => error.description(),
             Deny::InvalidRequest(InvalidRequest::Target) => "unsupported request target form",
+            Deny::InvalidRequest(InvalidRequest::Framing) => {
+                "conflicting Transfer-Encoding and Content-Length"
+            }
             Deny::InvalidRequest(InvalidRequest::Authorization) => {
                 "the Authorization header must be exactly one \"Bearer <token>\""
             }

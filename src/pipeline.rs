@@ -27,7 +27,7 @@ use crate::auth::scopes;
 use crate::deny::{Deny, InvalidRequest};
 use crate::network::client_addr;
 use crate::proxy::{self, headers, Body};
-use crate::routing::{canonicalize, Lookup};
+use crate::routing::{canonicalize, Lookup, PathError};
 use crate::snapshot::names::X_REQUEST_ID;
 use crate::snapshot::{Route, Shared, Snapshot};
 
@@ -49,6 +49,10 @@ pub struct ConnInfo {
     pub tls: bool,
     pub client_cert: Option<Arc<ClientCert>>,
 }
+
+/// Request extension: the raw request target held a `#` that the HTTP parser cut off.
+#[derive(Debug, Clone, Copy)]
+pub struct RawFragment;
 
 /// Receives each step's outcome; `explain` prints them, the server ignores them.
 pub trait Trace {
@@ -104,6 +108,22 @@ pub async fn decide<'r>(
             "authority-form and asterisk-form are refused".into()
         });
         return Err(deny(Deny::InvalidRequest(InvalidRequest::Target)));
+    }
+    // Conflicting framing (RFC 9112 6.3): a request with both Transfer-Encoding and
+    // Content-Length is a smuggling attempt or a broken client; it is never forwarded.
+    if parts.headers.contains_key(TRANSFER_ENCODING) && parts.headers.contains_key(CONTENT_LENGTH) {
+        trace.step("framing", false, || {
+            "both Transfer-Encoding and Content-Length".into()
+        });
+        return Err(deny(Deny::InvalidRequest(InvalidRequest::Framing)));
+    }
+    if parts.extensions.get::<RawFragment>().is_some() {
+        trace.step("canonical path", false, || {
+            PathError::Fragment.description().into()
+        });
+        return Err(deny(Deny::InvalidRequest(InvalidRequest::Path(
+            PathError::Fragment,
+        ))));
     }
     let path = match canonicalize(parts.uri.path()) {
         Ok(path) => path,

@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::io;
 use std::path::Path;
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -210,6 +210,91 @@ fn clock_ms() -> u64 {
 struct Activity {
     last_ms: AtomicU64,
     in_flight: AtomicUsize,
+    /// The first request line held a raw `#` (see [`FirstLine`]).
+    first_line_fragment: AtomicBool,
+    requests: AtomicU64,
+}
+
+/// Longest first line inspected for a raw `#`.
+const FIRST_LINE_LIMIT: usize = 16 * 1024;
+
+/// Watches the first request line of an HTTP/1 connection for a raw `#`.
+///
+/// The HTTP parser silently cuts a request target at `#` (a fragment), so the gateway would
+/// never see it; SPEC §3 step 1 wants such a request refused with 400. Request boundaries of
+/// later requests are only known to the parser, so this covers the first request of each
+/// connection (what curl and most clients send); on later requests the target is still cut
+/// at `#` before routing, so what is authorized is what is forwarded.
+struct FirstLine<T> {
+    inner: T,
+    activity: Arc<Activity>,
+    seen: usize,
+    done: bool,
+}
+
+impl<T> FirstLine<T> {
+    fn new(inner: T, activity: &Arc<Activity>) -> FirstLine<T> {
+        FirstLine {
+            inner,
+            activity: Arc::clone(activity),
+            seen: 0,
+            done: false,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for FirstLine<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if !self.done {
+            let new = &buf.filled()[before..];
+            let line_end = new.iter().position(|&b| b == b'\n');
+            let line = &new[..line_end.unwrap_or(new.len())];
+            if line.contains(&b'#') {
+                self.activity
+                    .first_line_fragment
+                    .store(true, Ordering::Relaxed);
+            }
+            self.seen += new.len();
+            self.done = line_end.is_some() || self.seen > FIRST_LINE_LIMIT;
+        }
+        poll
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for FirstLine<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 /// An I/O wrapper that records activity.
@@ -337,7 +422,7 @@ async fn serve_connection(
     let local = stream.local_addr().unwrap_or(peer);
     let activity = Arc::new(Activity {
         last_ms: AtomicU64::new(clock_ms()),
-        in_flight: AtomicUsize::new(0),
+        ..Activity::default()
     });
     let tracked = Tracked {
         inner: stream,
@@ -351,7 +436,13 @@ async fn serve_connection(
                 tls: false,
                 client_cert: None,
             };
-            serve_http(TokioIo::new(tracked), conn, activity, state).await;
+            serve_http(
+                TokioIo::new(FirstLine::new(tracked, &activity)),
+                conn,
+                activity,
+                state,
+            )
+            .await;
         }
         Some(tls) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.load_full());
@@ -383,7 +474,13 @@ async fn serve_connection(
                 tls: true,
                 client_cert,
             };
-            serve_http(TokioIo::new(stream), conn, activity, state).await;
+            serve_http(
+                TokioIo::new(FirstLine::new(stream, &activity)),
+                conn,
+                activity,
+                state,
+            )
+            .await;
         }
     }
 }
@@ -434,6 +531,11 @@ where
         let shared = Arc::clone(&shared);
         let activity = Arc::clone(&service_activity);
         async move {
+            let mut request = request;
+            let first = activity.requests.fetch_add(1, Ordering::Relaxed) == 0;
+            if first && activity.first_line_fragment.load(Ordering::Relaxed) {
+                request.extensions_mut().insert(pipeline::RawFragment);
+            }
             activity.in_flight.fetch_add(1, Ordering::Relaxed);
             let response = pipeline::handle(&shared, &conn, request.map(proxy::boxed)).await;
             activity.in_flight.fetch_sub(1, Ordering::Relaxed);
