@@ -133,6 +133,8 @@ pub(crate) struct ServerState {
     pub stop: watch::Receiver<bool>,
     pub tracker: Arc<Tracker>,
     pub connections: Arc<Semaphore>,
+    /// The TLS listener's swappable config (certificate reload).
+    pub tls: Option<Arc<conn::TlsListener>>,
 }
 
 /// A gateway with its listeners bound, not yet serving.
@@ -141,7 +143,7 @@ pub struct Bound {
     state: Arc<ServerState>,
     stop_tx: watch::Sender<bool>,
     http: Option<TcpListener>,
-    https: Option<(TcpListener, conn::TlsListener)>,
+    https: Option<(TcpListener, Arc<conn::TlsListener>)>,
     admin: TcpListener,
     addrs: Addrs,
 }
@@ -169,7 +171,7 @@ pub async fn bind(
     let https = match &snapshot.tls {
         Some(tls) => {
             let acceptor = conn::TlsListener::new(tls).map_err(ServerError::Tls)?;
-            Some((bind_one("https", tls.listen).await?, acceptor))
+            Some((bind_one("https", tls.listen).await?, Arc::new(acceptor)))
         }
         None => None,
     };
@@ -191,6 +193,7 @@ pub async fn bind(
         stop,
         tracker: Arc::new(Tracker::default()),
         connections,
+        tls: https.as_ref().map(|(_, tls)| Arc::clone(tls)),
     });
     Ok(Bound {
         origin,
@@ -234,7 +237,7 @@ impl Bound {
         if let Some((listener, tls)) = https {
             tasks.push(tokio::spawn(conn::accept_loop(
                 listener,
-                Some(Arc::new(tls)),
+                Some(tls),
                 Arc::clone(&state),
             )));
         }

@@ -16,6 +16,22 @@ pub fn reload(origin: &ConfigOrigin, state: &Arc<ServerState>, bound: &Addrs) {
             return;
         }
     };
+    // New certificate, key and client CA apply to new connections; a broken file refuses the
+    // whole reload, so the old material (and config) keeps serving.
+    let tls_config = match (&state.tls, &snapshot.tls) {
+        (Some(_), Some(settings)) => match super::conn::server_config(settings) {
+            Ok(config) => Some(config),
+            Err(error) => {
+                state.metrics.config_loaded(false);
+                tracing::error!(
+                    error = %crate::proxy::error_chain(&error),
+                    "config reload refused: tls material; the previous config stays in use"
+                );
+                return;
+            }
+        },
+        _ => None,
+    };
     // Listeners are never rebound on reload: address changes need a restart.
     if snapshot.server.listen != previous.server.listen
         || snapshot.admin_listen != previous.admin_listen
@@ -30,6 +46,9 @@ pub fn reload(origin: &ConfigOrigin, state: &Arc<ServerState>, bound: &Addrs) {
     }
     for issuer in &snapshot.issuers {
         issuer.store.start();
+    }
+    if let (Some(listener), Some(config)) = (&state.tls, tls_config) {
+        listener.config.store(Arc::new(config));
     }
     state.shared.store(Arc::new(snapshot));
     state.metrics.config_loaded(true);
