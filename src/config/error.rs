@@ -11,10 +11,11 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}{}: {message}", line_suffix(*line))]
+    #[error("{path}{}: {}{message}", line_suffix(*line), key_prefix(key.as_deref()))]
     Syntax {
         path: String,
         line: Option<usize>,
+        key: Option<String>,
         message: String,
     },
     #[error("{path}{}: {key}: {message}", line_suffix(*line))]
@@ -31,4 +32,8 @@ fn line_suffix(line: Option<usize>) -> String {
         Some(line) => format!(":{line}"),
         None => String::new(),
     }
+}
+
+fn key_prefix(key: Option<&str>) -> String {
+    key.map(|key| format!("{key}: ")).unwrap_or_default()
 }

@@ -37,6 +37,38 @@ pub struct Source {
 }
 
 impl Source {
+    /// The dotted key whose value sits at `offset` (`upstreams[0].timeout`), read off the text
+    /// by the nearest table header above it. Best effort: used to name the key in errors.
+    pub fn key_at(&self, offset: usize) -> Option<String> {
+        let end = offset.min(self.text.len());
+        let before = &self.text[..end];
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let line = self.text[line_start..].lines().next().unwrap_or("");
+        let key = line
+            .split_once('=')
+            .map(|(key, _)| key.trim().trim_matches('"').to_owned());
+        let mut table = String::new();
+        let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for header in before[..line_start].lines().map(str::trim) {
+            if let Some(name) = header.strip_prefix("[[").and_then(|h| h.split("]]").next()) {
+                let name = name.trim().to_owned();
+                let index = counts
+                    .entry(name.clone())
+                    .and_modify(|n| *n += 1)
+                    .or_insert(0);
+                table = format!("{name}[{index}]");
+            } else if let Some(name) = header.strip_prefix('[').and_then(|h| h.split(']').next()) {
+                table = name.trim().to_owned();
+            }
+        }
+        match (table.is_empty(), key) {
+            (_, None) if table.is_empty() => None,
+            (_, None) => Some(table),
+            (true, Some(key)) => Some(key),
+            (false, Some(key)) => Some(format!("{table}.{key}")),
+        }
+    }
+
     /// 1-based line of a byte offset.
     pub fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
@@ -52,10 +84,15 @@ impl Source {
 pub fn parse(source: &Source) -> Result<raw::Config, ConfigError> {
     toml::from_str(&source.text).map_err(|err| {
         let line = err.span().map(|span| source.line_of(span.start));
+        let key = err.span().and_then(|span| source.key_at(span.start));
         ConfigError::Syntax {
             path: source.path.clone(),
             line,
+            key,
             message: err.message().to_owned(),
         }
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,227 @@
+//! Config loading: every SPEC §2 rule about invalid configs, and errors naming key and line.
+
+use std::sync::Arc;
+
+use super::{compile, parse, CompileContext, Source};
+use crate::metrics::Metrics;
+
+const UPSTREAM: &str = "[[upstreams]]\nname = \"u\"\nurl = \"http://127.0.0.1:9\"\n";
+const ISSUER: &str = "[[issuers]]\nname = \"i\"\nissuer = \"https://idp.example/\"\n\
+    hmac_secret = \"0123456789abcdef0123456789abcdef\"\naudiences = [\"api\"]\n";
+
+fn load(text: &str) -> Result<crate::snapshot::Snapshot, String> {
+    let source = Source {
+        path: "test.toml".into(),
+        text: text.into(),
+    };
+    let raw = parse(&source).map_err(|e| e.to_string())?;
+    compile(
+        &raw,
+        CompileContext {
+            source: &source,
+            metrics: Metrics::new(),
+            previous: None,
+        },
+    )
+    .map_err(|e| e.to_string())
+}
+
+fn route(extra: &str) -> String {
+    format!("[[routes]]\nname = \"r\"\npath_prefix = \"/x\"\nupstream = \"u\"\n{extra}\n")
+}
+
+#[test]
+fn valid_configs_load() {
+    let snapshot = load(&format!("{UPSTREAM}{ISSUER}{}", route(""))).unwrap();
+    assert_eq!(snapshot.routes.len(), 1);
+    assert_eq!(
+        snapshot.routes[0].issuers,
+        vec![0],
+        "issuers default to every issuer"
+    );
+    // A config whose routes are all public needs no issuer.
+    load(&format!("{UPSTREAM}{}", route("public = true"))).unwrap();
+}
+
+#[test]
+fn invalid_configs_name_key_and_line() {
+    let cases: Vec<(String, &str)> = vec![
+        (UPSTREAM.to_owned(), "at least one [[routes]]"),
+        (
+            format!("{UPSTREAM}{}", route("")),
+            "needs a token but no issuer",
+        ),
+        (
+            format!("{ISSUER}{}", route("")),
+            "test.toml:9: routes[0].upstream: unknown upstream \"u\"",
+        ),
+        (
+            format!("{UPSTREAM}{ISSUER}{}", route("issuers = [\"nope\"]")),
+            "routes[0].issuers: unknown issuer",
+        ),
+        (
+            format!("{UPSTREAM}{ISSUER}{}", route("client_cert = \"required\"")),
+            "routes[0].client_cert",
+        ),
+        (
+            format!("{UPSTREAM}{ISSUER}{}", route("typo = 1")),
+            "test.toml:13: routes[0].typo: unknown field `typo`",
+        ),
+        (
+            format!("{UPSTREAM}{ISSUER}{}", route("methods = [\"get\"]")),
+            "invalid method",
+        ),
+        (
+            format!("{UPSTREAM}{ISSUER}{}", route("allow = [\"10.0.0.0/33\"]")),
+            "routes[0].allow[0]: invalid CIDR",
+        ),
+        (
+            format!(
+                "{UPSTREAM}{}{}",
+                ISSUER.replace(
+                    "hmac_secret",
+                    "jwks_uri = \"https://idp.example/j\"\nhmac_secret"
+                ),
+                route("")
+            ),
+            "exactly one key source",
+        ),
+        (
+            format!(
+                "{UPSTREAM}{}{}",
+                ISSUER.replace(
+                    "hmac_secret = \"0123456789abcdef0123456789abcdef\"",
+                    "jwks_uri = \"http://idp.example/j\""
+                ),
+                route("")
+            ),
+            "must be https",
+        ),
+        (
+            format!(
+                "{UPSTREAM}{}{}",
+                ISSUER.replace("audiences = [\"api\"]", "audiences = []"),
+                route("")
+            ),
+            "issuers[0].audiences: audiences = [] requires a non-empty allowed_clients",
+        ),
+        (
+            format!("{UPSTREAM}{ISSUER}{ISSUER}{}", route("")),
+            "duplicate issuer name",
+        ),
+        (
+            format!("{UPSTREAM}{ISSUER}{}", route("").replace("/x", "/x/../y")),
+            "not canonical",
+        ),
+        (
+            format!(
+                "[server]\nlisten = \"nowhere\"\n{UPSTREAM}{}",
+                route("public = true")
+            ),
+            "test.toml:2: server.listen",
+        ),
+        (
+            format!(
+                "[server]\nidle_timeout = \"5 parsecs\"\n{UPSTREAM}{}",
+                route("public = true")
+            ),
+            "server.idle_timeout: invalid duration",
+        ),
+        (
+            format!("{UPSTREAM}{}", route("public = true\nhost = \"a:80\"")),
+            "routes[0].host",
+        ),
+        (
+            format!(
+                "{UPSTREAM}{}{}",
+                ISSUER.replace(
+                    "0123456789abcdef0123456789abcdef",
+                    "${AUTHGATE_TEST_UNSET_VAR}"
+                ),
+                route("")
+            ),
+            "environment variable AUTHGATE_TEST_UNSET_VAR is not set",
+        ),
+    ];
+    for (text, want) in cases {
+        let error = load(&text)
+            .err()
+            .unwrap_or_else(|| panic!("config should be refused:\n{text}"));
+        assert!(
+            error.contains(want),
+            "error {error:?} should contain {want:?}"
+        );
+    }
+}
+
+#[test]
+fn secrets_never_appear_in_errors() {
+    let text = format!(
+        "{UPSTREAM}{}{}",
+        ISSUER.replace("0123456789abcdef0123456789abcdef", "tooshort-secret"),
+        route("")
+    );
+    let error = load(&text).err().expect("short secret refused");
+    assert!(error.contains("hmac_secret"), "{error}");
+    assert!(
+        !error.contains("tooshort-secret"),
+        "the secret leaked: {error}"
+    );
+}
+
+#[test]
+fn reload_reuses_key_stores_and_clients_of_unchanged_entries() {
+    let text = format!("{UPSTREAM}{ISSUER}{}", route(""));
+    let source = Source {
+        path: "t.toml".into(),
+        text: text.clone(),
+    };
+    let metrics = Metrics::new();
+    let raw = parse(&source).unwrap();
+    let first = compile(
+        &raw,
+        CompileContext {
+            source: &source,
+            metrics: Arc::clone(&metrics),
+            previous: None,
+        },
+    )
+    .unwrap();
+    let second = compile(
+        &raw,
+        CompileContext {
+            source: &source,
+            metrics: Arc::clone(&metrics),
+            previous: Some(&first),
+        },
+    )
+    .unwrap();
+    assert!(Arc::ptr_eq(
+        &first.issuers[0].store,
+        &second.issuers[0].store
+    ));
+    assert!(Arc::ptr_eq(
+        &first.upstreams[0].client,
+        &second.upstreams[0].client
+    ));
+    assert!(Arc::ptr_eq(&first.token_cache, &second.token_cache));
+    assert_eq!(first.issuers[0].fingerprint, second.issuers[0].fingerprint);
+
+    // Changed rules: a new fingerprint, so cached verifications of the old rules are not reused.
+    let changed = text.replace("audiences = [\"api\"]", "audiences = [\"other\"]");
+    let source = Source {
+        path: "t.toml".into(),
+        text: changed,
+    };
+    let raw = parse(&source).unwrap();
+    let third = compile(
+        &raw,
+        CompileContext {
+            source: &source,
+            metrics,
+            previous: Some(&second),
+        },
+    )
+    .unwrap();
+    assert_ne!(second.issuers[0].fingerprint, third.issuers[0].fingerprint);
+}
