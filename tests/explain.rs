@@ -1,0 +1,202 @@
+//! `authgate explain` (issue 6): the offline trace, its exit codes, allow and every deny
+//! reason it can meet without a connection.
+
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+const SECRET: &str = "explain-test-secret-0123456789abcdef";
+
+fn config(dir: &std::path::Path) -> std::path::PathBuf {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let text = format!(
+        r#"
+[[issuers]]
+name = "internal"
+issuer = "https://auth.internal.example"
+hmac_secret = "{SECRET}"
+audiences = ["orders"]
+
+[[issuers]]
+name = "down"
+issuer = "https://down.example"
+jwks_uri = "http://{closed}/jwks.json"
+audiences = ["orders"]
+fetch_timeout = "500ms"
+
+[[upstreams]]
+name = "orders"
+url = "http://127.0.0.1:9/base"
+
+[[routes]]
+name = "orders-read"
+path_prefix = "/orders"
+methods = ["GET"]
+upstream = "orders"
+issuers = ["internal"]
+scopes = ["orders:read"]
+
+[[routes]]
+name = "orders-admin"
+path_prefix = "/orders/admin"
+upstream = "orders"
+issuers = ["internal"]
+allow = ["10.0.0.0/8"]
+
+[[routes]]
+name = "legacy"
+path_prefix = "/legacy"
+upstream = "orders"
+issuers = ["down"]
+"#
+    );
+    let path = dir.join("explain.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn token(scope: &str, exp_offset: i64, secret: &str) -> String {
+    token_from("https://auth.internal.example", scope, exp_offset, secret)
+}
+
+fn token_from(iss: &str, scope: &str, exp_offset: i64, secret: &str) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = json!({
+        "iss": iss, "aud": "orders", "sub": "svc-7",
+        "scope": scope, "exp": now + exp_offset, "iat": now - 10,
+    });
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn explain(config: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .arg("explain")
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run authgate explain");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn explain_traces_allow_and_every_deny_reason() {
+    let dir = std::env::temp_dir().join(format!("authgate-explain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = config(&dir);
+    let good = token("orders:read", 300, SECRET);
+
+    let (code, out) = explain(
+        &config,
+        &[
+            "--method",
+            "GET",
+            "--path",
+            "/orders/../orders/7?x=1",
+            "--token",
+            &good,
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("canonical path") && out.contains("/orders/7"),
+        "{out}"
+    );
+    assert!(
+        out.contains("orders-read") && out.contains("decision: allow"),
+        "{out}"
+    );
+    assert!(out.contains("x-auth-subject: svc-7"), "{out}");
+    assert!(!out.contains(&good), "the token must not be echoed: {out}");
+
+    let expired = token("orders:read", -3600, SECRET);
+    let forged = token("orders:read", 300, "another-secret-0123456789abcdefgh");
+    let no_scope = token("profile", 300, SECRET);
+    let down = token_from("https://down.example", "", 300, SECRET);
+    let cases: &[(&[&str], &str, &str)] = &[
+        (&["--path", "/orders/%2F"], "400", "invalid_request"),
+        (&["--path", "/nothing"], "404", "no_route"),
+        (
+            &["--method", "DELETE", "--path", "/orders/7"],
+            "405",
+            "method_not_allowed",
+        ),
+        (&["--path", "/orders/7"], "401", "missing_token"),
+        (
+            &["--path", "/orders/7", "--token", &expired],
+            "401",
+            "expired",
+        ),
+        (
+            &["--path", "/orders/7", "--token", &forged],
+            "401",
+            "bad_signature",
+        ),
+        (
+            &["--path", "/orders/7", "--token", "not-a-jwt"],
+            "401",
+            "invalid_token",
+        ),
+        (
+            &["--path", "/orders/7", "--token", &no_scope],
+            "403",
+            "insufficient_scope",
+        ),
+        (
+            &["--path", "/orders/admin/x", "--token", &good],
+            "403",
+            "ip_not_allowed",
+        ),
+        (
+            &["--path", "/legacy/x", "--token", &down],
+            "503",
+            "unavailable",
+        ),
+    ];
+    for (args, status, reason) in cases {
+        let (code, out) = explain(&config, args);
+        assert_eq!(code, 3, "{args:?} should be denied: {out}");
+        assert!(
+            out.contains(&format!("response: {status}")),
+            "{args:?}: {out}"
+        );
+        assert!(
+            out.contains(reason),
+            "{args:?} should mention {reason}: {out}"
+        );
+    }
+    // The route step shows close candidates that lost.
+    let (_, out) = explain(
+        &config,
+        &[
+            "--method",
+            "DELETE",
+            "--path",
+            "/orders/admin/1",
+            "--ip",
+            "10.1.1.1",
+        ],
+    );
+    assert!(out.contains("candidate orders-read"), "{out}");
+
+    let (code, _) = explain(&config, &["--method", "G E T", "--path", "/orders"]);
+    assert_eq!(code, 1, "bad input exits 1");
+    std::fs::remove_dir_all(&dir).ok();
+}
