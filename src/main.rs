@@ -103,8 +103,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// The tokio runtime; `AUTHGATE_WORKER_THREADS` sets its worker count (default: one per core).
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = std::env::var("AUTHGATE_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        builder.worker_threads(threads);
+    }
+    builder
         .enable_all()
         .build()
         .map_err(|e| Failure::Runtime(anyhow::Error::new(e).context("cannot start the runtime")))
