@@ -284,10 +284,12 @@ async fn authenticate(
     // rules (fingerprint), and a certificate-bound token only on a connection with that
     // certificate. Scopes are checked by the caller on every request.
     if let Some(hit) = snapshot.token_cache.get(&key, now) {
-        let allowed_here = route
-            .issuers
-            .iter()
-            .any(|&index| snapshot.issuers[index].fingerprint == hit.issuer_fingerprint);
+        // An issuer whose keys are gone (stale past max_stale) counts as having no key set,
+        // also for tokens it verified earlier.
+        let allowed_here = route.issuers.iter().any(|&index| {
+            let issuer = &snapshot.issuers[index];
+            issuer.fingerprint == hit.issuer_fingerprint && issuer.store.keys().is_some()
+        });
         let binding_holds = hit
             .principal
             .bound_cert_sha256
@@ -355,9 +357,10 @@ async fn authenticate(
         }
     }
     match first_error {
-        Some(error) => Err(Deny::InvalidToken(error)),
-        // Every candidate lacks keys: the gateway cannot judge, so it must not say 401.
-        None => {
+        // Only when every candidate judged the token is a refusal final: an entry without keys
+        // might have accepted it, and clients must not throw away good tokens (503, not 401).
+        Some(error) if without_keys.is_empty() => Err(Deny::InvalidToken(error)),
+        Some(_) | None => {
             trace.step("keys", false, || {
                 format!("no usable key set for {}", without_keys.join(", "))
             });

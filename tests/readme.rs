@@ -7,19 +7,34 @@ fn every_config_key_is_in_the_readme() {
     let mut missing = Vec::new();
     let mut count = 0;
     for line in raw.lines() {
-        let Some(field) = line.trim().strip_prefix("pub ") else { continue };
-        let Some((name, _)) = field.split_once(':') else { continue };
+        let Some(field) = line.trim().strip_prefix("pub ") else {
+            continue;
+        };
+        let Some((name, _)) = field.split_once(':') else {
+            continue;
+        };
         if name.contains(' ') || name.contains('(') {
             continue; // not a field
         }
         count += 1;
-        let documented = [format!("`{name}`"), format!("[{name}]"), format!("[[{name}]]"), format!(".{name}]")]
-            .iter()
-            .any(|form| readme.contains(form.as_str()));
+        let documented = [
+            format!("`{name}`"),
+            format!("[{name}]"),
+            format!("[[{name}]]"),
+            format!(".{name}]"),
+        ]
+        .iter()
+        .any(|form| readme.contains(form.as_str()));
         if !documented {
             missing.push(name.to_owned());
         }
     }
-    assert!(count > 40, "found only {count} config fields; did raw.rs change shape?");
-    assert!(missing.is_empty(), "config keys missing from README.md: {missing:?}");
+    assert!(
+        count > 40,
+        "found only {count} config fields; did raw.rs change shape?"
+    );
+    assert!(
+        missing.is_empty(),
+        "config keys missing from README.md: {missing:?}"
+    );
 }

@@ -1,0 +1,6 @@
+//! Test harness: real servers on 127.0.0.1:0. Every handle shuts down on drop.
+#![allow(dead_code)]
+
+pub mod echo;
+pub mod gateway;
+pub mod idp;
