@@ -173,7 +173,7 @@ impl VerifyKey {
 
     /// Whether this key may verify a token signed with `alg`.
     pub fn fits(&self, alg: Algorithm) -> bool {
-        self.family.fits(alg) && self.alg.map_or(true, |own| own == alg)
+        self.family.fits(alg) && self.alg.is_none_or(|own| own == alg)
     }
 }
 

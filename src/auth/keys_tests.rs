@@ -109,13 +109,13 @@ fn empty_set_is_ok_but_empty() {
 fn skips_weak_rsa_keys() {
     // A 1024-bit modulus (top bit set), with a leading zero byte that must not count.
     let mut modulus = vec![0u8; 1];
-    modulus.extend(std::iter::repeat(0xC5).take(128));
+    modulus.extend(std::iter::repeat_n(0xC5, 128));
     let line = skipped(json!({"kty": "RSA", "kid": "weak", "n": b64(&modulus), "e": "AQAB"}));
     assert!(line.contains("\"weak\""), "{line}");
     assert!(line.contains("2048"), "{line}");
     // 2047 bits: one short.
     let mut modulus = vec![0x7F];
-    modulus.extend(std::iter::repeat(0xC5).take(255));
+    modulus.extend(std::iter::repeat_n(0xC5, 255));
     skipped(json!({"kty": "RSA", "n": b64(&modulus), "e": "AQAB"}));
 }
 

@@ -93,7 +93,7 @@ where
     for (first, last) in ranges {
         match merged.last_mut() {
             // Overlapping, or adjacent (the previous range ends right before this one).
-            Some(prev) if prev.1.successor().map_or(true, |next| first <= next) => {
+            Some(prev) if prev.1.successor().is_none_or(|next| first <= next) => {
                 prev.1 = prev.1.max(last);
             }
             _ => merged.push((first, last)),

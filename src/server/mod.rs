@@ -245,11 +245,8 @@ impl Bound {
         state.ready.store(true, Ordering::SeqCst);
         tracing::info!(http = ?addrs.http, https = ?addrs.https, admin = %addrs.admin, "authgate listening");
 
-        loop {
-            match control.recv().await {
-                Some(Control::Reload) => reload::reload(&origin, &state, &addrs),
-                Some(Control::Shutdown) | None => break,
-            }
+        while let Some(Control::Reload) = control.recv().await {
+            reload::reload(&origin, &state, &addrs);
         }
 
         // Drain: stop accepting, let in-flight requests finish (bounded), then stop.
