@@ -52,7 +52,11 @@ pub struct ServerSettings {
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_request_line_bytes: usize,
     pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    pub http2_max_concurrent_streams: u32,
     pub shutdown_timeout: Duration,
 }
 

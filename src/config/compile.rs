@@ -192,7 +192,24 @@ pub fn compile(config: &raw::Config, context: CompileContext<'_>) -> Result<Snap
         request_timeout: duration(&s.request_timeout, Duration::from_secs(60)),
         idle_timeout: duration(&s.idle_timeout, Duration::from_secs(90)),
         max_header_bytes: max_header_bytes as usize,
+        max_headers: positive(&s.max_headers, "server.max_headers", 100)? as usize,
+        max_request_line_bytes: positive(
+            &s.max_request_line_bytes,
+            "server.max_request_line_bytes",
+            8192,
+        )? as usize,
         max_connections: positive(&s.max_connections, "server.max_connections", 10_000)? as usize,
+        max_connections_per_client: positive(
+            &s.max_connections_per_client,
+            "server.max_connections_per_client",
+            256,
+        )? as usize,
+        http2_max_concurrent_streams: u32::try_from(positive(
+            &s.http2_max_concurrent_streams,
+            "server.http2_max_concurrent_streams",
+            100,
+        )?)
+        .unwrap_or(u32::MAX),
         shutdown_timeout: duration(&s.shutdown_timeout, Duration::from_secs(30)),
     };
     for (key, value) in [
@@ -682,6 +699,11 @@ fn compile_upstreams(
                 .max_idle_connections
                 .as_ref()
                 .map_or(64, |v| *v.get_ref() as usize),
+            max_response_header_bytes: raw
+                .max_response_header_bytes
+                .as_ref()
+                .map_or(65_536, |v| *v.get_ref() as usize)
+                .max(8192),
             ca_file,
         };
         let reused = previous

@@ -41,8 +41,16 @@ pub struct Server {
     pub idle_timeout: Option<S<Dur>>,
     /// Largest request head (request line plus headers), in bytes. Default 32768.
     pub max_header_bytes: Option<S<u64>>,
+    /// Most header fields in a request. Default 100.
+    pub max_headers: Option<S<u64>>,
+    /// Longest request target (path and query), bytes. Default 8192.
+    pub max_request_line_bytes: Option<S<u64>>,
     /// Most concurrent client connections over all listeners. Default 10000.
     pub max_connections: Option<S<u64>>,
+    /// Most concurrent connections from one client address (the TCP peer). Default 256.
+    pub max_connections_per_client: Option<S<u64>>,
+    /// Most concurrent HTTP/2 streams per connection. Default 100.
+    pub http2_max_concurrent_streams: Option<S<u64>>,
     /// How long SIGTERM waits for in-flight requests. Default 30s.
     pub shutdown_timeout: Option<S<Dur>>,
     /// Most verified tokens kept in the token cache (entries). Default 10000.
@@ -144,6 +152,8 @@ pub struct Upstream {
     pub preserve_host: bool,
     /// Idle keep-alive connections kept per upstream host. Default 64.
     pub max_idle_connections: Option<S<u64>>,
+    /// Largest upstream response head (status line plus headers), bytes. Default 65536.
+    pub max_response_header_bytes: Option<S<u64>>,
     /// Extra PEM roots for an https upstream.
     pub ca_file: Option<S<EnvString>>,
 }

@@ -17,6 +17,7 @@ use super::Body;
 pub struct ClientIdentity {
     pub connect_timeout: Duration,
     pub max_idle: usize,
+    pub max_response_header_bytes: usize,
     pub ca_file: Option<std::path::PathBuf>,
 }
 
@@ -74,6 +75,7 @@ impl UpstreamClient {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(identity.max_idle)
+            .http1_max_buf_size(identity.max_response_header_bytes)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(connector);

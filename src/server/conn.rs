@@ -419,6 +419,9 @@ async fn serve_connection(
     tls: Option<Arc<TlsListener>>,
     state: &Arc<ServerState>,
 ) {
+    // IPv4 clients of a dual-stack listener arrive as ::ffff:a.b.c.d; every rule and header
+    // sees them as the IPv4 address they are.
+    let peer = std::net::SocketAddr::new(peer.ip().to_canonical(), peer.port());
     let local = stream.local_addr().unwrap_or(peer);
     let activity = Arc::new(Activity {
         last_ms: AtomicU64::new(clock_ms()),
@@ -516,12 +519,13 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout)
         .max_buf_size(settings.max_header_bytes.max(8192))
+        .max_headers(settings.max_headers)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256);
+        .max_concurrent_streams(settings.http2_max_concurrent_streams);
 
     let conn = Arc::new(conn);
     let shared = Arc::clone(&state.shared);
