@@ -47,6 +47,8 @@ pub enum InvalidRequest {
     Target,
     /// Several Authorization headers, `Bearer` without a token, or more than one word.
     Authorization,
+    /// A request target longer than `max_request_line_bytes`.
+    TargetTooLong,
     /// Conflicting message framing (Transfer-Encoding with Content-Length).
     Framing,
 }
@@ -102,6 +104,7 @@ impl Deny {
         match self {
             Deny::InvalidRequest(InvalidRequest::Path(error)) => error.description(),
             Deny::InvalidRequest(InvalidRequest::Target) => "unsupported request target form",
+            Deny::InvalidRequest(InvalidRequest::TargetTooLong) => "the request target is too long",
             Deny::InvalidRequest(InvalidRequest::Framing) => {
                 "conflicting Transfer-Encoding and Content-Length"
             }

@@ -103,6 +103,16 @@ pub async fn decide<'r>(
 
     // 1. Canonical path: routing and forwarding both use it, so the upstream receives exactly
     //    the path that was authorized.
+    let target_length = parts
+        .uri
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len());
+    if target_length > snapshot.server.max_request_line_bytes {
+        trace.step("target", false, || {
+            format!("request target of {target_length} bytes")
+        });
+        return Err(deny(Deny::InvalidRequest(InvalidRequest::TargetTooLong)));
+    }
     if parts.method == Method::CONNECT || parts.uri.path() == "*" {
         trace.step("target", false, || {
             "authority-form and asterisk-form are refused".into()
@@ -401,6 +411,9 @@ pub async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Body>) ->
     };
 
     let decision = decide(&snapshot, &parts, conn, &mut NoTrace).await;
+    // Unread body bytes must never be parsed as the next request: a response the gateway makes
+    // itself to a request with a body closes the connection.
+    let has_body = request_has_body(&parts);
     let mut record = AccessRecord::new(&parts, conn, &request_id);
     let (mut response, route) = match decision {
         Ok(allowed) => {
@@ -426,7 +439,7 @@ pub async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Body>) ->
                     Ok(response) => response,
                     Err(deny) => {
                         record.failed(&deny);
-                        deny_response(deny, false)
+                        deny_response(deny, has_body)
                     }
                 };
             (response, Some(index))
@@ -439,10 +452,7 @@ pub async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Body>) ->
             record.denied(&denied, route);
             // Unread body bytes must never be parsed as the next request: close the connection
             // after a denial when the client sent a body.
-            (
-                deny_response(denied.deny, request_has_body(&parts)),
-                denied.route,
-            )
+            (deny_response(denied.deny, has_body), denied.route)
         }
     };
     headers::set_request_id(response.headers_mut(), &request_id);

@@ -369,6 +369,49 @@ async fn idle_for(activity: &Activity, idle: Duration) {
     }
 }
 
+/// One connection's share of its client address's `max_connections_per_client`.
+struct ClientSlot {
+    state: Arc<ServerState>,
+    addr: std::net::IpAddr,
+}
+
+impl ClientSlot {
+    /// `None` when the address already holds its maximum of connections.
+    fn take(state: &Arc<ServerState>, addr: std::net::IpAddr) -> Option<ClientSlot> {
+        let addr = addr.to_canonical();
+        let limit = state.shared.load().server.max_connections_per_client;
+        let mut open = state
+            .per_client
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let count = open.entry(addr).or_insert(0);
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            state: Arc::clone(state),
+            addr,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .state
+            .per_client
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if let Some(count) = open.get_mut(&self.addr) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.addr);
+            }
+        }
+    }
+}
+
 /// Accepts connections until the server stops. Errors are logged and backed off, never fatal.
 pub async fn accept_loop(
     listener: TcpListener,
@@ -399,12 +442,17 @@ pub async fn accept_loop(
             },
             _ = stop.changed() => return,
         };
+        let Some(client_slot) = ClientSlot::take(&state, peer.ip()) else {
+            tracing::debug!(peer = %peer, "refused: too many connections from this address");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let state = Arc::clone(&state);
         let tls = tls.clone();
         let open = open.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _client_slot = client_slot;
             let _tracked = state.tracker.enter();
             open.inc();
             serve_connection(stream, peer, tls, &state).await;

@@ -133,6 +133,8 @@ pub(crate) struct ServerState {
     pub stop: watch::Receiver<bool>,
     pub tracker: Arc<Tracker>,
     pub connections: Arc<Semaphore>,
+    /// Open connections per client address (the TCP peer), for `max_connections_per_client`.
+    pub per_client: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
     /// The TLS listener's swappable config (certificate reload).
     pub tls: Option<Arc<conn::TlsListener>>,
 }
@@ -193,6 +195,7 @@ pub async fn bind(
         stop,
         tracker: Arc::new(Tracker::default()),
         connections,
+        per_client: std::sync::Mutex::default(),
         tls: https.as_ref().map(|(_, tls)| Arc::clone(tls)),
     });
     Ok(Bound {
