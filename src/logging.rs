@@ -16,6 +16,7 @@ pub fn init(json: bool) {
             .with_current_span(false)
             .try_init()
     } else {
-        builder.with_target(false).try_init()
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        builder.with_target(false).with_ansi(ansi).try_init()
     };
 }

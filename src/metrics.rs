@@ -27,6 +27,18 @@ const COMMON_CODES: &[u16] = &[
     431, 500, 502, 503, 504,
 ];
 
+/// The `reason` label values of `authgate_tls_handshake_failures_total`.
+pub const TLS_FAILURE_REASONS: &[&str] = &[
+    "bad_certificate",
+    "no_certificate",
+    "no_application_protocol",
+    "incompatible",
+    "invalid_message",
+    "timeout",
+    "io",
+    "other",
+];
+
 /// Every metric family of the gateway.
 pub struct Metrics {
     registry: Registry,
@@ -118,7 +130,7 @@ impl Metrics {
             .register(Box::new(jwks_age.clone()))
             .expect("registered once");
 
-        Arc::new(Metrics {
+        let metrics = Arc::new(Metrics {
             requests: counter_vec(
                 r,
                 "authgate_requests_total",
@@ -191,7 +203,16 @@ impl Metrics {
             config_last_reload,
             registry,
             jwks_seen: Mutex::new(HashMap::new()),
-        })
+        });
+        // Closed label sets are exported from the start (at 0), so dashboards and alerts see
+        // the series before the first event.
+        for reason in TLS_FAILURE_REASONS {
+            metrics.tls_handshake_failures.with_label_values(&[reason]);
+        }
+        for result in ["success", "error"] {
+            metrics.config_reloads.with_label_values(&[result]);
+        }
+        metrics
     }
 
     /// Children for one route, resolved once per snapshot.
