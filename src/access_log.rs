@@ -20,6 +20,8 @@ const MAX_RAW_PATH: usize = 256;
 /// What one access-log line says.
 #[derive(Debug, Default)]
 pub struct AccessRecord {
+    /// False when the access log is filtered out: then nothing is collected (no allocation).
+    pub enabled: bool,
     pub request_id: String,
     pub peer: String,
     pub client: Option<IpAddr>,
@@ -43,12 +45,16 @@ fn content_length(headers: &http::HeaderMap) -> Option<u64> {
 
 impl AccessRecord {
     pub fn new(parts: &Parts, conn: &ConnInfo, request_id: &HeaderValue) -> AccessRecord {
+        if !tracing::enabled!(target: "authgate::access", tracing::Level::INFO) {
+            return AccessRecord::default();
+        }
         let raw_path = parts.uri.path();
         let end = raw_path
             .char_indices()
             .nth(MAX_RAW_PATH)
             .map_or(raw_path.len(), |(i, _)| i);
         AccessRecord {
+            enabled: true,
             request_id: request_id.to_str().unwrap_or_default().to_owned(),
             peer: conn.peer.to_string(),
             method: parts.method.as_str().to_owned(),
@@ -60,6 +66,9 @@ impl AccessRecord {
     }
 
     pub fn allowed(&mut self, allowed: &Allowed<'_>, route: &Route, snapshot: &Snapshot) {
+        if !self.enabled {
+            return;
+        }
         self.decision = "allow";
         self.reason = if route.public { "public" } else { "ok" };
         self.path = allowed.path.to_string();
@@ -73,6 +82,9 @@ impl AccessRecord {
     }
 
     pub fn denied(&mut self, denied: &Denied<'_>, route: Option<&Route>) {
+        if !self.enabled {
+            return;
+        }
         self.decision = "deny";
         self.reason = denied.deny.reason();
         if let Some(path) = &denied.path {
@@ -98,6 +110,9 @@ impl AccessRecord {
 
 /// Writes the record as one log line.
 pub fn emit(record: &AccessRecord) {
+    if !record.enabled {
+        return;
+    }
     tracing::info!(
         target: "authgate::access",
         request_id = %record.request_id,

@@ -105,11 +105,15 @@ fn main() -> ExitCode {
 
 /// The tokio runtime; `AUTHGATE_WORKER_THREADS` sets its worker count (default: one per core).
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = std::env::var("AUTHGATE_WORKER_THREADS")
+    let threads: Option<usize> = std::env::var("AUTHGATE_WORKER_THREADS")
         .ok()
-        .and_then(|v| v.parse().ok())
-    {
+        .and_then(|v| v.parse().ok());
+    // One worker: a current-thread runtime, which saves the work-stealing machinery.
+    let mut builder = match threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if let Some(threads) = threads.filter(|&n| n > 1) {
         builder.worker_threads(threads);
     }
     builder
