@@ -67,6 +67,7 @@ pub struct TlsSettings {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
     pub client_ca_file: Option<PathBuf>,
+    pub client_crl_file: Option<PathBuf>,
     pub client_cert: ClientCertMode,
     pub handshake_timeout: Duration,
 }

@@ -774,3 +774,40 @@ async fn reload_applies_a_new_client_ca_to_new_connections() {
         StatusCode::OK
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Revocation
+
+#[tokio::test]
+async fn a_revoked_client_certificate_fails_the_handshake() {
+    let pki = Pki::new("tls-crl");
+    let echo = Echo::start().await;
+    let revoked = pki.client_ca.client("client-revoked", "Example");
+    pki.dir
+        .write("client.crl", &pki.client_ca.crl_pem(&[&revoked]));
+    let table = pki.tls_table("optional").replace(
+        "client_cert = \"optional\"",
+        &format!(
+            "client_crl_file = {}\nclient_cert = \"optional\"",
+            pki.file("client.crl")
+        ),
+    );
+    let gateway = Gateway::from_toml(&format!("{table}{}", routes(&echo, true))).await;
+
+    let good = pki.client(&[b"http/1.1"], Some(&pki.client));
+    let reply = good.send(gateway.https(), get("/mtls")).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "an unrevoked certificate passes: {}",
+        reply.text()
+    );
+
+    let bad = pki.client(&[b"http/1.1"], Some(&revoked));
+    let result = bad.request(gateway.https(), get("/public")).await;
+    assert!(
+        result.is_err(),
+        "a revoked certificate must fail the handshake: {:?}",
+        result.map(|r| r.0)
+    );
+}

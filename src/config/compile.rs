@@ -349,11 +349,16 @@ fn compile_tls(ctx: &Ctx<'_>, tls: &raw::Tls) -> Result<TlsSettings, ConfigError
         }
         None => None,
     };
+    let client_crl_file = match &tls.client_crl_file {
+        Some(file) => Some(ctx.file("server.tls.client_crl_file", file)?),
+        None => None,
+    };
     Ok(TlsSettings {
         listen: ctx.socket_addr("server.tls.listen", &tls.listen)?,
         cert_file: ctx.file("server.tls.cert_file", &tls.cert_file)?,
         key_file: ctx.file("server.tls.key_file", &tls.key_file)?,
         client_ca_file,
+        client_crl_file,
         client_cert,
         handshake_timeout: duration(&tls.handshake_timeout, Duration::from_secs(10)),
     })

@@ -67,6 +67,8 @@ pub struct Tls {
     pub cert_file: S<EnvString>,
     pub key_file: S<EnvString>,
     pub client_ca_file: Option<S<EnvString>>,
+    /// PEM certificate revocation lists checked for client certificates.
+    pub client_crl_file: Option<S<EnvString>>,
     /// `off` (default), `optional` or `required`.
     pub client_cert: Option<S<EnvString>>,
     /// Time allowed for the TLS handshake. Default 10s.

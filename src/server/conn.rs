@@ -94,7 +94,17 @@ pub fn server_config(tls: &TlsSettings) -> Result<rustls::ServerConfig, TlsError
             for cert in certs(ca_file)? {
                 roots.add(cert).map_err(TlsError::Rustls)?;
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let mut verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            if let Some(crl_file) = &tls.client_crl_file {
+                let pem = read_pem(crl_file)?;
+                let crls: Result<Vec<_>, _> = rustls_pemfile::crls(&mut pem.as_slice()).collect();
+                let crls = crls.map_err(|e| TlsError::Pem {
+                    path: crl_file.display().to_string(),
+                    problem: e.to_string(),
+                })?;
+                verifier = verifier.with_crls(crls);
+            }
             // Optional: a client may present no certificate, but one that is presented must
             // verify, or the handshake fails (SPEC §4).
             let verifier = match mode {

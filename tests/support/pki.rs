@@ -152,6 +152,36 @@ impl Ca {
         self.sign(params)
     }
 
+    /// A PEM CRL signed by this CA that revokes `revoked`.
+    pub fn crl_pem(&self, revoked: &[&Leaf]) -> String {
+        let revoked_certs = revoked
+            .iter()
+            .map(|leaf| {
+                let (_, cert) =
+                    x509_parser::parse_x509_certificate(leaf.der.as_ref()).expect("leaf");
+                rcgen::RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(cert.raw_serial()),
+                    revocation_time: rcgen::date_time_ymd(2025, 1, 1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                }
+            })
+            .collect();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2025, 1, 1),
+            next_update: rcgen::date_time_ymd(2100, 1, 1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        params
+            .signed_by(&self.issuer)
+            .expect("signed crl")
+            .pem()
+            .expect("crl pem")
+    }
+
     fn sign(&self, mut params: CertificateParams) -> Leaf {
         params.serial_number = Some(serial());
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
