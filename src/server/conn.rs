@@ -6,11 +6,10 @@
 use std::convert::Infallible;
 use std::io;
 use std::path::Path;
-use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::pin::pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hyper::body::Incoming;
@@ -20,9 +19,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::io::{clock_ms, idle_for, Activity, Watched};
 use super::ServerState;
 use crate::pipeline::{self, ClientCert, ConnInfo};
 use crate::proxy;
@@ -209,176 +208,6 @@ fn escape_rfc4514(value: &str) -> String {
     out
 }
 
-/// Milliseconds since the first call: a cheap shared clock for idle tracking.
-fn clock_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
-
-/// Last I/O time and in-flight requests of one connection, for the idle timeout.
-#[derive(Default)]
-struct Activity {
-    last_ms: AtomicU64,
-    in_flight: AtomicUsize,
-    /// The first request line held a raw `#` (see [`FirstLine`]).
-    first_line_fragment: AtomicBool,
-    requests: AtomicU64,
-}
-
-/// Longest first line inspected for a raw `#`.
-const FIRST_LINE_LIMIT: usize = 16 * 1024;
-
-/// Watches the first request line of an HTTP/1 connection for a raw `#`.
-///
-/// The HTTP parser silently cuts a request target at `#` (a fragment), so the gateway would
-/// never see it; SPEC §3 step 1 wants such a request refused with 400. Request boundaries of
-/// later requests are only known to the parser, so this covers the first request of each
-/// connection (what curl and most clients send); on later requests the target is still cut
-/// at `#` before routing, so what is authorized is what is forwarded.
-struct FirstLine<T> {
-    inner: T,
-    activity: Arc<Activity>,
-    seen: usize,
-    done: bool,
-}
-
-impl<T> FirstLine<T> {
-    fn new(inner: T, activity: &Arc<Activity>) -> FirstLine<T> {
-        FirstLine {
-            inner,
-            activity: Arc::clone(activity),
-            seen: 0,
-            done: false,
-        }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for FirstLine<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if !self.done {
-            let new = &buf.filled()[before..];
-            let line_end = new.iter().position(|&b| b == b'\n');
-            let line = &new[..line_end.unwrap_or(new.len())];
-            if line.contains(&b'#') {
-                self.activity
-                    .first_line_fragment
-                    .store(true, Ordering::Relaxed);
-            }
-            self.seen += new.len();
-            self.done = line_end.is_some() || self.seen > FIRST_LINE_LIMIT;
-        }
-        poll
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for FirstLine<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
-/// An I/O wrapper that records activity.
-struct Tracked<T> {
-    inner: T,
-    activity: Arc<Activity>,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() != before {
-            self.activity.last_ms.store(clock_ms(), Ordering::Relaxed);
-        }
-        poll
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.last_ms.store(clock_ms(), Ordering::Relaxed);
-        }
-        poll
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.last_ms.store(clock_ms(), Ordering::Relaxed);
-        }
-        poll
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
-/// Resolves once the connection has been idle (no I/O, no request in flight) for `idle`.
-async fn idle_for(activity: &Activity, idle: Duration) {
-    let idle_ms = idle.as_millis() as u64;
-    loop {
-        let quiet = clock_ms().saturating_sub(activity.last_ms.load(Ordering::Relaxed));
-        if quiet >= idle_ms && activity.in_flight.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        let wait = idle_ms.saturating_sub(quiet).max(10);
-        tokio::time::sleep(Duration::from_millis(wait)).await;
-    }
-}
-
 /// One connection's share of its client address's `max_connections_per_client`.
 struct ClientSlot {
     state: Arc<ServerState>,
@@ -481,14 +310,7 @@ async fn serve_connection(
     // sees them as the IPv4 address they are.
     let peer = std::net::SocketAddr::new(peer.ip().to_canonical(), peer.port());
     let local = stream.local_addr().unwrap_or(peer);
-    let activity = Arc::new(Activity {
-        last_ms: AtomicU64::new(clock_ms()),
-        ..Activity::default()
-    });
-    let tracked = Tracked {
-        inner: stream,
-        activity: Arc::clone(&activity),
-    };
+    let activity = Activity::new();
     match tls {
         None => {
             let conn = ConnInfo {
@@ -498,7 +320,7 @@ async fn serve_connection(
                 client_cert: None,
             };
             serve_http(
-                TokioIo::new(FirstLine::new(tracked, &activity)),
+                TokioIo::new(Watched::new(stream, &activity)),
                 conn,
                 activity,
                 state,
@@ -507,7 +329,7 @@ async fn serve_connection(
         }
         Some(tls) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.load_full());
-            let stream = match tokio::time::timeout(tls.handshake_timeout, acceptor.accept(tracked))
+            let stream = match tokio::time::timeout(tls.handshake_timeout, acceptor.accept(stream))
                 .await
             {
                 Ok(Ok(stream)) => stream,
@@ -536,7 +358,7 @@ async fn serve_connection(
                 client_cert,
             };
             serve_http(
-                TokioIo::new(FirstLine::new(stream, &activity)),
+                TokioIo::new(Watched::new(stream, &activity)),
                 conn,
                 activity,
                 state,

@@ -6,6 +6,7 @@
 
 mod admin;
 mod conn;
+mod io;
 mod reload;
 
 use std::net::SocketAddr;

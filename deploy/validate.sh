@@ -1,0 +1,636 @@
+#!/usr/bin/env bash
+# Validates everything under deploy/ without a cluster, a Docker daemon or network access
+# beyond the package registries (PyPI, Debian). Run from anywhere:
+#
+#   bash deploy/validate.sh                               # all checks
+#   bash deploy/validate.sh --regenerate-prometheusrule   # rewrite kubernetes/prometheusrule.yaml
+#                                                         # from prometheus/alerts.yaml, then check
+#
+# Checks, in order:
+#   1. every YAML file under deploy/ parses (PyYAML), every JSON file parses;
+#   2. Kubernetes manifests against the API schemas bundled in the `kubernetes-validate`
+#      wheel (strict: unknown fields are errors), for the oldest supported Kubernetes (1.30:
+#      the preStop sleep action) and the newest the wheel ships; then cross-references that
+#      no schema sees (selectors vs labels, named ports, Secret/ConfigMap names, probes,
+#      security context, shutdown budget) and the CRDs (ServiceMonitor, PrometheusRule),
+#      which have no built-in schema, structurally; the ConfigMap's authgate.toml parses;
+#   3. `authgate check` on the ConfigMap's config and on config/authgate.toml (the config
+#      baked into the image), with the exact global options the Deployment and the systemd
+#      unit use (builds the binary with cargo unless AUTHGATE_BIN names one);
+#   4. Prometheus: `promtool check rules` and `promtool test rules` (alerts_test.yaml), the
+#      PrometheusRule in sync with alerts.yaml, every metric name and label in the rules,
+#      the dashboard and the README exists in src/metrics.rs, and every dashboard query
+#      parses as PromQL (promtool, as recording rules);
+#   5. Grafana dashboard structure (schemaVersion, unique panel ids, datasource variable);
+#   6. systemd unit: `systemd-analyze verify` and `security --offline` (when systemd-analyze
+#      exists) plus the directives the unit must keep;
+#   7. Dockerfile and .dockerignore, structurally (no daemon, no registry: the image itself is
+#      not built here; set DEPLOY_VALIDATE_DOCKER_BUILD=1 with a working daemon to build it).
+#
+# Tools are installed under target/deploy-tools (git-ignored via target/): a Python venv with
+# pinned PyYAML and kubernetes-validate from PyPI, and promtool extracted from Debian's
+# `prometheus` package with `apt-get download` + `dpkg-deb -x`. The package is deliberately
+# not installed: its maintainer scripts would start a Prometheus server on port 9090, the
+# gateway's admin port. Re-runs reuse the tools (a few seconds); the first run takes ~30s
+# plus, without AUTHGATE_BIN, a `cargo build` (a no-op after `cargo test`).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd)
+DEPLOY=deploy
+TOOLS=$ROOT/target/deploy-tools
+VENV=$TOOLS/venv
+PY=$VENV/bin/python
+K8S_VERSIONS=${K8S_VERSIONS:-"1.30.0 1.37.0"}
+PIP_PACKAGES=(PyYAML==6.0.4 kubernetes-validate==1.37.0 "tomli==2.2.1; python_version < '3.11'")
+START=$(date +%s)
+
+step() { printf '\n== %s\n' "$*"; }
+note() { printf '   note: %s\n' "$*"; }
+die() { printf 'deploy/validate.sh: %s\n' "$*" >&2; exit 1; }
+
+regenerate=false
+for arg in "$@"; do
+  case $arg in
+    --regenerate-prometheusrule) regenerate=true ;;
+    *) die "unknown argument: $arg" ;;
+  esac
+done
+
+mkdir -p "$TOOLS"
+
+# ---- tools -------------------------------------------------------------------------------
+step "tools"
+command -v python3 >/dev/null || die "python3 is needed"
+stamp=$VENV/.installed-$(printf '%s ' "${PIP_PACKAGES[@]}" | sha256sum | cut -c1-16)
+if [[ ! -f $stamp ]]; then
+  rm -rf "$VENV"
+  if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+    # Debian's system python ships venv separately.
+    [[ ${CI:-} == true || $(id -u) == 0 ]] || die "python3 -m venv failed (install python3-venv)"
+    rm -rf "$VENV"
+    apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    python3 -m venv "$VENV"
+  fi
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PIP_PACKAGES[@]}"
+  touch "$stamp"
+fi
+echo "   python venv: $("$PY" -c 'import yaml, sys; print(sys.version.split()[0], "PyYAML", yaml.__version__)'), kubernetes-validate $("$VENV/bin/kubernetes-validate" --version)"
+
+PROMTOOL=${PROMTOOL:-}
+if [[ -z $PROMTOOL ]]; then
+  if command -v promtool >/dev/null; then
+    PROMTOOL=$(command -v promtool)
+  else
+    PROMTOOL=$TOOLS/prometheus/usr/bin/promtool
+    if [[ ! -x $PROMTOOL ]]; then
+      command -v apt-get >/dev/null || die "promtool not found and no apt-get to fetch Debian's prometheus package; set PROMTOOL"
+      debdir=$TOOLS/deb
+      rm -rf "$debdir" && mkdir -p "$debdir"
+      fetch() { (cd "$debdir" && apt-get download prometheus >/dev/null 2>&1); }
+      if ! fetch; then
+        if [[ ${CI:-} == true || $(id -u) == 0 ]]; then
+          apt-get update -qq >/dev/null
+          fetch || die "apt-get download prometheus failed"
+        else
+          die "apt-get download prometheus failed (run 'sudo apt-get update' first, or set PROMTOOL)"
+        fi
+      fi
+      rm -rf "$TOOLS/prometheus"
+      dpkg-deb -x "$debdir"/prometheus_*.deb "$TOOLS/prometheus"
+      rm -rf "$debdir"
+    fi
+  fi
+fi
+echo "   promtool: $("$PROMTOOL" --version 2>&1 | head -1)"
+
+# ---- 1. YAML and JSON parse --------------------------------------------------------------
+if $regenerate; then
+  step "regenerating kubernetes/prometheusrule.yaml from prometheus/alerts.yaml"
+fi
+REGENERATE=$regenerate "$PY" - <<'PY'
+import os, yaml
+if os.environ["REGENERATE"] == "true":
+    groups = yaml.safe_load(open("deploy/prometheus/alerts.yaml"))["groups"]
+    class Dumper(yaml.SafeDumper):
+        pass
+    def text(dumper, s):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", s, style="|" if "\n" in s else None)
+    Dumper.add_representer(str, text)
+    doc = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "authgate", "namespace": "authgate",
+                     "labels": {"app.kubernetes.io/name": "authgate",
+                                "release": "kube-prometheus-stack"}},
+        "spec": {"groups": groups},
+    }
+    path = "deploy/kubernetes/prometheusrule.yaml"
+    head = "".join(l for l in open(path).readlines() if l.startswith("#")) if os.path.exists(path) else ""
+    body = yaml.dump(doc, Dumper=Dumper, sort_keys=False, width=10**6, default_flow_style=False)
+    open(path, "w").write(head + body)
+    print("   wrote", path)
+PY
+
+step "1. YAML and JSON files parse"
+"$PY" - <<'PY'
+import json, pathlib, sys, yaml
+bad = 0
+files = sorted(p for p in pathlib.Path("deploy").rglob("*") if p.is_file())
+for p in files:
+    try:
+        if p.suffix in (".yaml", ".yml"):
+            docs = [d for d in yaml.safe_load_all(p.read_text()) if d is not None]
+            if not docs:
+                raise ValueError("no document")
+            print(f"   ok  {p} ({len(docs)} document{'s' if len(docs) > 1 else ''})")
+        elif p.suffix == ".json":
+            json.loads(p.read_text())
+            print(f"   ok  {p}")
+    except Exception as e:  # noqa: BLE001 - report every broken file, then fail
+        bad += 1
+        print(f"   FAIL {p}: {e}")
+sys.exit(1 if bad else 0)
+PY
+
+# ---- 2. Kubernetes -----------------------------------------------------------------------
+step "2a. Kubernetes manifests against the bundled API schemas (strict)"
+# Everything but the CRDs (no schema in the wheel; checked in 2b) and the Kustomization.
+mapfile -t builtin < <("$PY" - <<'PY'
+import pathlib, yaml
+crd_groups = {"monitoring.coreos.com", "kustomize.config.k8s.io"}
+for p in sorted(pathlib.Path("deploy/kubernetes").glob("*.yaml")):
+    docs = [d for d in yaml.safe_load_all(p.read_text()) if d]
+    if docs and not any(d["apiVersion"].rpartition("/")[0] in crd_groups for d in docs):
+        print(p)
+PY
+)
+((${#builtin[@]} > 0)) || die "no Kubernetes manifests found"
+for version in $K8S_VERSIONS; do
+  "$VENV/bin/kubernetes-validate" --strict --quiet -k "$version" "${builtin[@]}" \
+    || die "kubernetes-validate failed for Kubernetes $version"
+  echo "   ok  ${#builtin[@]} manifests against Kubernetes $version"
+done
+
+step "2b. cross-references, CRDs, kustomization, security settings"
+"$PY" - <<'PY'
+import pathlib, re, sys, yaml
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    import tomli as tomllib
+
+errors = []
+def check(cond, msg):
+    if not cond:
+        errors.append(msg)
+    return cond
+
+kdir = pathlib.Path("deploy/kubernetes")
+objs = {}   # (kind, name) -> object
+files = {}
+for p in sorted(kdir.glob("*.yaml")):
+    for d in yaml.safe_load_all(p.read_text()):
+        if not d:
+            continue
+        key = (d["kind"], d.get("metadata", {}).get("name"))
+        check(key not in objs, f"{p}: duplicate {key}")
+        objs[key] = d
+        files[key] = p.name
+
+def one(kind):
+    found = [o for (k, _), o in objs.items() if k == kind]
+    check(len(found) == 1, f"expected exactly one {kind}, found {len(found)}")
+    return found[0] if found else {}
+
+def matches(selector, labels):
+    return all(labels.get(k) == v for k, v in (selector or {}).items())
+
+# kustomization lists every manifest, and only existing ones
+kust = objs.get(("Kustomization", None)) or {}
+check(kust, "kustomization.yaml missing")
+listed = set(kust.get("resources", []))
+on_disk = {p.name for p in kdir.glob("*.yaml")} - {"kustomization.yaml"}
+check(listed == on_disk, f"kustomization resources {sorted(listed)} != files {sorted(on_disk)}")
+
+ns = one("Namespace").get("metadata", {}).get("name")
+for (kind, name), o in objs.items():
+    if kind not in ("Namespace", "Kustomization"):
+        check(o["metadata"].get("namespace") == ns, f"{kind}/{name}: namespace is not {ns}")
+
+dep = one("Deployment")
+spec = dep.get("spec", {})
+pod = spec.get("template", {}).get("spec", {})
+pod_labels = spec.get("template", {}).get("metadata", {}).get("labels", {})
+check(matches(spec.get("selector", {}).get("matchLabels"), pod_labels), "Deployment selector does not match its pod labels")
+check(spec.get("replicas", 1) >= 2, "Deployment needs 2+ replicas")
+check(pod.get("automountServiceAccountToken") is False, "pod must not mount a service account token")
+psc = pod.get("securityContext", {})
+check(psc.get("runAsNonRoot") is True, "pod securityContext.runAsNonRoot must be true")
+check(psc.get("runAsUser", 0) != 0, "pod must run as a non-zero uid")
+check(psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", "pod seccompProfile must be RuntimeDefault")
+sa = pod.get("serviceAccountName")
+check(("ServiceAccount", sa) in objs, f"ServiceAccount {sa} not defined")
+
+containers = pod.get("containers", [])
+check(len(containers) == 1, "expected one container")
+c = containers[0] if containers else {}
+csc = c.get("securityContext", {})
+check(csc.get("readOnlyRootFilesystem") is True, "container readOnlyRootFilesystem must be true")
+check(csc.get("allowPrivilegeEscalation") is False, "container allowPrivilegeEscalation must be false")
+check(csc.get("capabilities", {}).get("drop") == ["ALL"], "container must drop ALL capabilities")
+check("limits" in c.get("resources", {}) and "requests" in c.get("resources", {}), "container needs resource requests and limits")
+ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+check(ports.get("http") == 8080 and ports.get("admin") == 9090, f"container ports must be http:8080 admin:9090, got {ports}")
+for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+    get = c.get(probe, {}).get("httpGet", {})
+    check(get.get("path") == path and get.get("port") in ("admin", 9090), f"{probe} must GET {path} on the admin port")
+sleep = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds")
+check(isinstance(sleep, int) and sleep > 0, "preStop must use the native sleep action (the image has no shell)")
+grace = pod.get("terminationGracePeriodSeconds", 30)
+
+# Secrets and ConfigMaps referenced by the pod exist and have the keys
+env_names = set()
+for e in c.get("env", []):
+    env_names.add(e["name"])
+    ref = e.get("valueFrom", {}).get("secretKeyRef")
+    if ref:
+        sec = objs.get(("Secret", ref["name"]))
+        if check(sec, f"env {e['name']}: Secret {ref['name']} not defined"):
+            check(ref["key"] in {**sec.get("stringData", {}), **sec.get("data", {})}, f"Secret {ref['name']} has no key {ref['key']}")
+mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
+config_text = None
+for v in pod.get("volumes", []):
+    check(v["name"] in mounts, f"volume {v['name']} is not mounted")
+    if "configMap" in v:
+        cm = objs.get(("ConfigMap", v["configMap"]["name"]))
+        if check(cm, f"ConfigMap {v['configMap']['name']} not defined"):
+            for item in v["configMap"].get("items", []):
+                check(item["key"] in cm.get("data", {}), f"ConfigMap has no key {item['key']}")
+            mount = mounts.get(v["name"], {})
+            check("subPath" not in mount, "mount the config directory, not a subPath (subPath mounts never update)")
+            config_text = cm["data"].get("authgate.toml")
+            config_path = f"{mount.get('mountPath')}/authgate.toml"
+args = c.get("args", [])
+check("-c" in args and args[args.index("-c") + 1] == config_path, f"container args {args} do not name {config_path}")
+
+# The ConfigMap's config: TOML, all-interface listeners matching the container ports,
+# every ${VAR} without a default provided by the pod's env, and the drain budget fits
+check(config_text, "ConfigMap authgate-config has no authgate.toml")
+cfg = tomllib.loads(config_text or "")
+check(cfg.get("server", {}).get("listen") == "0.0.0.0:8080", "[server] listen must be 0.0.0.0:8080 in a pod")
+check(cfg.get("admin", {}).get("listen") == "0.0.0.0:9090", "[admin] listen must be 0.0.0.0:9090 in a pod")
+for var in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", config_text or ""):
+    check(var in env_names, f"config needs ${{{var}}} but the Deployment does not set it")
+def seconds(text):
+    m = re.fullmatch(r"(\d+)(ms|s|m|h)", text)
+    return int(m[1]) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m[2]]
+drain = seconds(cfg.get("server", {}).get("shutdown_timeout", "30s"))
+check(grace > (sleep or 0) + drain, f"terminationGracePeriodSeconds {grace} must exceed preStop {sleep}s + shutdown_timeout {drain}s")
+print(f"   shutdown: preStop {sleep}s + drain {drain:g}s < grace {grace}s")
+
+svc = one("Service")
+check(matches(svc.get("spec", {}).get("selector"), pod_labels), "Service selector does not match the pods")
+svc_ports = {p["name"]: p for p in svc.get("spec", {}).get("ports", [])}
+for name, p in svc_ports.items():
+    check(p.get("targetPort") in ports or p.get("targetPort") in ports.values(), f"Service port {name}: unknown targetPort {p.get('targetPort')}")
+
+pdb = one("PodDisruptionBudget")
+check(matches(pdb.get("spec", {}).get("selector", {}).get("matchLabels"), pod_labels), "PDB selector does not match the pods")
+check(pdb.get("spec", {}).get("minAvailable") == 1, "PDB minAvailable must be 1")
+
+hpa = one("HorizontalPodAutoscaler")
+ref = hpa.get("spec", {}).get("scaleTargetRef", {})
+check((ref.get("kind"), ref.get("name")) == ("Deployment", dep["metadata"]["name"]), "HPA does not target the Deployment")
+check(hpa.get("spec", {}).get("minReplicas", 1) > pdb.get("spec", {}).get("minAvailable", 0), "HPA minReplicas must exceed the PDB's minAvailable")
+check(c.get("resources", {}).get("requests", {}).get("cpu"), "HPA on CPU utilization needs a CPU request")
+
+np = one("NetworkPolicy")
+check(matches(np.get("spec", {}).get("podSelector", {}).get("matchLabels"), pod_labels), "NetworkPolicy does not select the pods")
+check(set(np.get("spec", {}).get("policyTypes", [])) == {"Ingress", "Egress"}, "NetworkPolicy must restrict Ingress and Egress")
+for rule in np.get("spec", {}).get("ingress", []):
+    for p in rule.get("ports", []):
+        check(p["port"] in ports or p["port"] in ports.values(), f"NetworkPolicy names unknown port {p['port']}")
+admin_rules = [r for r in np["spec"]["ingress"] if any(p["port"] in ("admin", 9090) for p in r.get("ports", []))]
+check(admin_rules and all(r.get("from") for r in admin_rules), "admin port must only be open to selected sources")
+egress_ports = {p["port"] for r in np["spec"].get("egress", []) for p in r.get("ports", [])}
+check({53, 443} <= egress_ports, "egress must allow DNS (53) and the identity provider (443)")
+
+# CRDs: no bundled schema, so check the fields the operator needs
+sm = one("ServiceMonitor")
+check(sm.get("apiVersion") == "monitoring.coreos.com/v1", "ServiceMonitor apiVersion")
+check(matches(sm.get("spec", {}).get("selector", {}).get("matchLabels"), svc["metadata"].get("labels", {})), "ServiceMonitor selector does not match the Service")
+check(ns in sm.get("spec", {}).get("namespaceSelector", {}).get("matchNames", [ns]), "ServiceMonitor namespaceSelector misses the namespace")
+eps = sm.get("spec", {}).get("endpoints", [])
+check(eps and all(e.get("port") in svc_ports for e in eps), "ServiceMonitor endpoints must name a Service port")
+check(any(e.get("port") == "admin" and e.get("path", "/metrics") == "/metrics" for e in eps), "ServiceMonitor must scrape admin /metrics")
+known = {"port", "path", "scheme", "interval", "scrapeTimeout", "honorLabels", "relabelings", "metricRelabelings", "params", "tlsConfig"}
+for e in eps:
+    check(set(e) <= known, f"ServiceMonitor endpoint has unexpected fields {set(e) - known}")
+
+pr = one("PrometheusRule")
+check(pr.get("apiVersion") == "monitoring.coreos.com/v1", "PrometheusRule apiVersion")
+alerts = yaml.safe_load(open("deploy/prometheus/alerts.yaml"))
+check(pr.get("spec", {}).get("groups") == alerts.get("groups"),
+      "kubernetes/prometheusrule.yaml differs from prometheus/alerts.yaml: run bash deploy/validate.sh --regenerate-prometheusrule")
+
+if errors:
+    for e in errors:
+        print("   FAIL", e)
+    sys.exit(1)
+print(f"   ok  {len(objs)} objects: selectors, ports, references, security context, CRDs")
+PY
+
+# ---- 3. authgate check -------------------------------------------------------------------
+step "3. authgate check on the deployed configs"
+BIN=${AUTHGATE_BIN:-}
+if [[ -z $BIN ]]; then
+  if command -v cargo >/dev/null; then
+    cargo build --locked --quiet --bin authgate
+    BIN=$ROOT/target/debug/authgate
+  fi
+fi
+if [[ -n $BIN && -x $BIN ]]; then
+  work=$TOOLS/check
+  rm -rf "$work" && mkdir -p "$work"
+  "$PY" -c '
+import sys, yaml
+cm = next(d for d in yaml.safe_load_all(open("deploy/kubernetes/configmap.yaml")) if d)
+open(sys.argv[1], "w").write(cm["data"]["authgate.toml"])' "$work/authgate.toml"
+  # The Deployment's own args with `run` turned into `check`, and the Secret's placeholder.
+  mapfile -t args < <("$PY" -c '
+import yaml
+d = yaml.safe_load(open("deploy/kubernetes/deployment.yaml"))
+args = d["spec"]["template"]["spec"]["containers"][0]["args"]
+print("\n".join("check" if a == "run" else a for a in args))')
+  args=("${args[@]/\/etc\/authgate\/authgate.toml/$work/authgate.toml}")
+  secret=$("$PY" -c '
+import yaml
+s = yaml.safe_load(open("deploy/kubernetes/secret.yaml"))
+print(s["stringData"]["ORDERS_HMAC_SECRET"])')
+  ORDERS_HMAC_SECRET=$secret "$BIN" "${args[@]}" </dev/null >"$work/stdout" 2>"$work/stderr" \
+    || { cat "$work/stderr" >&2; die "authgate ${args[*]} failed (ConfigMap config)"; }
+  echo "   ok  authgate ${args[*]}  (ConfigMap config; the Deployment's args, run -> check)"
+  sed "s/^/       /" "$work/stdout"
+  # The systemd unit's ExecStartPre / the image's config.
+  "$BIN" --log-format json check -c config/authgate.toml </dev/null >/dev/null 2>"$work/stderr" \
+    || { cat "$work/stderr" >&2; die "authgate check failed on config/authgate.toml (baked into the image)"; }
+  echo "   ok  authgate --log-format json check -c config/authgate.toml  (image default)"
+else
+  note "no authgate binary (set AUTHGATE_BIN or install cargo): configs not checked by authgate"
+fi
+
+# ---- 4. Prometheus -----------------------------------------------------------------------
+step "4. Prometheus rules, rule unit tests, metric names, dashboard queries"
+"$PROMTOOL" check rules "$DEPLOY/prometheus/alerts.yaml"
+"$PROMTOOL" test rules "$DEPLOY/prometheus/alerts_test.yaml"
+
+dash_rules=$TOOLS/dashboard-queries.rules.yaml
+DASH_RULES=$dash_rules "$PY" - <<'PY'
+import json, os, pathlib, re, sys, yaml
+
+errors = []
+src = pathlib.Path("src/metrics.rs")
+if not src.exists():
+    sys.exit("   FAIL src/metrics.rs not found: cannot check metric names")
+text = src.read_text()
+# Family -> label names, read from the registrations in src/metrics.rs:
+#   counter_vec(r, "name", "help", &["a", "b"]) / gauge_vec(...) / histogram_vec(r, "name", "help", "label")
+#   XxxVec::new(Opts::new("name", "help"), &["a"]) / IntGauge::new("name", "help")
+families = {}
+for m in re.finditer(r'"(authgate_[a-z0-9_]+)"\s*,\s*"(?:[^"\\]|\\.)*"\s*,?\s*(?:\)\s*,?\s*)?(&\[[^\]]*\]|"[a-z_]+")?', text):
+    name, labels = m[1], m[2] or ""
+    families.setdefault(name, set()).update(re.findall(r'"([a-z_]+)"', labels))
+histograms = set(re.findall(r'histogram_vec\(\s*r,\s*"(authgate_[a-z0-9_]+)"', text))
+if len(families) < 10:
+    sys.exit(f"   FAIL only {len(families)} metric families found in src/metrics.rs: the parser needs an update")
+series = dict(families)
+for h in histograms:
+    series[h + "_bucket"] = families[h] | {"le"}
+    series[h + "_sum"] = families[h]
+    series[h + "_count"] = families[h]
+target_labels = {"job", "instance", "namespace", "pod", "service", "container", "endpoint"}
+
+def check_expr(where, expr):
+    for m in re.finditer(r"\b(authgate_[a-z0-9_]+)\b(\{[^}]*\})?", expr):
+        name = m[1]
+        if name not in series:
+            errors.append(f"{where}: unknown metric {name}")
+            continue
+        for label in re.findall(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)", m[2] or ""):
+            if label not in series[name] | target_labels:
+                errors.append(f"{where}: {name} has no label {label!r} (has {sorted(series[name])})")
+    return expr
+
+used = set()
+# Alert rules
+for g in yaml.safe_load(open("deploy/prometheus/alerts.yaml"))["groups"]:
+    for r in g["rules"]:
+        check_expr(f"alerts.yaml {r.get('alert') or r.get('record')}", r["expr"])
+        used |= set(re.findall(r"\bauthgate_[a-z0-9_]+", r["expr"]))
+
+# Dashboard: every query, with Grafana variables substituted, becomes a recording rule so
+# promtool parses it.
+dash = json.load(open("deploy/grafana/authgate-dashboard.json"))
+def substitute(q):
+    q = q.replace("$__rate_interval", "5m").replace("$__interval", "1m").replace("$__range", "1h")
+    return re.sub(r"\$\{?[A-Za-z_][A-Za-z0-9_]*(?::[a-z]+)?\}?", ".*", q)
+rules = []
+def panels(ps):
+    for p in ps:
+        yield p
+        yield from panels(p.get("panels", []))
+for p in panels(dash["panels"]):
+    for t in p.get("targets", []):
+        expr = substitute(t["expr"])
+        check_expr(f"dashboard panel {p['title']!r}", expr)
+        used |= set(re.findall(r"\bauthgate_[a-z0-9_]+", expr))
+        rules.append({"record": f"dashboard:panel_{p['id']}_{t['refId']}", "expr": expr})
+for a in dash.get("annotations", {}).get("list", []):
+    if a.get("expr"):
+        rules.append({"record": "dashboard:annotation", "expr": check_expr("dashboard annotation", substitute(a["expr"]))})
+for v in dash.get("templating", {}).get("list", []):
+    if v.get("type") == "query":
+        q = v["query"]["query"] if isinstance(v["query"], dict) else v["query"]
+        m = re.fullmatch(r"label_values\((.*),\s*([a-z_]+)\)", q)
+        if not m:
+            errors.append(f"dashboard variable {v['name']}: unexpected query {q}")
+            continue
+        sel = substitute(m[1])
+        check_expr(f"dashboard variable {v['name']}", sel)
+        name = re.match(r"(authgate_[a-z0-9_]+)", sel)
+        if name and m[2] not in series.get(name[1], set()) | target_labels:
+            errors.append(f"dashboard variable {v['name']}: {name[1]} has no label {m[2]}")
+        rules.append({"record": f"dashboard:variable_{v['name']}", "expr": sel})
+pathlib.Path(os.environ["DASH_RULES"]).write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+
+# README and the other docs: metric names mentioned must exist
+for doc in [pathlib.Path("deploy/README.md")]:
+    if doc.exists():
+        for name in set(re.findall(r"\bauthgate_[a-z0-9_]+", doc.read_text())):
+            if name not in series:
+                errors.append(f"{doc}: unknown metric {name}")
+
+missing = sorted(f for f in families if f not in {u.removesuffix("_bucket").removesuffix("_sum").removesuffix("_count") for u in used})
+if errors:
+    for e in errors:
+        print("   FAIL", e)
+    sys.exit(1)
+print(f"   ok  metric names and labels match src/metrics.rs ({len(families)} families)")
+if missing:
+    print(f"   note: families not used in alerts or dashboard: {', '.join(missing)}")
+PY
+"$PROMTOOL" check rules "$dash_rules" | sed "/^$/d; s/^/   /"
+
+# ---- 5. Grafana --------------------------------------------------------------------------
+step "5. Grafana dashboard structure"
+"$PY" - <<'PY'
+import json, sys
+d = json.load(open("deploy/grafana/authgate-dashboard.json"))
+errors = []
+def check(cond, msg):
+    if not cond:
+        errors.append(msg)
+check(isinstance(d.get("schemaVersion"), int) and d["schemaVersion"] >= 36, "schemaVersion missing or old")
+check(d.get("uid") and d.get("title"), "uid and title required")
+check(d.get("id") is None, "an exported dashboard must not carry a database id")
+names = {v["name"]: v for v in d.get("templating", {}).get("list", [])}
+check(names.get("DS_PROMETHEUS", {}).get("type") == "datasource", "datasource variable DS_PROMETHEUS missing")
+ids, n = set(), 0
+def walk(ps):
+    global n
+    for p in ps:
+        n += 1
+        check(p.get("id") not in ids, f"duplicate panel id {p.get('id')}")
+        ids.add(p.get("id"))
+        g = p.get("gridPos", {})
+        check(all(k in g for k in "hwxy") and g["x"] + g["w"] <= 24, f"panel {p.get('title')}: bad gridPos {g}")
+        if p.get("type") != "row":
+            check(p.get("datasource", {}).get("uid") == "${DS_PROMETHEUS}", f"panel {p.get('title')}: datasource is not ${{DS_PROMETHEUS}}")
+            check(p.get("targets"), f"panel {p.get('title')}: no queries")
+            for t in p.get("targets", []):
+                check(t.get("datasource", {}).get("uid") == "${DS_PROMETHEUS}", f"panel {p.get('title')} {t.get('refId')}: datasource")
+        walk(p.get("panels", []))
+walk(d.get("panels", []))
+if errors:
+    for e in errors:
+        print("   FAIL", e)
+    sys.exit(1)
+print(f"   ok  schemaVersion {d['schemaVersion']}, {n} panels, uid {d['uid']}")
+PY
+
+# ---- 6. systemd --------------------------------------------------------------------------
+step "6. systemd unit"
+unit=$DEPLOY/systemd/authgate.service
+"$PY" - "$unit" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+settings = {}
+for line in text.splitlines():
+    m = re.match(r"^([A-Za-z]+)=(.*)$", line)
+    if m:
+        settings.setdefault(m[1], []).append(m[2])
+required = {
+    "ExecStart": "/usr/local/bin/authgate --log-format json run -c /etc/authgate/authgate.toml",
+    "KillSignal": "SIGTERM", "TimeoutStopSec": "40", "Restart": "on-failure",
+    "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
+    "PrivateDevices": "yes", "ProtectKernelTunables": "yes", "ProtectKernelModules": "yes",
+    "ProtectKernelLogs": "yes", "ProtectControlGroups": "yes",
+    "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX", "CapabilityBoundingSet": "",
+    "MemoryDenyWriteExecute": "yes", "LockPersonality": "yes", "RestrictNamespaces": "yes",
+    "LimitNOFILE": "65536", "EnvironmentFile": "-/etc/authgate/env", "DynamicUser": "yes",
+}
+errors = [f"{k}={v} expected, found {settings.get(k)}" for k, v in required.items() if v not in settings.get(k, [])]
+if "@system-service" not in settings.get("SystemCallFilter", []):
+    errors.append("SystemCallFilter=@system-service expected")
+if "/bin/kill -HUP $MAINPID" not in settings.get("ExecReload", []):
+    errors.append("ExecReload=/bin/kill -HUP $MAINPID expected")
+if errors:
+    for e in errors:
+        print("   FAIL", e)
+    sys.exit(1)
+print(f"   ok  {len(required) + 2} required directives present")
+PY
+if command -v systemd-analyze >/dev/null; then
+  # verify wants the binary installed at /usr/local/bin/authgate; everything else it reports
+  # (unknown keys, bad values, unknown syscall sets) fails the check.
+  out=$(SYSTEMD_LOG_COLOR=0 systemd-analyze verify --man=no "$unit" 2>&1 \
+        | grep -v "Command /usr/local/bin/authgate is not executable" || true)
+  [[ -z $out ]] || { printf '%s\n' "$out" >&2; die "systemd-analyze verify reported problems"; }
+  echo "   ok  systemd-analyze verify"
+  score=$(systemd-analyze security --offline=yes --threshold=25 --no-pager "$unit" 2>&1 | tail -1) \
+    || { echo "$score" >&2; die "systemd-analyze security: exposure above 2.5 (threshold 25 = 2.5)"; }
+  echo "   ok  systemd-analyze security: ${score#*: }"
+else
+  note "systemd-analyze not installed: unit checked structurally only"
+fi
+
+# ---- 7. Dockerfile -----------------------------------------------------------------------
+step "7. Dockerfile (structure; no daemon or base images offline)"
+"$PY" - <<'PY'
+import json, pathlib, re, sys
+lines, cur = [], ""
+for raw in pathlib.Path("deploy/Dockerfile").read_text().splitlines():
+    if raw.lstrip().startswith("#") or not raw.strip():
+        continue
+    cur += raw.rstrip().removesuffix("\\") + " "
+    if not raw.rstrip().endswith("\\"):
+        lines.append(cur.strip()); cur = ""
+instr = [(l.split(None, 1)[0].upper(), l.split(None, 1)[1] if " " in l else "") for l in lines]
+errors = []
+def check(cond, msg):
+    if not cond:
+        errors.append(msg)
+args = {}
+for op, rest in instr:
+    if op == "ARG" and "=" in rest:
+        k, v = rest.split("=", 1); args[k] = v
+def expand(s):
+    return re.sub(r"\$\{(\w+)\}", lambda m: args.get(m[1], m[0]), s)
+froms = [(i, expand(rest)) for i, (op, rest) in enumerate(instr) if op == "FROM"]
+check(len(froms) >= 2, "multi-stage build expected (builder + runtime)")
+check(froms and re.match(r"rust:\S+ AS build$", froms[0][1], re.I), f"first stage should be a rust image named build, got {froms[0][1] if froms else None}")
+final_start = froms[-1][0] if froms else 0
+final = instr[final_start:]
+runtime = froms[-1][1] if froms else ""
+check("distroless" in runtime or "slim" in runtime, f"runtime image should be distroless or slim, got {runtime}")
+build = instr[:final_start]
+check(any(op == "RUN" and "cargo build --release --locked" in rest for op, rest in build), "builder must run cargo build --release --locked")
+users = [rest for op, rest in final if op == "USER"]
+check(users and users[-1].split(":")[0] not in ("0", "root"), f"final stage must switch to a non-root USER, got {users}")
+check(users and users[-1].split(":")[0].isdigit(), "USER should be numeric (runAsNonRoot verifies numeric uids)")
+check(any(op == "EXPOSE" and set(rest.split()) >= {"8080", "9090"} for op, rest in final), "EXPOSE 8080 9090 missing")
+def exec_form(op):
+    vals = [rest for o, rest in final if o == op]
+    try:
+        return json.loads(vals[-1]) if vals else None
+    except ValueError:
+        return "shell form"
+check(exec_form("ENTRYPOINT") == ["/usr/local/bin/authgate"], "ENTRYPOINT must be [\"/usr/local/bin/authgate\"] (exec form)")
+cmd = exec_form("CMD")
+check(cmd == ["run", "-c", "/etc/authgate/authgate.toml"], f"CMD must be [\"run\", \"-c\", \"/etc/authgate/authgate.toml\"], got {cmd}")
+copies = [rest for op, rest in final if op == "COPY"]
+check(any("--from=build" in c and c.endswith("/usr/local/bin/authgate") for c in copies), "binary not copied from the build stage")
+for c in copies:
+    if "--from" not in c:
+        parts = [p for p in c.split() if not p.startswith("--")]
+        for srcpath in parts[:-1]:
+            check(pathlib.Path(srcpath).exists(), f"COPY source {srcpath} does not exist in the repository")
+check(any(c.split()[-1] == "/etc/authgate/authgate.toml" for c in copies), "config not copied to /etc/authgate/authgate.toml")
+ignore = pathlib.Path(".dockerignore")
+check(ignore.exists() and any(l.strip().rstrip("/") in ("target", "**/target") for l in ignore.read_text().splitlines()),
+      ".dockerignore at the repository root must exclude target/")
+if errors:
+    for e in errors:
+        print("   FAIL", e)
+    sys.exit(1)
+print(f"   ok  {len(froms)} stages ({', '.join(f for _, f in froms)}), USER {users[-1]}, exec-form ENTRYPOINT/CMD")
+PY
+if [[ ${DEPLOY_VALIDATE_DOCKER_BUILD:-0} == 1 ]]; then
+  docker build -f "$DEPLOY/Dockerfile" -t authgate:validate .
+  docker run --rm authgate:validate --version
+else
+  note "image not built (needs a Docker daemon and the base images; set DEPLOY_VALIDATE_DOCKER_BUILD=1)"
+fi
+
+printf '\n== deploy/validate.sh passed in %ss\n' "$(($(date +%s) - START))"
