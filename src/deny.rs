@@ -49,8 +49,11 @@ pub enum InvalidRequest {
     Authorization,
     /// A request target longer than `max_request_line_bytes`.
     TargetTooLong,
-    /// Conflicting message framing (Transfer-Encoding with Content-Length).
+    /// Ambiguous message framing: Transfer-Encoding with Content-Length, a transfer coding
+    /// other than `chunked`, bare-LF line endings.
     Framing,
+    /// The request body could not be read (e.g. an invalid chunk).
+    Body,
 }
 
 /// Seconds a client should wait after a 503 before retrying.
@@ -105,9 +108,8 @@ impl Deny {
             Deny::InvalidRequest(InvalidRequest::Path(error)) => error.description(),
             Deny::InvalidRequest(InvalidRequest::Target) => "unsupported request target form",
             Deny::InvalidRequest(InvalidRequest::TargetTooLong) => "the request target is too long",
-            Deny::InvalidRequest(InvalidRequest::Framing) => {
-                "conflicting Transfer-Encoding and Content-Length"
-            }
+            Deny::InvalidRequest(InvalidRequest::Framing) => "ambiguous message framing",
+            Deny::InvalidRequest(InvalidRequest::Body) => "the request body is malformed",
             Deny::InvalidRequest(InvalidRequest::Authorization) => {
                 "the Authorization header must be exactly one \"Bearer <token>\""
             }

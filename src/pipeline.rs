@@ -28,6 +28,7 @@ use crate::deny::{Deny, InvalidRequest};
 use crate::network::client_addr;
 use crate::proxy::{self, headers, Body};
 use crate::routing::{canonicalize, Lookup, PathError};
+pub use crate::server::HeadFlags;
 use crate::snapshot::names::X_REQUEST_ID;
 use crate::snapshot::{Route, Shared, Snapshot};
 
@@ -49,10 +50,6 @@ pub struct ConnInfo {
     pub tls: bool,
     pub client_cert: Option<Arc<ClientCert>>,
 }
-
-/// Request extension: the raw request target held a `#` that the HTTP parser cut off.
-#[derive(Debug, Clone, Copy)]
-pub struct RawFragment;
 
 /// Receives each step's outcome; `explain` prints them, the server ignores them.
 pub trait Trace {
@@ -119,15 +116,26 @@ pub async fn decide<'r>(
         });
         return Err(deny(Deny::InvalidRequest(InvalidRequest::Target)));
     }
-    // Conflicting framing (RFC 9112 6.3): a request with both Transfer-Encoding and
-    // Content-Length is a smuggling attempt or a broken client; it is never forwarded.
-    if parts.headers.contains_key(TRANSFER_ENCODING) && parts.headers.contains_key(CONTENT_LENGTH) {
-        trace.step("framing", false, || {
-            "both Transfer-Encoding and Content-Length".into()
-        });
+    // Framing the HTTP parser would normalize silently (RFC 9112 6.1, 6.3): both
+    // Transfer-Encoding and Content-Length, a transfer coding other than plain `chunked`
+    // (the gateway removes Transfer-Encoding, so an upstream would read coded bytes as the
+    // body), or bare-LF line endings. Each is a smuggling vector between hops: refused.
+    let head = parts
+        .extensions
+        .get::<HeadFlags>()
+        .copied()
+        .unwrap_or_default();
+    let odd_coding = parts
+        .headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .any(|coding| !coding.as_bytes().eq_ignore_ascii_case(b"chunked"));
+    if head.has(HeadFlags::CONFLICTING_LENGTH) || head.has(HeadFlags::BARE_LF) || odd_coding {
+        trace.step("framing", false, || "ambiguous message framing".into());
         return Err(deny(Deny::InvalidRequest(InvalidRequest::Framing)));
     }
-    if parts.extensions.get::<RawFragment>().is_some() {
+    // The parser cuts a raw `#` off the target; SPEC §3 step 1 refuses it.
+    if head.has(HeadFlags::FRAGMENT) {
         trace.step("canonical path", false, || {
             PathError::Fragment.description().into()
         });
@@ -471,6 +479,8 @@ pub async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Body>) ->
 }
 
 fn deny_response(deny: Deny, close: bool) -> Response<Body> {
+    // A malformed request says nothing good about what follows it on the connection.
+    let close = close || matches!(deny, Deny::InvalidRequest(_));
     let mut response = deny.into_response().map(proxy::full);
     if close {
         response

@@ -82,10 +82,8 @@ pub async fn forward(
         .observe(started.elapsed().as_secs_f64());
     let mut response = match sent {
         Ok(Ok(response)) => response,
-        Ok(Err(error)) => {
-            tracing::warn!(upstream = %upstream.name, error = %error_chain(&error), "upstream request failed");
-            return Err(Deny::BadGateway);
-        }
+        Ok(Err(error)) => return Err(classify(upstream, &error)),
+
         Err(_) => {
             tracing::warn!(upstream = %upstream.name, "upstream did not answer in time");
             return Err(Deny::GatewayTimeout);
@@ -99,6 +97,25 @@ pub async fn forward(
     }
     headers::remove_hop_by_hop(response.headers_mut(), switching && websocket);
     Ok(response.map(boxed::<Incoming>))
+}
+
+/// Who is at fault when sending failed: the client's body (too long: 413; unreadable: 400) or
+/// the upstream (502).
+fn classify(upstream: &Upstream, error: &(dyn std::error::Error + 'static)) -> Deny {
+    let chain = || std::iter::successors(Some(error), |cause| cause.source());
+    if chain().any(|cause| cause.is::<http_body_util::LengthLimitError>()) {
+        return Deny::PayloadTooLarge;
+    }
+    if chain().any(|cause| {
+        cause
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_user)
+    }) {
+        tracing::debug!(upstream = %upstream.name, error = %error_chain(error), "client body failed");
+        return Deny::InvalidRequest(crate::deny::InvalidRequest::Body);
+    }
+    tracing::warn!(upstream = %upstream.name, error = %error_chain(error), "upstream request failed");
+    Deny::BadGateway
 }
 
 /// Copies bytes both ways between the two upgraded connections until either side closes.

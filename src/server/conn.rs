@@ -21,7 +21,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::io::{clock_ms, idle_for, Activity, Watched};
+use super::io::{clock_ms, idle_for, Activity, HeadFlags, Watched};
 use super::ServerState;
 use crate::pipeline::{self, ClientCert, ConnInfo};
 use crate::proxy;
@@ -417,8 +417,9 @@ where
         async move {
             let mut request = request;
             let first = activity.requests.fetch_add(1, Ordering::Relaxed) == 0;
-            if first && activity.first_line_fragment.load(Ordering::Relaxed) {
-                request.extensions_mut().insert(pipeline::RawFragment);
+            let flags = activity.head_flags(first);
+            if flags != HeadFlags::default() {
+                request.extensions_mut().insert(flags);
             }
             activity.in_flight.fetch_add(1, Ordering::Relaxed);
             let response = pipeline::handle(&shared, &conn, request.map(proxy::boxed)).await;
@@ -439,12 +440,21 @@ where
             }
             return;
         }
-        _ = &mut idle => tracing::debug!("closing idle connection"),
+        // No I/O and no request waiting for its response for idle_timeout: a response body
+        // that stalls that long is cut, like an idle keep-alive connection is closed.
+        _ = &mut idle => {
+            tracing::debug!("closing idle connection");
+            return;
+        }
         _ = stop.changed() => {}
     }
-    // Idle or shutting down: finish the request in flight, then close.
+    // Shutting down: finish the request in flight (bounded), then close.
     connection.as_mut().graceful_shutdown();
-    if let Err(error) = connection.await {
-        tracing::debug!(error = %error, "connection ended with an error while closing");
+    match tokio::time::timeout(settings.shutdown_timeout, connection).await {
+        Ok(Err(error)) => {
+            tracing::debug!(error = %error, "connection ended with an error while closing")
+        }
+        Ok(Ok(())) => {}
+        Err(_) => tracing::debug!("connection still busy at the end of the drain; closed"),
     }
 }

@@ -7,6 +7,8 @@
 mod admin;
 mod conn;
 mod io;
+
+pub use io::HeadFlags;
 mod reload;
 
 use std::net::SocketAddr;
