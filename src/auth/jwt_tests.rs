@@ -442,6 +442,19 @@ fn bad_signatures() {
         check(&truncated, &policy()).err(),
         Some(TokenError::BadSignature)
     );
+
+    // "Psychic signatures" (CVE-2022-21449): an ECDSA signature of r = s = 0 never verifies,
+    // for ES256 (64 bytes) and ES384 (96 bytes).
+    let payload = b64(&serde_json::to_vec(&claims()).expect("json"));
+    for (alg, kid, length) in [("ES256", "p256", 64), ("ES384", "p384", 96)] {
+        let header = b64(format!(r#"{{"alg":"{alg}","kid":"{kid}"}}"#).as_bytes());
+        let zero = format!("{header}.{payload}.{}", b64(&vec![0u8; length]));
+        assert_eq!(
+            check(&zero, &policy()).err(),
+            Some(TokenError::BadSignature),
+            "{alg}"
+        );
+    }
 }
 
 #[test]
