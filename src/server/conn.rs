@@ -289,14 +289,15 @@ pub async fn accept_loop(
         let state = Arc::clone(&state);
         let tls = tls.clone();
         let open = open.clone();
-        tokio::spawn(async move {
+        let task = async move {
             let _permit = permit;
             let _client_slot = client_slot;
             let _tracked = state.tracker.enter();
             open.inc();
             serve_connection(stream, peer, tls, &state).await;
             open.dec();
-        });
+        };
+        tokio::spawn(task);
     }
 }
 
@@ -319,18 +320,23 @@ async fn serve_connection(
                 tls: false,
                 client_cert: None,
             };
-            serve_http(
+            // Boxed (here and below): the task then holds a pointer, not the largest of the
+            // plaintext and TLS connection states; it keeps idle connections small.
+            Box::pin(serve_http(
                 TokioIo::new(Watched::new(stream, &activity)),
                 conn,
                 activity,
                 state,
-            )
+            ))
             .await;
         }
         Some(tls) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.load_full());
-            let stream = match tokio::time::timeout(tls.handshake_timeout, acceptor.accept(stream))
-                .await
+            let stream = match tokio::time::timeout(
+                tls.handshake_timeout,
+                Box::pin(acceptor.accept(stream)),
+            )
+            .await
             {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => {
@@ -357,12 +363,12 @@ async fn serve_connection(
                 tls: true,
                 client_cert,
             };
-            serve_http(
+            Box::pin(serve_http(
                 TokioIo::new(Watched::new(stream, &activity)),
                 conn,
                 activity,
                 state,
-            )
+            ))
             .await;
         }
     }
@@ -414,7 +420,10 @@ where
         let conn = Arc::clone(&conn);
         let shared = Arc::clone(&shared);
         let activity = Arc::clone(&service_activity);
-        async move {
+        // Boxed: hyper keeps a slot of the service future's size for the whole life of every
+        // connection, and this future is large. Boxing costs one allocation per request and
+        // saves kilobytes per idle keep-alive connection.
+        Box::pin(async move {
             let mut request = request;
             let first = activity.requests.fetch_add(1, Ordering::Relaxed) == 0;
             let flags = activity.head_flags(first);
@@ -426,7 +435,7 @@ where
             activity.in_flight.fetch_sub(1, Ordering::Relaxed);
             activity.last_ms.store(clock_ms(), Ordering::Relaxed);
             Ok::<_, Infallible>(response)
-        }
+        })
     });
 
     let mut connection = pin!(builder.serve_connection_with_upgrades(io, service));
