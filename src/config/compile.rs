@@ -202,7 +202,7 @@ pub fn compile(config: &raw::Config, context: CompileContext<'_>) -> Result<Snap
         max_connections_per_client: positive(
             &s.max_connections_per_client,
             "server.max_connections_per_client",
-            256,
+            1024,
         )? as usize,
         http2_max_concurrent_streams: u32::try_from(positive(
             &s.http2_max_concurrent_streams,

@@ -47,7 +47,7 @@ pub struct Server {
     pub max_request_line_bytes: Option<S<u64>>,
     /// Most concurrent client connections over all listeners. Default 10000.
     pub max_connections: Option<S<u64>>,
-    /// Most concurrent connections from one client address (the TCP peer). Default 256.
+    /// Most concurrent connections from one client address (the TCP peer). Default 1024.
     pub max_connections_per_client: Option<S<u64>>,
     /// Most concurrent HTTP/2 streams per connection. Default 100.
     pub http2_max_concurrent_streams: Option<S<u64>>,

@@ -208,6 +208,21 @@ fn escape_rfc4514(value: &str) -> String {
     out
 }
 
+/// Logs a connection refused by `max_connections_per_client`, at most once per 10 s (a flood
+/// must not flood the log too).
+fn refused_per_client(addr: std::net::IpAddr) {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = clock_ms();
+    let last = LAST.load(Ordering::Relaxed);
+    if (last == 0 || now.saturating_sub(last) >= 10_000)
+        && LAST
+            .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(client = %addr, "connection refused: max_connections_per_client reached");
+    }
+}
+
 /// One connection's share of its client address's `max_connections_per_client`.
 struct ClientSlot {
     state: Arc<ServerState>,
@@ -282,7 +297,7 @@ pub async fn accept_loop(
             _ = stop.changed() => return,
         };
         let Some(client_slot) = ClientSlot::take(&state, peer.ip()) else {
-            tracing::debug!(peer = %peer, "refused: too many connections from this address");
+            refused_per_client(peer.ip());
             continue;
         };
         let _ = stream.set_nodelay(true);
