@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Renders the load test's raw records (TSV written by run.sh) as a Markdown report.
+
+Usage: report.py RUNS_TSV RSS_TSV META_FILE
+
+RUNS_TSV columns: mode peer round requests seconds rps p50_us p99_us non2xx socket_errors
+                  proxy_ticks upstream_ticks
+RSS_TSV columns:  peer what kib connections_ok
+Per peer and mode, req/s and latencies are the median over rounds; CPU per request is the
+proxy's total CPU time over all rounds divided by all requests those rounds completed.
+"""
+
+import os
+import statistics
+import sys
+from collections import defaultdict
+
+PEERS = [
+    ("direct", "(a) direct to upstream"),
+    ("nginx", "(b) nginx proxy_pass, no auth"),
+    ("haproxy", "(c) HAProxy, RS256 JWT"),
+    ("authgate", "(d) authgate, JWT+scope+allowlist"),
+]
+MODES = [
+    ("one", "one token for every request"),
+    ("many", "10,000 distinct tokens, rotating"),
+]
+
+
+def fmt_us(us: float) -> str:
+    return f"{us / 1000:.2f} ms" if us >= 1000 else f"{us:.0f} µs"
+
+
+def ratio(a, b) -> str:
+    return f"{a / b:.2f}×" if a and b else "—"
+
+
+def main() -> None:
+    runs_tsv, rss_tsv, meta = sys.argv[1:4]
+    clk_tck = int(os.sysconf("SC_CLK_TCK"))
+    runs = defaultdict(list)
+    with open(runs_tsv) as f:
+        for line in f:
+            c = line.rstrip("\n").split("\t")
+            runs[(c[0], c[1])].append({
+                "requests": int(c[3]), "rps": float(c[5]), "p50": float(c[6]),
+                "p99": float(c[7]), "non2xx": int(c[8]), "errors": int(c[9]),
+                "proxy_ticks": int(c[10]), "upstream_ticks": int(c[11]),
+            })
+    peak = {}
+    rss = defaultdict(dict)
+    if os.path.exists(rss_tsv):
+        with open(rss_tsv) as f:
+            for line in f:
+                peer, what, kib, conns = line.rstrip("\n").split("\t")
+                if what == "peak":
+                    peak[peer] = int(kib)
+                else:
+                    rss[peer][what] = (int(kib), conns)
+
+    out = []
+    with open(meta) as f:
+        out.append(f.read().rstrip())
+    out.append("")
+    for mode, title in MODES:
+        summary = {}
+        for peer, _ in PEERS:
+            rows = runs.get((mode, peer))
+            if not rows:
+                continue
+            requests = sum(r["requests"] for r in rows)
+            summary[peer] = {
+                "rps": statistics.median(r["rps"] for r in rows),
+                "p50": statistics.median(r["p50"] for r in rows),
+                "p99": statistics.median(r["p99"] for r in rows),
+                "cpu": (sum(r["proxy_ticks"] for r in rows) * 1e6 / clk_tck / requests
+                        if requests and peer != "direct" else None),
+                "up_cpu": (sum(r["upstream_ticks"] for r in rows) * 1e6 / clk_tck / requests
+                           if requests else None),
+                "bad": sum(r["non2xx"] + r["errors"] for r in rows),
+                "rounds": len(rows),
+            }
+        if not summary:
+            continue
+        out.append(f"### Mode: {title}")
+        out.append("")
+        out.append("| peer | req/s | p50 | p99 | proxy CPU µs/req | upstream CPU µs/req "
+                   "| peak RSS | req/s vs nginx | req/s vs HAProxy | CPU/req vs nginx "
+                   "| CPU/req vs HAProxy | non-2xx+errors |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        ng, hp = summary.get("nginx", {}), summary.get("haproxy", {})
+        for peer, label in PEERS:
+            s = summary.get(peer)
+            if not s:
+                continue
+            cpu = f"{s['cpu']:.1f}" if s["cpu"] is not None else "—"
+            up = f"{s['up_cpu']:.1f}" if s["up_cpu"] is not None else "—"
+            mib = f"{peak[peer] / 1024:.1f} MiB" if peer in peak else "—"
+            out.append(
+                f"| {label} | {s['rps']:,.0f} | {fmt_us(s['p50'])} | {fmt_us(s['p99'])} "
+                f"| {cpu} | {up} | {mib} "
+                f"| {ratio(s['rps'], ng.get('rps'))} | {ratio(s['rps'], hp.get('rps'))} "
+                f"| {ratio(s['cpu'], ng.get('cpu'))} | {ratio(s['cpu'], hp.get('cpu'))} "
+                f"| {s['bad']} |")
+        out.append("")
+    if rss:
+        out.append("### Memory: idle and holding idle keep-alive connections")
+        out.append("")
+        out.append("| peer | RSS idle | RSS holding connections | connections open / answered 2xx "
+                   "| per connection |")
+        out.append("|---|---:|---:|---:|---:|")
+        for peer, label in PEERS:
+            if peer not in rss or "idle" not in rss[peer] or "held" not in rss[peer]:
+                continue
+            idle, _ = rss[peer]["idle"]
+            held, conns = rss[peer]["held"]
+            opened = int(conns.split("/")[0]) if conns.split("/")[0].isdigit() else 0
+            per = f"{(held - idle) * 1024 / opened / 1024:.1f} KiB" if opened else "—"
+            out.append(f"| {label} | {idle / 1024:.1f} MiB | {held / 1024:.1f} MiB "
+                       f"| {conns} | {per} |")
+        out.append("")
+    out.append("p50/p99: median over rounds of wrk's latency percentiles. CPU µs/req: "
+               "utime+stime of all the peer's processes over all rounds, divided by the "
+               "requests completed. Peak RSS: VmHWM summed over the peer's processes after "
+               "all rounds. Ratios: req/s ratio (higher is better), CPU ratio (lower is "
+               "better).")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
