@@ -441,7 +441,18 @@ fn rsa_key(jwk: &Map<String, Value>) -> Result<DecodingKey, Skip> {
     if bits > MAX_RSA_BITS {
         return Err(Skip::Unsupported("RSA modulus longer than 8192 bits"));
     }
-    // aws-lc-rs checks the pair (odd modulus, sane exponent) once here.
+    // An RSA modulus is odd, and a public exponent is odd, at least 3 and (in practice, and
+    // as aws-lc requires when verifying) at most 33 bits. aws-lc-rs only rejects empty or
+    // zero-padded components here, so a broken key would otherwise load and fail every token.
+    let exponent_bits = bit_length(exponent);
+    if modulus.last().is_none_or(|low| low & 1 == 0) {
+        return Err(Skip::Malformed("RSA modulus is even"));
+    }
+    if exponent.last().is_none_or(|low| low & 1 == 0) || exponent_bits < 2 || exponent_bits > 33 {
+        return Err(Skip::Malformed(
+            "RSA public exponent is not an odd number of 2 to 33 bits",
+        ));
+    }
     PublicKeyComponents {
         n: modulus,
         e: exponent,

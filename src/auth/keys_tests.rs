@@ -120,6 +120,33 @@ fn skips_weak_rsa_keys() {
 }
 
 #[test]
+fn skips_rsa_keys_with_impossible_components() {
+    // Found by fuzzing: such keys loaded and then failed every token instead of being skipped.
+    let real = testkeys::rsa().jwk.clone();
+    let modulus = URL_SAFE_NO_PAD
+        .decode(real["n"].as_str().expect("n"))
+        .expect("b64");
+    let mut even = modulus.clone();
+    *even.last_mut().expect("non-empty") &= 0xFE;
+    let line = skipped(json!({"kty": "RSA", "n": b64(&even), "e": "AQAB"}));
+    assert!(line.contains("even"), "{line}");
+    for exponent in [
+        vec![1u8],
+        vec![0x01, 0x00, 0x00],
+        vec![0xFF; 300],
+        vec![0x01, 0x00, 0x00, 0x00, 0x00, 0x01],
+    ] {
+        let line = skipped(json!({"kty": "RSA", "n": real["n"], "e": b64(&exponent)}));
+        assert!(line.contains("exponent"), "{line}");
+    }
+    // The real key (e = 65537) still loads.
+    assert!(!KeySet::from_jwks(&jwks(&[real]))
+        .expect("jwks")
+        .keys
+        .is_empty());
+}
+
+#[test]
 fn rsa_modulus_with_leading_zero_is_accepted() {
     let mut jwk = testkeys::rsa().jwk.clone();
     let modulus = URL_SAFE_NO_PAD

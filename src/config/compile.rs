@@ -22,9 +22,9 @@ use super::raw::{self, ClaimValue};
 use super::value::{Dur, EnvString};
 use super::{ConfigError, Source};
 use crate::auth::cache::TokenCache;
-use crate::auth::jwks::{KeySource, KeyStore, RefreshPolicy};
+use crate::auth::jwks::{check_key_url, KeySource, KeyStore, RefreshPolicy};
 use crate::auth::jwt::TokenPolicy;
-use crate::auth::keys::{KeySet, Secret};
+use crate::auth::keys::{algorithm_from_name, KeySet, Secret};
 use crate::metrics::Metrics;
 use crate::network::CidrSet;
 use crate::proxy::client::{ClientIdentity, UpstreamClient};
@@ -364,44 +364,13 @@ fn compile_tls(ctx: &Ctx<'_>, tls: &raw::Tls) -> Result<TlsSettings, ConfigError
     })
 }
 
-/// Plain http is accepted only for loopback hosts (sidecar identity providers and tests).
-fn check_key_url(url: &str) -> Result<Uri, String> {
+/// Key URLs are https; plain http only for loopback hosts (SPEC §2). The key store checks the
+/// same rule again before every fetch.
+fn key_url(url: &str) -> Result<Uri, String> {
     let uri: Uri = url.parse().map_err(|_| format!("invalid URL \"{url}\""))?;
-    let host = uri
-        .host()
-        .ok_or_else(|| format!("URL \"{url}\" has no host"))?;
-    match uri.scheme_str() {
-        Some("https") => Ok(uri),
-        Some("http") if is_loopback_host(host) => Ok(uri),
-        Some("http") => Err(format!(
-            "URL \"{url}\" must be https (http only for loopback hosts)"
-        )),
-        _ => Err(format!("URL \"{url}\" must be https")),
-    }
-}
-
-pub(crate) fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-fn algorithm(name: &str) -> Option<Algorithm> {
-    Some(match name {
-        "HS256" => Algorithm::HS256,
-        "HS384" => Algorithm::HS384,
-        "HS512" => Algorithm::HS512,
-        "RS256" => Algorithm::RS256,
-        "RS384" => Algorithm::RS384,
-        "RS512" => Algorithm::RS512,
-        "PS256" => Algorithm::PS256,
-        "PS384" => Algorithm::PS384,
-        "PS512" => Algorithm::PS512,
-        "ES256" => Algorithm::ES256,
-        "ES384" => Algorithm::ES384,
-        "EdDSA" => Algorithm::EdDSA,
-        _ => return None,
-    })
+    check_key_url(&uri)
+        .map_err(|_| format!("URL \"{url}\" must be https (http only for loopback hosts)"))?;
+    Ok(uri)
 }
 
 fn compile_issuers(
@@ -452,11 +421,11 @@ fn compile_issuers(
             ));
         }
         let source = if let Some(uri) = &raw.jwks_uri {
-            let url = check_key_url(uri.get_ref().as_str())
-                .map_err(|m| ctx.at(key("jwks_uri"), uri, m))?;
+            let url =
+                key_url(uri.get_ref().as_str()).map_err(|m| ctx.at(key("jwks_uri"), uri, m))?;
             KeySource::JwksUri { url, ca_file }
         } else if let Some(flag) = discovery {
-            check_key_url(iss).map_err(|m| {
+            key_url(iss).map_err(|m| {
                 ctx.at(
                     key("discovery"),
                     flag,
@@ -504,7 +473,7 @@ fn compile_issuers(
             Some(list) => {
                 let mut algorithms = Vec::new();
                 for value in list.get_ref() {
-                    let alg = algorithm(value.as_str()).ok_or_else(|| {
+                    let alg = algorithm_from_name(value.as_str()).ok_or_else(|| {
                         ctx.at(
                             key("algorithms"),
                             list,

@@ -1,0 +1,4 @@
+//! libFuzzer entry point; the target logic and its invariants are in `src/config.rs`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| authgate_fuzz::config::fuzz_one(data));
