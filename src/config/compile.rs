@@ -3,28 +3,21 @@
 //! clients, the token cache) is taken over from the previous snapshot when its identity is
 //! unchanged.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::HeaderName;
 use http::{HeaderValue, Method, Uri};
 use ipnet::IpNet;
-use jsonwebtoken::Algorithm;
 use toml::Spanned;
 
-use super::raw::{self, ClaimValue};
+use super::raw;
 use super::value::{Dur, EnvString};
 use super::{ConfigError, Source};
 use crate::auth::cache::TokenCache;
-use crate::auth::jwks::{check_key_url, KeySource, KeyStore, RefreshPolicy};
-use crate::auth::jwt::TokenPolicy;
-use crate::auth::keys::{algorithm_from_name, KeySet, Secret};
 use crate::metrics::Metrics;
 use crate::network::CidrSet;
 use crate::proxy::client::{ClientIdentity, UpstreamClient};
@@ -44,26 +37,13 @@ pub struct CompileContext<'a> {
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_ADMIN: &str = "127.0.0.1:9090";
-const DEFAULT_SCOPE_CLAIMS: &[&str] = &["scope", "scp"];
-const DEFAULT_CLIENT_ID_CLAIMS: &[&str] = &["client_id", "azp", "appid", "cid"];
-const KEY_SET_ALGORITHMS: &[Algorithm] = &[
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
 
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     source: &'a Source,
 }
 
 impl Ctx<'_> {
-    fn err(
+    pub(super) fn err(
         &self,
         key: impl Into<String>,
         span: Option<Range<usize>>,
@@ -77,7 +57,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn at<T>(
+    pub(super) fn at<T>(
         &self,
         key: impl Into<String>,
         value: &Spanned<T>,
@@ -86,7 +66,7 @@ impl Ctx<'_> {
         self.err(key, Some(value.span()), message)
     }
 
-    fn socket_addr(
+    pub(super) fn socket_addr(
         &self,
         key: &str,
         value: &Spanned<EnvString>,
@@ -103,7 +83,11 @@ impl Ctx<'_> {
         })
     }
 
-    fn file(&self, key: &str, value: &Spanned<EnvString>) -> Result<PathBuf, ConfigError> {
+    pub(super) fn file(
+        &self,
+        key: &str,
+        value: &Spanned<EnvString>,
+    ) -> Result<PathBuf, ConfigError> {
         let path = PathBuf::from(value.get_ref().as_str());
         std::fs::metadata(&path).map_err(|error| {
             self.at(
@@ -115,7 +99,7 @@ impl Ctx<'_> {
         Ok(path)
     }
 
-    fn cidrs(
+    pub(super) fn cidrs(
         &self,
         key: &str,
         values: Option<&Spanned<Vec<EnvString>>>,
@@ -142,11 +126,11 @@ impl Ctx<'_> {
     }
 }
 
-fn duration(value: &Option<Spanned<Dur>>, default: Duration) -> Duration {
+pub(super) fn duration(value: &Option<Spanned<Dur>>, default: Duration) -> Duration {
     value.as_ref().map_or(default, |value| value.get_ref().0)
 }
 
-fn strings(values: &[EnvString]) -> Vec<String> {
+pub(super) fn strings(values: &[EnvString]) -> Vec<String> {
     values
         .iter()
         .map(|value| value.as_str().to_owned())
@@ -238,7 +222,7 @@ pub fn compile(config: &raw::Config, context: CompileContext<'_>) -> Result<Snap
     let allow = ctx.cidrs("network.allow", config.network.allow.as_ref())?;
 
     // [[issuers]]
-    let issuers = compile_issuers(&ctx, &config.issuers, previous)?;
+    let issuers = super::issuers::compile_issuers(&ctx, &config.issuers, previous)?;
     let mut claim_header_names: Vec<String> = issuers
         .iter()
         .flat_map(|issuer| issuer.policy.claim_headers.iter())
@@ -362,263 +346,6 @@ fn compile_tls(ctx: &Ctx<'_>, tls: &raw::Tls) -> Result<TlsSettings, ConfigError
         client_cert,
         handshake_timeout: duration(&tls.handshake_timeout, Duration::from_secs(10)),
     })
-}
-
-/// Key URLs are https; plain http only for loopback hosts (SPEC §2). The key store checks the
-/// same rule again before every fetch.
-fn key_url(url: &str) -> Result<Uri, String> {
-    let uri: Uri = url.parse().map_err(|_| format!("invalid URL \"{url}\""))?;
-    check_key_url(&uri)
-        .map_err(|_| format!("URL \"{url}\" must be https (http only for loopback hosts)"))?;
-    Ok(uri)
-}
-
-fn compile_issuers(
-    ctx: &Ctx<'_>,
-    raws: &[Spanned<raw::Issuer>],
-    previous: Option<&Snapshot>,
-) -> Result<Vec<Issuer>, ConfigError> {
-    let mut issuers: Vec<Issuer> = Vec::with_capacity(raws.len());
-    for (index, spanned) in raws.iter().enumerate() {
-        let raw = spanned.get_ref();
-        let key = |field: &str| format!("issuers[{index}].{field}");
-        let name = raw.name.get_ref().as_str();
-        if name.is_empty() {
-            return Err(ctx.at(key("name"), &raw.name, "issuer name must be non-empty"));
-        }
-        if issuers.iter().any(|issuer| issuer.name == name) {
-            return Err(ctx.at(
-                key("name"),
-                &raw.name,
-                format!("duplicate issuer name \"{name}\""),
-            ));
-        }
-        let iss = raw.issuer.get_ref().as_str();
-        if iss.is_empty() {
-            return Err(ctx.at(key("issuer"), &raw.issuer, "issuer must be non-empty"));
-        }
-        let ca_file = match &raw.ca_file {
-            Some(file) => Some(ctx.file(&key("ca_file"), file)?),
-            None => None,
-        };
-
-        // Exactly one key source.
-        let discovery = raw.discovery.as_ref().filter(|d| *d.get_ref());
-        let count = [
-            raw.jwks_uri.is_some(),
-            discovery.is_some(),
-            raw.jwks_file.is_some(),
-            raw.hmac_secret.is_some(),
-        ]
-        .into_iter()
-        .filter(|set| *set)
-        .count();
-        if count != 1 {
-            return Err(ctx.at(
-                key("jwks_uri"),
-                spanned,
-                format!("issuer \"{name}\" needs exactly one key source of jwks_uri, discovery = true, jwks_file, hmac_secret (found {count})"),
-            ));
-        }
-        let source = if let Some(uri) = &raw.jwks_uri {
-            let url =
-                key_url(uri.get_ref().as_str()).map_err(|m| ctx.at(key("jwks_uri"), uri, m))?;
-            KeySource::JwksUri { url, ca_file }
-        } else if let Some(flag) = discovery {
-            key_url(iss).map_err(|m| {
-                ctx.at(
-                    key("discovery"),
-                    flag,
-                    format!("discovery needs an https issuer: {m}"),
-                )
-            })?;
-            KeySource::Discovery {
-                issuer: iss.to_owned(),
-                ca_file,
-            }
-        } else if let Some(file) = &raw.jwks_file {
-            let path = ctx.file(&key("jwks_file"), file)?;
-            let bytes = std::fs::read(&path).map_err(|e| {
-                ctx.at(
-                    key("jwks_file"),
-                    file,
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            let parsed = KeySet::from_jwks(&bytes)
-                .map_err(|e| ctx.at(key("jwks_file"), file, format!("{}: {e}", path.display())))?;
-            if parsed.keys.is_empty() {
-                return Err(ctx.at(
-                    key("jwks_file"),
-                    file,
-                    format!("{}: no usable key", path.display()),
-                ));
-            }
-            KeySource::File(path)
-        } else if let Some(secret) = &raw.hmac_secret {
-            if secret.get_ref().as_str().len() < 32 {
-                return Err(ctx.at(
-                    key("hmac_secret"),
-                    secret,
-                    "hmac_secret must be at least 32 bytes",
-                ));
-            }
-            KeySource::Hmac(Secret::new(secret.get_ref().as_str().as_bytes().to_vec()))
-        } else {
-            return Err(ctx.at(key("jwks_uri"), spanned, "no key source"));
-        };
-        let is_hmac = matches!(source, KeySource::Hmac(_));
-
-        let algorithms = match &raw.algorithms {
-            Some(list) => {
-                let mut algorithms = Vec::new();
-                for value in list.get_ref() {
-                    let alg = algorithm_from_name(value.as_str()).ok_or_else(|| {
-                        ctx.at(
-                            key("algorithms"),
-                            list,
-                            format!("unsupported algorithm \"{}\"", value.as_str()),
-                        )
-                    })?;
-                    algorithms.push(alg);
-                }
-                if algorithms.is_empty() {
-                    return Err(ctx.at(key("algorithms"), list, "must not be empty"));
-                }
-                algorithms
-            }
-            None if is_hmac => vec![Algorithm::HS256],
-            None => KEY_SET_ALGORITHMS.to_vec(),
-        };
-
-        let audiences = strings(raw.audiences.get_ref());
-        let allowed_clients = raw
-            .allowed_clients
-            .as_ref()
-            .map(|list| strings(list.get_ref()));
-        if audiences.is_empty() && allowed_clients.as_ref().is_none_or(Vec::is_empty) {
-            return Err(ctx.at(
-                key("audiences"),
-                &raw.audiences,
-                "audiences = [] requires a non-empty allowed_clients, so every token stays bound to this deployment",
-            ));
-        }
-
-        let scope_claims = raw.scope_claims.as_ref().map_or_else(
-            || {
-                DEFAULT_SCOPE_CLAIMS
-                    .iter()
-                    .map(|s| (*s).to_owned())
-                    .collect()
-            },
-            |list| strings(list.get_ref()),
-        );
-        let client_id_claims = raw.client_id_claims.as_ref().map_or_else(
-            || {
-                DEFAULT_CLIENT_ID_CLAIMS
-                    .iter()
-                    .map(|s| (*s).to_owned())
-                    .collect()
-            },
-            |list| strings(list.get_ref()),
-        );
-        let required_claims = raw
-            .required_claims
-            .as_ref()
-            .map(|map| {
-                map.get_ref()
-                    .iter()
-                    .map(|(claim, value)| {
-                        let values = match value {
-                            ClaimValue::One(one) => vec![serde_json::Value::String(one.0.clone())],
-                            ClaimValue::Many(many) => many
-                                .iter()
-                                .map(|v| serde_json::Value::String(v.0.clone()))
-                                .collect(),
-                        };
-                        (claim.clone(), values)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut claim_headers = Vec::new();
-        if let Some(map) = &raw.claim_headers {
-            for (header, claim) in map.get_ref() {
-                let name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
-                    ctx.at(
-                        key("claim_headers"),
-                        map,
-                        format!("invalid header name \"{header}\""),
-                    )
-                })?;
-                if crate::proxy::headers::is_reserved(&name) {
-                    return Err(ctx.at(
-                        key("claim_headers"),
-                        map,
-                        format!("header \"{header}\" is reserved by the gateway"),
-                    ));
-                }
-                claim_headers.push((name, claim.as_str().to_owned()));
-            }
-        }
-
-        let refresh = RefreshPolicy {
-            refresh_interval: duration(&raw.refresh_interval, Duration::from_secs(600)),
-            min_refresh: duration(&raw.min_refresh, Duration::from_secs(30)),
-            max_stale: duration(&raw.max_stale, Duration::from_secs(86_400)),
-            fetch_timeout: duration(&raw.fetch_timeout, Duration::from_secs(5)),
-        };
-        if refresh.min_refresh.is_zero() {
-            return Err(ctx.err(
-                key("min_refresh"),
-                raw.min_refresh.as_ref().map(Spanned::span),
-                "must be greater than 0",
-            ));
-        }
-        let policy = TokenPolicy {
-            issuer: iss.to_owned(),
-            audiences,
-            allowed_clients,
-            algorithms,
-            scope_claims,
-            client_id_claims,
-            leeway: duration(&raw.leeway, Duration::from_secs(30)).as_secs(),
-            token_types: strings(&raw.token_types),
-            required_claims,
-            claim_headers,
-            require_bound_token: raw.require_bound_tokens,
-        };
-
-        // Entries with the same key source share one store, also across reloads.
-        let same = |store: &Arc<KeyStore>, other: &RefreshPolicy| {
-            *store.source() == source && *other == refresh
-        };
-        let store = issuers
-            .iter()
-            .find(|issuer| same(&issuer.store, &issuer.refresh))
-            .map(|issuer| Arc::clone(&issuer.store))
-            .or_else(|| {
-                previous?
-                    .issuers
-                    .iter()
-                    .find(|issuer| same(&issuer.store, &issuer.refresh))
-                    .map(|issuer| Arc::clone(&issuer.store))
-            })
-            .unwrap_or_else(|| KeyStore::new(source, refresh));
-
-        let mut hasher = DefaultHasher::new();
-        name.hash(&mut hasher);
-        format!("{policy:?}").hash(&mut hasher);
-        (Arc::as_ptr(&store) as usize).hash(&mut hasher);
-        issuers.push(Issuer {
-            name: name.to_owned(),
-            policy,
-            store,
-            refresh,
-            fingerprint: hasher.finish(),
-        });
-    }
-    Ok(issuers)
 }
 
 fn compile_upstreams(

@@ -6,6 +6,7 @@
 mod compile;
 mod env;
 mod error;
+mod issuers;
 pub mod raw;
 mod value;
 
