@@ -98,58 +98,9 @@ pub async fn decide<'r>(
         client: None,
     };
 
-    // 1. Canonical path: routing and forwarding both use it, so the upstream receives exactly
-    //    the path that was authorized.
-    let target_length = parts
-        .uri
-        .path_and_query()
-        .map_or(0, |target| target.as_str().len());
-    if target_length > snapshot.server.max_request_line_bytes {
-        trace.step("target", false, || {
-            format!("request target of {target_length} bytes")
-        });
-        return Err(deny(Deny::InvalidRequest(InvalidRequest::TargetTooLong)));
-    }
-    if parts.method == Method::CONNECT || parts.uri.path() == "*" {
-        trace.step("target", false, || {
-            "authority-form and asterisk-form are refused".into()
-        });
-        return Err(deny(Deny::InvalidRequest(InvalidRequest::Target)));
-    }
-    // Framing the HTTP parser would normalize silently (RFC 9112 6.1, 6.3): both
-    // Transfer-Encoding and Content-Length, a transfer coding other than plain `chunked`
-    // (the gateway removes Transfer-Encoding, so an upstream would read coded bytes as the
-    // body), or bare-LF line endings. Each is a smuggling vector between hops: refused.
-    let head = parts
-        .extensions
-        .get::<HeadFlags>()
-        .copied()
-        .unwrap_or_default();
-    let odd_coding = parts
-        .headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
-        .any(|coding| !coding.as_bytes().eq_ignore_ascii_case(b"chunked"));
-    if head.has(HeadFlags::CONFLICTING_LENGTH) || head.has(HeadFlags::BARE_LF) || odd_coding {
-        trace.step("framing", false, || "ambiguous message framing".into());
-        return Err(deny(Deny::InvalidRequest(InvalidRequest::Framing)));
-    }
-    // The parser cuts a raw `#` off the target; SPEC §3 step 1 refuses it.
-    if head.has(HeadFlags::FRAGMENT) {
-        trace.step("canonical path", false, || {
-            PathError::Fragment.description().into()
-        });
-        return Err(deny(Deny::InvalidRequest(InvalidRequest::Path(
-            PathError::Fragment,
-        ))));
-    }
-    let path = match canonicalize(parts.uri.path()) {
-        Ok(path) => path,
-        Err(error) => {
-            trace.step("canonical path", false, || error.description().into());
-            return Err(deny(Deny::InvalidRequest(InvalidRequest::Path(error))));
-        }
-    };
+    // 1. Framing, target form and canonical path: routing and forwarding both use the
+    //    canonical path, so the upstream receives exactly the path that was authorized.
+    let path = canonical_target(snapshot, parts, trace).map_err(deny)?;
     trace.step("canonical path", true, || path.to_string());
 
     // 2. Route: host tier, longest whole-segment prefix, then method.
@@ -258,6 +209,61 @@ pub async fn decide<'r>(
         path,
         client,
         verified: Some(verified),
+    })
+}
+
+/// Step 1: the request target's form, its framing, and its canonical path (SPEC §3 step 1).
+fn canonical_target<'r>(
+    snapshot: &Snapshot,
+    parts: &'r Parts,
+    trace: &mut impl Trace,
+) -> Result<Cow<'r, str>, Deny> {
+    let target_length = parts
+        .uri
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len());
+    if target_length > snapshot.server.max_request_line_bytes {
+        trace.step("target", false, || {
+            format!("request target of {target_length} bytes")
+        });
+        return Err(Deny::InvalidRequest(InvalidRequest::TargetTooLong));
+    }
+    if parts.method == Method::CONNECT || parts.uri.path() == "*" {
+        trace.step("target", false, || {
+            "authority-form and asterisk-form are refused".into()
+        });
+        return Err(Deny::InvalidRequest(InvalidRequest::Target));
+    }
+    // Framing the HTTP parser would normalize silently (RFC 9112 6.1, 6.3): both
+    // Transfer-Encoding and Content-Length, a transfer coding other than plain `chunked`
+    // (the gateway removes Transfer-Encoding, so an upstream would read coded bytes as the
+    // body), or bare-LF line endings. Each is a smuggling vector between hops: refused.
+    let head = parts
+        .extensions
+        .get::<HeadFlags>()
+        .copied()
+        .unwrap_or_default();
+    let odd_coding = parts
+        .headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .any(|coding| !coding.as_bytes().eq_ignore_ascii_case(b"chunked"));
+    if head.has(HeadFlags::CONFLICTING_LENGTH) || head.has(HeadFlags::BARE_LF) || odd_coding {
+        trace.step("framing", false, || "ambiguous message framing".into());
+        return Err(Deny::InvalidRequest(InvalidRequest::Framing));
+    }
+    // The parser cuts a raw `#` off the target; SPEC §3 step 1 refuses it.
+    if head.has(HeadFlags::FRAGMENT) {
+        trace.step("canonical path", false, || {
+            PathError::Fragment.description().into()
+        });
+        return Err(Deny::InvalidRequest(InvalidRequest::Path(
+            PathError::Fragment,
+        )));
+    }
+    canonicalize(parts.uri.path()).map_err(|error| {
+        trace.step("canonical path", false, || error.description().into());
+        Deny::InvalidRequest(InvalidRequest::Path(error))
     })
 }
 
