@@ -448,7 +448,7 @@ fn rsa_key(jwk: &Map<String, Value>) -> Result<DecodingKey, Skip> {
     if modulus.last().is_none_or(|low| low & 1 == 0) {
         return Err(Skip::Malformed("RSA modulus is even"));
     }
-    if exponent.last().is_none_or(|low| low & 1 == 0) || exponent_bits < 2 || exponent_bits > 33 {
+    if exponent.last().is_none_or(|low| low & 1 == 0) || !(2..=33).contains(&exponent_bits) {
         return Err(Skip::Malformed(
             "RSA public exponent is not an odd number of 2 to 33 bits",
         ));
