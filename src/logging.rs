@@ -20,3 +20,15 @@ pub fn init(json: bool) {
         builder.with_target(false).with_ansi(ansi).try_init()
     };
 }
+
+/// `error: cause: cause`: an error and its sources on one line, for logs and `explain`.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
+}

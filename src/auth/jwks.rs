@@ -19,6 +19,7 @@
 //! capped at 1 MiB and every fetch is bounded by `fetch_timeout`, so a hostile or broken
 //! identity provider cannot exhaust memory or stall refreshes. Key material is never logged.
 
+use crate::logging::error_chain;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -148,18 +149,6 @@ pub enum FetchError {
     NoUsableKeys(String),
     #[error("cannot read jwks_file {0}")]
     File(PathBuf, #[source] std::io::Error),
-}
-
-/// `error: cause: cause`, for logs and `explain`.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    text
 }
 
 /// The delay until the next background refresh after a good fetch: the response's max-age

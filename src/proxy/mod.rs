@@ -4,6 +4,7 @@
 pub mod client;
 pub mod headers;
 
+use crate::logging::error_chain;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -132,18 +133,6 @@ async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
     if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         tracing::debug!(error = %error, "websocket connection ended");
     }
-}
-
-/// `a: b: c` from an error and its sources.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The Host header value for an upstream authority.

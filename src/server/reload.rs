@@ -24,7 +24,7 @@ pub fn reload(origin: &ConfigOrigin, state: &Arc<ServerState>, bound: &Addrs) {
             Err(error) => {
                 state.metrics.config_loaded(false);
                 tracing::error!(
-                    error = %crate::proxy::error_chain(&error),
+                    error = %crate::logging::error_chain(&error),
                     "config reload refused: tls material; the previous config stays in use"
                 );
                 return;
