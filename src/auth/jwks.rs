@@ -19,7 +19,6 @@
 //! capped at 1 MiB and every fetch is bounded by `fetch_timeout`, so a hostile or broken
 //! identity provider cannot exhaust memory or stall refreshes. Key material is never logged.
 
-use crate::logging::error_chain;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -40,6 +39,7 @@ use tokio::sync::{watch, Mutex, OnceCell};
 use tokio::time::Instant;
 
 use super::keys::{JwksError, KeySet, ParsedKeySet, Secret};
+use crate::logging::error_chain;
 
 /// Largest key set or discovery document accepted (SPEC §3 step 6).
 pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;

@@ -4,7 +4,6 @@
 pub mod client;
 pub mod headers;
 
-use crate::logging::error_chain;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,6 +16,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::deny::Deny;
+use crate::logging::error_chain;
 use crate::snapshot::Upstream;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
