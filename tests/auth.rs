@@ -1327,6 +1327,12 @@ upstream = "echo"
         idp.jwks_uri()
     ))
     .await;
+    // A token verified (and cached) while the keys were good...
+    let cached = idp.token().sub("svc-cached").sign();
+    assert_eq!(
+        gateway.get("/r", Some(&cached)).await.status,
+        StatusCode::OK
+    );
     idp.set_failing(true);
     // Bounded poll: fresh tokens (never cached) until the gateway answers 503.
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -1347,6 +1353,14 @@ upstream = "echo"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // ...is not served from the cache either once the issuer has no usable key set.
+    let resp = gateway.get("/r", Some(&cached)).await;
+    assert_eq!(
+        resp.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        resp.text()
+    );
     let ready = gateway.admin_get("/readyz").await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.json()["issuers"]["expiring"], json!("no key set"));
