@@ -14,12 +14,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use support::echo::Echo;
-use support::gateway::{eventually, raw, read_until_close, Gateway, RawReply, TIMEOUT};
+use support::gateway::{eventually, raw, read_until_close, Gateway, TIMEOUT};
+use support::refusal::{assert_refused, assert_upstream_untouched, status_of, REFUSAL};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// The bound on reading a refusal: a refused request must be answered and closed long before.
-const REFUSAL: Duration = Duration::from_secs(5);
 
 /// A gateway config on free ports: `server` lines go into `[server]`; one public route
 /// `/public` to the echo.
@@ -51,52 +49,6 @@ async fn start(server: &str) -> (Echo, Gateway) {
     let echo = Echo::start().await;
     let gateway = Gateway::from_toml(config(server, &echo)).start().await;
     (echo, gateway)
-}
-
-/// The status of the first response, if a status line arrived.
-fn status_of(reply: &RawReply) -> Option<u16> {
-    let text = reply.text();
-    let line = text.lines().next()?;
-    line.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
-}
-
-/// The upstream saw no request at all.
-#[track_caller]
-fn assert_upstream_untouched(echo: &Echo, case: &str) {
-    let seen: Vec<String> = echo.requests_seen().into_iter().map(|s| s.path).collect();
-    assert!(seen.is_empty(), "{case}: the upstream received {seen:?}");
-}
-
-/// Sends `bytes` on a fresh connection and asserts the HTTP/1 refusal contract: a 4xx (400
-/// unless hyper refused it before our code with its own 4xx), the connection closed, and the
-/// upstream never reached. Then the gateway still serves.
-async fn assert_refused(gateway: &Gateway, echo: &Echo, case: &str, bytes: &[u8]) -> RawReply {
-    let reply = raw(gateway.http_addr(), bytes, REFUSAL).await;
-    let status = status_of(&reply);
-    let mut problems = Vec::new();
-    if !status.is_some_and(|s| (400..500).contains(&s)) {
-        problems.push(format!("expected a 4xx, got {status:?}"));
-    }
-    if !reply.closed {
-        problems.push("connection left open".to_owned());
-    }
-    let responses = reply.text().matches("HTTP/1.1 ").count();
-    if responses != 1 {
-        problems.push(format!("{responses} responses"));
-    }
-    let seen: Vec<String> = echo.requests_seen().into_iter().map(|s| s.path).collect();
-    if !seen.is_empty() {
-        problems.push(format!("the upstream received {seen:?}"));
-    }
-    assert!(
-        problems.is_empty(),
-        "{case}: {}\nreply: {:?}",
-        problems.join("; "),
-        reply.text()
-    );
-    let after = gateway.get("/public/after").await;
-    assert_eq!(after.status, 200, "{case}: gateway still serves");
-    reply
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,3 +4,4 @@
 pub mod echo;
 pub mod gateway;
 pub mod idp;
+pub mod refusal;
