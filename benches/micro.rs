@@ -525,7 +525,7 @@ fn bench_tokens(c: &mut Criterion) {
         cache.insert(
             TokenCache::key(&token),
             Verified {
-                issuer_fingerprint: 1,
+                issuer_generation: 1,
                 principal: principal.clone(),
             },
         );

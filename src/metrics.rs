@@ -57,13 +57,15 @@ pub struct Metrics {
     tls_handshake_failures: IntCounterVec,
     config_reloads: IntCounterVec,
     config_last_reload: IntGauge,
+    reload_without_keys: IntCounter,
     /// Last key-store counter values copied into the JWKS counters, per issuer name.
     jwks_seen: Mutex<HashMap<String, JwksSeen>>,
 }
 
 #[derive(Default, Clone, Copy)]
 struct JwksSeen {
-    store: usize,
+    /// `KeyStore::id` the figures were read from.
+    store: u64,
     success: u64,
     error: u64,
     unknown_kid: u64,
@@ -113,6 +115,14 @@ impl Metrics {
         .expect("valid metric definition");
         registry
             .register(Box::new(config_last_reload.clone()))
+            .expect("registered once");
+        let reload_without_keys = IntCounter::new(
+            "authgate_config_reload_issuers_without_keys_total",
+            "Issuers whose new key source had loaded no key when a reload was swapped in.",
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(reload_without_keys.clone()))
             .expect("registered once");
         let build_info = gauge_vec(r, "authgate_build_info", "Build information.", &["version"]);
         build_info
@@ -201,6 +211,7 @@ impl Metrics {
                 &["result"],
             ),
             config_last_reload,
+            reload_without_keys,
             registry,
             jwks_seen: Mutex::new(HashMap::new()),
         });
@@ -263,6 +274,11 @@ impl Metrics {
         }
     }
 
+    /// A reload swapped in `issuers` issuers whose new key sources had no keys yet.
+    pub fn reload_without_keys(&self, issuers: usize) {
+        self.reload_without_keys.inc_by(issuers as u64);
+    }
+
     /// The text exposition, after copying in the key stores' figures.
     pub fn render(&self, snapshot: &Snapshot) -> String {
         self.sync_jwks(snapshot);
@@ -281,7 +297,7 @@ impl Metrics {
         for issuer in &snapshot.issuers {
             let name = issuer.name.as_str();
             let stats = issuer.store.stats();
-            let store = Arc::as_ptr(&issuer.store) as usize;
+            let store = issuer.store.id();
             let last = seen.entry(name.to_owned()).or_default();
             if last.store != store {
                 // A reload gave this issuer a new store whose counters start at zero.

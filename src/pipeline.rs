@@ -305,14 +305,20 @@ async fn authenticate(
     let key = TokenCache::key(token);
 
     // A cached verification counts only for an issuer entry this route allows, under the same
-    // rules (fingerprint), and a certificate-bound token only on a connection with that
-    // certificate. Scopes are checked by the caller on every request.
+    // rules and key source (generation), while that issuer's current key set still holds the
+    // exact key that verified it (SPEC §6: removing a key revokes what it signed), and a
+    // certificate-bound token only on a connection with that certificate. Scopes are checked
+    // by the caller on every request.
     if let Some(hit) = snapshot.token_cache.get(&key, now) {
         // An issuer whose keys are gone (stale past max_stale) counts as having no key set,
         // also for tokens it verified earlier.
         let allowed_here = route.issuers.iter().any(|&index| {
             let issuer = &snapshot.issuers[index];
-            issuer.fingerprint == hit.issuer_fingerprint && issuer.store.keys().is_some()
+            issuer.generation == hit.issuer_generation
+                && issuer
+                    .store
+                    .keys()
+                    .is_some_and(|keys| hit.principal.verified_by.still_in(&keys))
         });
         let binding_holds = hit
             .principal
@@ -367,7 +373,7 @@ async fn authenticate(
                     format!("valid for issuer entry {}", issuer.name)
                 });
                 let verified = Verified {
-                    issuer_fingerprint: issuer.fingerprint,
+                    issuer_generation: issuer.generation,
                     principal,
                 };
                 return Ok(snapshot.token_cache.insert(key, verified));

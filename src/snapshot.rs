@@ -87,9 +87,10 @@ pub struct Issuer {
     /// Shared with every entry of the same key source; survives reloads.
     pub store: Arc<KeyStore>,
     pub refresh: RefreshPolicy,
-    /// Identifies this entry's rules and key store, so cached verifications made under other
-    /// rules (an older config) are never reused.
-    pub fingerprint: u64,
+    /// Identifies this entry's rules and key source, so cached verifications made under other
+    /// rules or another source (an older config) are never reused. Never reused itself
+    /// (a counter, see `config::issuers`).
+    pub generation: u64,
 }
 
 /// One `[[upstreams]]` entry.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use http::{Method, Request, StatusCode};
 use support::echo::Echo;
 use support::gateway::{
-    eventually, get, raw, request, send, with_body, Gateway, READY_TIMEOUT, TIMEOUT,
+    eventually, get, raw, request, send, with_body, ConfigFile, Gateway, READY_TIMEOUT, TIMEOUT,
 };
 
 /// An HMAC issuer, so that non-public routes are valid config.
@@ -1109,41 +1109,11 @@ async fn shutdown_closes_idle_keep_alive_connections_without_waiting_for_them() 
     assert!(closed.closed, "the idle connection is closed");
 }
 
-struct TempConfig(std::path::PathBuf);
-
-impl TempConfig {
-    fn new(text: &str) -> TempConfig {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "authgate-proxy-test-{}-{}.toml",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let config = TempConfig(path);
-        config.write(text);
-        config
-    }
-
-    fn write(&self, text: &str) {
-        // Write then rename, so a reload never reads a half-written file.
-        let tmp = self.0.with_extension("tmp");
-        std::fs::write(&tmp, text).expect("write config");
-        std::fs::rename(&tmp, &self.0).expect("replace config");
-    }
-}
-
-impl Drop for TempConfig {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 #[tokio::test]
 async fn reload_adds_a_route_and_an_invalid_config_keeps_the_old_one() {
     let echo = Echo::start().await;
     let first = standard_config(&echo);
-    let file = TempConfig::new(&first);
+    let file = ConfigFile::new(&first);
     let gateway = Gateway::from_file(&file.0).start().await;
 
     assert_eq!(gateway.get("/public/a").await.status, StatusCode::OK);

@@ -3,8 +3,10 @@
 //!
 //! Keyed by the SHA-256 of the token (the token itself is never stored), bounded in entries,
 //! and no entry outlives the token's `exp` (nor the configured TTL). An entry remembers the
-//! fingerprint of the issuer entry that verified it: a hit counts only on a route that allows
-//! that very issuer entry, and the route's scope rules still run on every request.
+//! generation of the issuer entry that verified it and the digest of the key that did
+//! (`Principal::verified_by`). A hit counts only on a route that allows that very issuer
+//! entry, under the same rules and key source, while the issuer's current key set still holds
+//! that exact key (SPEC §6); the route's scope rules still run on every request.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -18,9 +20,8 @@ use super::jwt::Principal;
 /// A cached verification.
 #[derive(Debug)]
 pub struct Verified {
-    /// `Issuer::fingerprint` of the entry that verified the token.
-    pub issuer_fingerprint: u64,
-    /// Index of that issuer in the snapshot that verified it (valid while fingerprints match).
+    /// `Issuer::generation` of the entry that verified the token.
+    pub issuer_generation: u64,
     pub principal: Principal,
 }
 
@@ -91,6 +92,18 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::jwt::VerifiedBy;
+    use crate::auth::keys::{KeySet, Secret};
+
+    /// The key that "verified" the cached test principals.
+    fn verified_by() -> VerifiedBy {
+        let keys = KeySet::from_hmac(&Secret::new(b"test".to_vec()));
+        let key = keys.iter().next().expect("one key");
+        VerifiedBy {
+            kid: None,
+            digest: key.digest(),
+        }
+    }
 
     fn principal(expires_at: u64) -> Principal {
         Principal {
@@ -101,6 +114,7 @@ mod tests {
             headers: vec![],
             expires_at,
             bound_cert_sha256: None,
+            verified_by: verified_by(),
         }
     }
 
@@ -118,7 +132,7 @@ mod tests {
         cache.insert(
             key,
             Verified {
-                issuer_fingerprint: 1,
+                issuer_generation: 1,
                 principal: principal(now() + 60),
             },
         );
@@ -137,7 +151,7 @@ mod tests {
         cache.insert(
             key,
             Verified {
-                issuer_fingerprint: 1,
+                issuer_generation: 1,
                 principal: principal(now() - 1),
             },
         );
@@ -152,7 +166,7 @@ mod tests {
             cache.insert(
                 key,
                 Verified {
-                    issuer_fingerprint: 1,
+                    issuer_generation: 1,
                     principal: principal(now() + 60),
                 },
             );

@@ -35,7 +35,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::ClientConfig;
-use tokio::sync::{watch, Mutex, OnceCell};
+use tokio::sync::{watch, Mutex, Notify, OnceCell};
 use tokio::time::Instant;
 
 use super::keys::{JwksError, KeySet, ParsedKeySet, Secret};
@@ -51,6 +51,11 @@ const USER_AGENT: &str = concat!("authgate/", env!("CARGO_PKG_VERSION"));
 /// Floor for any background delay, so a zero duration cannot turn into a busy loop that
 /// hammers the identity provider.
 const DELAY_FLOOR: Duration = Duration::from_millis(10);
+/// Unknown-kid refreshes allowed at once; the budget refills by one per `min_refresh`. A
+/// burst, so that one forged `kid` cannot hold back a key rotation for a whole `min_refresh`
+/// (the next genuine new `kid` still gets its refresh), while a flood of forged kids still
+/// costs the provider at most one fetch per `min_refresh` in the long run.
+pub const UNKNOWN_KID_BURST: u32 = 3;
 
 /// Where an issuer's keys come from (exactly one per issuer, by construction).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,9 +230,14 @@ struct Counters {
     attempts: AtomicU64,
 }
 
+/// Hands out store ids: only ever incremented, so an id is never reused.
+static STORE_IDS: AtomicU64 = AtomicU64::new(1);
+
 /// The current key set of one key source.
 #[derive(Debug)]
 pub struct KeyStore {
+    /// Unique for the life of the process (never an address, which is reused once freed).
+    id: u64,
     source: KeySource,
     policy: RefreshPolicy,
     current: ArcSwapOption<Loaded>,
@@ -237,8 +247,10 @@ pub struct KeyStore {
     counters: Counters,
     /// Built on first use (no I/O in `new`), retried on failure (a ca_file may appear later).
     client: OnceCell<HttpClient>,
-    /// Held around an unknown-kid refresh; holds the time of the last one.
-    unknown_kid: Mutex<Option<Instant>>,
+    /// Held around an unknown-kid refresh; holds what is left of the refresh budget.
+    unknown_kid: Mutex<RefreshBudget>,
+    /// Woken whenever a key set is installed (a reload waits on it for a new store).
+    loaded: Notify,
     /// Dropped with the store: the refresh task sees the channel close and ends at once.
     shutdown: watch::Sender<()>,
 }
@@ -247,6 +259,7 @@ impl KeyStore {
     /// A store with no keys yet; does no I/O.
     pub fn new(source: KeySource, policy: RefreshPolicy) -> Arc<KeyStore> {
         Arc::new(KeyStore {
+            id: STORE_IDS.fetch_add(1, Ordering::Relaxed),
             source,
             policy,
             current: ArcSwapOption::empty(),
@@ -254,9 +267,15 @@ impl KeyStore {
             started: AtomicBool::new(false),
             counters: Counters::default(),
             client: OnceCell::new(),
-            unknown_kid: Mutex::new(None),
+            unknown_kid: Mutex::new(RefreshBudget::full(policy.min_refresh)),
+            loaded: Notify::new(),
             shutdown: watch::channel(()).0,
         })
+    }
+
+    /// Identifies this store for the life of the process.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     pub fn source(&self) -> &KeySource {
@@ -325,30 +344,67 @@ impl KeyStore {
         self.keys().is_some()
     }
 
-    /// An unknown `kid` was seen: refresh (coalesced, at most once per `min_refresh`) and return
-    /// the set to retry with.
+    /// An unknown `kid` was seen: refresh (coalesced; a burst of [`UNKNOWN_KID_BURST`], then one
+    /// per `min_refresh`) and return the set to retry with.
     pub async fn refresh_for_unknown_kid(&self) -> Option<Arc<KeySet>> {
         if !self.source.is_remote() {
             return self.keys();
         }
         let attempts_before = self.counters.attempts.load(Ordering::Acquire);
-        let mut last = self.unknown_kid.lock().await;
+        let mut budget = self.unknown_kid.lock().await;
         // Someone fetched while this caller queued on the lock: that fetch is the answer.
         if self.counters.attempts.load(Ordering::Acquire) != attempts_before {
             return self.keys();
         }
         // SPEC §2: min_refresh bounds how often unknown kids may make us call the provider, so
         // a flood of tokens with invented kids cannot become a flood of fetches.
-        if last.is_some_and(|at| at.elapsed() < self.policy.min_refresh) {
+        if !budget.take(Instant::now()) {
             return self.keys();
         }
-        *last = Some(Instant::now());
         self.counters
             .unknown_kid_refreshes
             .fetch_add(1, Ordering::Relaxed);
         let result = self.load().await;
         self.record(result);
         self.keys()
+    }
+
+    /// Starts this store with the key set `running` serves, when both read the same source
+    /// (a reload that changed only the refresh timing). The carried set stays usable for this
+    /// store's `max_stale` past the refresh that `running` had scheduled.
+    pub fn carry_keys_from(&self, running: &KeyStore) {
+        let Some(loaded) = running.current.load_full() else {
+            return;
+        };
+        let usable_until = loaded.usable_until.map(|until| {
+            let next_refresh = until.checked_sub(running.policy.max_stale).unwrap_or(until);
+            next_refresh
+                .checked_add(self.policy.max_stale)
+                .unwrap_or(until)
+        });
+        self.current.store(Some(Arc::new(Loaded {
+            keys: Arc::clone(&loaded.keys),
+            at: loaded.at,
+            usable_until,
+        })));
+        self.stale
+            .store(running.stale.load(Ordering::Acquire), Ordering::Release);
+    }
+
+    /// Waits until a key set is loaded, at most `limit`; whether one is.
+    pub async fn wait_loaded(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            // Created before the check, so an install between the check and the wait still
+            // wakes this caller.
+            let installed = self.loaded.notified();
+            if self.current.load().is_some() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, installed).await.is_err() {
+                return self.current.load().is_some();
+            }
+        }
     }
 
     pub fn stats(&self) -> KeyStoreStats {
@@ -435,6 +491,7 @@ impl KeyStore {
         self.counters
             .refresh_success
             .fetch_add(1, Ordering::Relaxed);
+        self.loaded.notify_waiters();
     }
 
     /// Parses a JWKS document; a set without a usable key is an error (SPEC §2).
@@ -592,6 +649,43 @@ fn ca_file_config(path: &PathBuf) -> Result<ClientConfig, FetchError> {
     Ok(tls_builder()?
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+/// The unknown-kid refresh budget: a token bucket of [`UNKNOWN_KID_BURST`] refreshes that
+/// refills by one per `min_refresh`.
+#[derive(Debug)]
+struct RefreshBudget {
+    tokens: u32,
+    /// When the next token is added (while below the burst).
+    next_refill: Instant,
+    every: Duration,
+}
+
+impl RefreshBudget {
+    fn full(every: Duration) -> RefreshBudget {
+        RefreshBudget {
+            tokens: UNKNOWN_KID_BURST,
+            next_refill: Instant::now(),
+            every: every.max(DELAY_FLOOR),
+        }
+    }
+
+    /// Takes one refresh at `now`, if the budget has one.
+    fn take(&mut self, now: Instant) -> bool {
+        while self.tokens < UNKNOWN_KID_BURST && now >= self.next_refill {
+            self.tokens += 1;
+            self.next_refill += self.every;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        if self.tokens == UNKNOWN_KID_BURST {
+            // A full bucket starts refilling from the first refresh taken out of it.
+            self.next_refill = now + self.every;
+        }
+        self.tokens -= 1;
+        true
+    }
 }
 
 /// Fetches at start, backs off until the first good fetch, then refreshes on schedule. Holds

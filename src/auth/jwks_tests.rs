@@ -475,10 +475,38 @@ async fn unknown_kid_refreshes_are_coalesced_and_rate_limited() {
     assert_eq!(idp.hits(JWKS), 2, "twenty callers, one fetch");
     assert_eq!(store.stats().unknown_kid_refreshes, 1);
 
-    // Inside min_refresh: the current set, no fetch.
-    assert!(store.refresh_for_unknown_kid().await.is_some());
-    assert_eq!(idp.hits(JWKS), 2);
-    assert_eq!(store.stats().unknown_kid_refreshes, 1);
+    // Inside min_refresh: the rest of the burst fetches, then the current set, no fetch.
+    for _ in 1..UNKNOWN_KID_BURST {
+        assert!(store.refresh_for_unknown_kid().await.is_some());
+    }
+    let burst = u64::from(UNKNOWN_KID_BURST);
+    assert_eq!(idp.hits(JWKS), 1 + UNKNOWN_KID_BURST as usize);
+    assert_eq!(store.stats().unknown_kid_refreshes, burst);
+    for _ in 0..5 {
+        assert!(store.refresh_for_unknown_kid().await.is_some());
+    }
+    assert_eq!(idp.hits(JWKS), 1 + UNKNOWN_KID_BURST as usize);
+    assert_eq!(store.stats().unknown_kid_refreshes, burst);
+}
+
+#[test]
+fn unknown_kid_budget_is_a_burst_that_refills_one_per_min_refresh() {
+    let every = Duration::from_secs(30);
+    let start = Instant::now();
+    let mut budget = RefreshBudget::full(every);
+    for _ in 0..UNKNOWN_KID_BURST {
+        assert!(budget.take(start));
+    }
+    assert!(!budget.take(start), "burst spent");
+    assert!(!budget.take(start + every - Duration::from_millis(1)));
+    assert!(budget.take(start + every), "one back after min_refresh");
+    assert!(!budget.take(start + every));
+    // A long quiet time refills the burst, never more.
+    let later = start + every * 100;
+    for _ in 0..UNKNOWN_KID_BURST {
+        assert!(budget.take(later));
+    }
+    assert!(!budget.take(later));
 }
 
 #[tokio::test]

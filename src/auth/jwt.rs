@@ -27,7 +27,7 @@ use http::{HeaderName, HeaderValue};
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
-use super::keys::{algorithm_from_name, KeyLookupError, KeySet};
+use super::keys::{algorithm_from_name, KeyDigest, KeyLookupError, KeySet};
 
 /// Longer tokens are refused before any decoding (real access tokens are a few KiB).
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -134,7 +134,7 @@ impl fmt::Display for TokenError {
 impl std::error::Error for TokenError {}
 
 /// One issuer entry's token rules, compiled from config.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TokenPolicy {
     /// Exact `iss` value.
     pub issuer: String,
@@ -269,6 +269,23 @@ pub struct Principal {
     pub expires_at: u64,
     /// RFC 8705 `cnf.x5t#S256`, decoded.
     pub bound_cert_sha256: Option<[u8; 32]>,
+    /// The key that verified the signature: a cached verification counts only while the
+    /// issuer's current key set still holds it (SPEC §6).
+    pub verified_by: VerifiedBy,
+}
+
+/// Which key verified a token: its `kid` (for the lookup) and its content digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedBy {
+    pub kid: Option<Box<str>>,
+    pub digest: KeyDigest,
+}
+
+impl VerifiedBy {
+    /// Whether `keys` still holds this exact key.
+    pub fn still_in(&self, keys: &KeySet) -> bool {
+        keys.holds(self.kid.as_deref(), self.digest)
+    }
 }
 
 /// Verifies `token` under `policy` with keys from `keys` at `now` (seconds since the epoch).
@@ -359,6 +376,10 @@ pub fn verify(
         headers,
         expires_at,
         bound_cert_sha256,
+        verified_by: VerifiedBy {
+            kid: key.kid().map(Box::from),
+            digest: key.digest(),
+        },
     })
 }
 

@@ -144,6 +144,38 @@ pub fn algorithm_from_name(name: &str) -> Option<Algorithm> {
     Some(alg)
 }
 
+/// Identifies one key by content: the SHA-256 of its `kid`, type, declared `alg` and key
+/// material. A cached verification remembers the digest of the key that made it, and counts
+/// only while the issuer's current set still holds a key with that digest (SPEC §6): removing
+/// a key from a set, or replacing a secret, ends every cached verification it made.
+///
+/// Content, never an address: an address is reused once its key set is freed, a digest is
+/// not. Two encodings of one key (say, base64 with and without padding) get different digests;
+/// that costs a re-verification, never a wrong acceptance.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyDigest([u8; 32]);
+
+impl KeyDigest {
+    /// The digest of length-prefixed `parts`, so that no two part lists share a byte string.
+    fn of(parts: &[&[u8]]) -> KeyDigest {
+        let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for part in parts {
+            context.update(&(part.len() as u64).to_be_bytes());
+            context.update(part);
+        }
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(context.finish().as_ref());
+        KeyDigest(digest)
+    }
+}
+
+impl fmt::Debug for KeyDigest {
+    // For an HMAC key this digest is derived from the secret: it is never printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyDigest(..)")
+    }
+}
+
 /// One usable key.
 pub struct VerifyKey {
     kid: Option<Box<str>>,
@@ -151,11 +183,17 @@ pub struct VerifyKey {
     /// The key's declared `alg`; when set, tokens must use exactly this algorithm.
     alg: Option<Algorithm>,
     key: DecodingKey,
+    digest: KeyDigest,
 }
 
 impl VerifyKey {
     pub fn kid(&self) -> Option<&str> {
         self.kid.as_deref()
+    }
+
+    /// What identifies this exact key across key sets.
+    pub fn digest(&self) -> KeyDigest {
+        self.digest
     }
 
     pub fn family(&self) -> KeyFamily {
@@ -258,8 +296,21 @@ impl KeySet {
             family: KeyFamily::Hmac,
             alg: None,
             key: DecodingKey::from_secret(secret.expose()),
+            digest: KeyDigest::of(&[b"hmac", secret.expose()]),
         });
         set
+    }
+
+    /// Whether this set holds the key with `digest` (looked up by `kid` when it has one).
+    pub fn holds(&self, kid: Option<&str>, digest: KeyDigest) -> bool {
+        match kid {
+            Some(kid) => self.by_kid.get(kid).is_some_and(|indexes| {
+                indexes
+                    .iter()
+                    .any(|&index| self.keys.get(index).is_some_and(|key| key.digest == digest))
+            }),
+            None => self.keys.iter().any(|key| key.digest == digest),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -421,11 +472,24 @@ fn parse_jwk(jwk: &Map<String, Value>) -> Result<VerifyKey, Skip> {
         }
     }
     Ok(VerifyKey {
+        digest: jwk_digest(jwk, kty),
         kid,
         family,
         alg,
         key,
     })
+}
+
+/// The [`KeyDigest`] of a usable JWK: its `kty` and its `kid`, `alg` and key-material members
+/// as the document spells them (an absent member and an empty one differ).
+fn jwk_digest(jwk: &Map<String, Value>, kty: &str) -> KeyDigest {
+    let members = ["kid", "alg", "crv", "n", "e", "x", "y"].map(|name| match jwk.get(name) {
+        Some(Value::String(value)) => format!("{name}={value}"),
+        _ => name.to_owned(),
+    });
+    let mut parts: Vec<&[u8]> = vec![b"jwk", kty.as_bytes()];
+    parts.extend(members.iter().map(|member| member.as_bytes()));
+    KeyDigest::of(&parts)
 }
 
 fn rsa_key(jwk: &Map<String, Value>) -> Result<DecodingKey, Skip> {

@@ -389,3 +389,32 @@ fn bit_length_counts_bits() {
     assert_eq!(strip_leading_zeros(&[0, 0, 3]), &[3]);
     assert_eq!(strip_leading_zeros(&[0, 0]), &[] as &[u8]);
 }
+
+#[test]
+fn a_key_is_held_only_by_sets_with_the_same_kid_and_material() {
+    let rsa = testkeys::rsa();
+    let set = parse(&[
+        rsa.jwk_with_kid("k1"),
+        testkeys::ec_p256().jwk_with_kid("e1"),
+    ])
+    .keys;
+    let k1 = set.find(Some("k1"), Algorithm::RS256).expect("k1").digest();
+
+    let same = parse(&[rsa.jwk_with_kid("k1")]).keys;
+    assert!(same.holds(Some("k1"), k1), "the same key in another set");
+    let renamed = parse(&[rsa.jwk_with_kid("k2")]).keys;
+    assert!(!renamed.holds(Some("k1"), k1), "the kid is gone");
+    assert!(!renamed.holds(None, k1), "another kid is another key");
+    let replaced = parse(&[testkeys::rsa_other().jwk_with_kid("k1")]).keys;
+    assert!(!replaced.holds(Some("k1"), k1), "same kid, other material");
+
+    let a = KeySet::from_hmac(&Secret::new(b"secret-a".to_vec()));
+    let b = KeySet::from_hmac(&Secret::new(b"secret-b".to_vec()));
+    let digest_a = a.iter().next().expect("one key").digest();
+    assert!(a.holds(None, digest_a));
+    assert!(!b.holds(None, digest_a), "another secret");
+    assert!(
+        KeySet::from_hmac(&Secret::new(b"secret-a".to_vec())).holds(None, digest_a),
+        "the same secret configured again"
+    );
+}

@@ -2,8 +2,7 @@
 //! shared by entries with the same source and taken over from the previous snapshot when
 //! unchanged.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -259,34 +258,68 @@ pub(super) fn compile_issuers(
             require_bound_token: raw.require_bound_tokens,
         };
 
-        // Entries with the same key source share one store, also across reloads.
-        let same = |store: &Arc<KeyStore>, other: &RefreshPolicy| {
-            *store.source() == source && *other == refresh
-        };
-        let store = issuers
-            .iter()
-            .find(|issuer| same(&issuer.store, &issuer.refresh))
-            .map(|issuer| Arc::clone(&issuer.store))
-            .or_else(|| {
-                previous?
-                    .issuers
-                    .iter()
-                    .find(|issuer| same(&issuer.store, &issuer.refresh))
-                    .map(|issuer| Arc::clone(&issuer.store))
-            })
-            .unwrap_or_else(|| KeyStore::new(source, refresh));
-
-        let mut hasher = DefaultHasher::new();
-        name.hash(&mut hasher);
-        format!("{policy:?}").hash(&mut hasher);
-        (Arc::as_ptr(&store) as usize).hash(&mut hasher);
+        let store = key_store(&issuers, previous, &source, refresh);
+        let generation = generation(previous, name, &policy, &store);
         issuers.push(Issuer {
             name: name.to_owned(),
             policy,
             store,
             refresh,
-            fingerprint: hasher.finish(),
+            generation,
         });
     }
     Ok(issuers)
+}
+
+/// The key store of an entry: shared with every entry of the same source and refresh timing,
+/// also across reloads, so a reload neither drops keys nor refetches them. When only the
+/// timing changed, the new store starts with the keys the running one holds (issue: a reload
+/// must never lose keys the running config holds).
+fn key_store(
+    compiled: &[Issuer],
+    previous: Option<&Snapshot>,
+    source: &KeySource,
+    refresh: RefreshPolicy,
+) -> Arc<KeyStore> {
+    let earlier = previous.map_or(&[][..], |snapshot| &snapshot.issuers[..]);
+    let same_source = |issuer: &&Issuer| issuer.store.source() == source;
+    if let Some(issuer) = compiled
+        .iter()
+        .chain(earlier)
+        .filter(same_source)
+        .find(|issuer| issuer.refresh == refresh)
+    {
+        return Arc::clone(&issuer.store);
+    }
+    let store = KeyStore::new(source.clone(), refresh);
+    if let Some(running) = earlier.iter().find(same_source) {
+        store.carry_keys_from(&running.store);
+    }
+    store
+}
+
+/// Hands out issuer generations: only ever incremented, so a generation is never reused.
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
+/// The generation of an issuer entry, which cached verifications are tied to. It stays the
+/// same across a reload only when the entry keeps its name, its token rules and its key
+/// source; a changed rule or a replaced key source ends every cached verification made under
+/// the old one (SPEC §6). Keys removed within one source are caught per key, by the cache's
+/// key digest.
+///
+/// A counter, never an address or a hash: an address is reused once the old store is freed
+/// (a retired secret came back that way), and a hash can collide.
+fn generation(
+    previous: Option<&Snapshot>,
+    name: &str,
+    policy: &TokenPolicy,
+    store: &Arc<KeyStore>,
+) -> u64 {
+    let unchanged = previous
+        .and_then(|snapshot| snapshot.issuer_named(name))
+        .filter(|old| old.policy == *policy && old.store.source() == store.source());
+    match unchanged {
+        Some(old) => old.generation,
+        None => GENERATIONS.fetch_add(1, Ordering::Relaxed),
+    }
 }

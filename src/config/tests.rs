@@ -205,9 +205,9 @@ fn reload_reuses_key_stores_and_clients_of_unchanged_entries() {
         &second.upstreams[0].client
     ));
     assert!(Arc::ptr_eq(&first.token_cache, &second.token_cache));
-    assert_eq!(first.issuers[0].fingerprint, second.issuers[0].fingerprint);
+    assert_eq!(first.issuers[0].generation, second.issuers[0].generation);
 
-    // Changed rules: a new fingerprint, so cached verifications of the old rules are not reused.
+    // Changed rules: a new generation, so cached verifications of the old rules are not reused.
     let changed = text.replace("audiences = [\"api\"]", "audiences = [\"other\"]");
     let source = Source {
         path: "t.toml".into(),
@@ -223,5 +223,43 @@ fn reload_reuses_key_stores_and_clients_of_unchanged_entries() {
         },
     )
     .unwrap();
-    assert_ne!(second.issuers[0].fingerprint, third.issuers[0].fingerprint);
+    assert_ne!(second.issuers[0].generation, third.issuers[0].generation);
+}
+
+#[test]
+fn a_replaced_key_source_gets_a_generation_never_used_before() {
+    // Secrets A, B, A again: three generations, so nothing cached under the first A can come
+    // back (a generation is a counter; an address could be reused).
+    let metrics = Metrics::new();
+    let mut previous: Option<crate::snapshot::Snapshot> = None;
+    let mut seen = Vec::new();
+    for secret in [
+        "0123456789abcdef0123456789abcdef",
+        "fedcba9876543210fedcba9876543210",
+        "0123456789abcdef0123456789abcdef",
+    ] {
+        let text = format!(
+            "{UPSTREAM}{}{}",
+            ISSUER.replace("0123456789abcdef0123456789abcdef", secret),
+            route("")
+        );
+        let source = Source {
+            path: "t.toml".into(),
+            text,
+        };
+        let raw = parse(&source).unwrap();
+        let next = compile(
+            &raw,
+            CompileContext {
+                source: &source,
+                metrics: Arc::clone(&metrics),
+                previous: previous.as_ref(),
+            },
+        )
+        .unwrap();
+        let generation = next.issuers[0].generation;
+        assert!(!seen.contains(&generation), "{generation} reused: {seen:?}");
+        seen.push(generation);
+        previous = Some(next);
+    }
 }

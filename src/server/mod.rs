@@ -252,7 +252,7 @@ impl Bound {
         tracing::info!(http = ?addrs.http, https = ?addrs.https, admin = %addrs.admin, "authgate listening");
 
         while let Some(Control::Reload) = control.recv().await {
-            reload::reload(&origin, &state, &addrs);
+            reload::reload(&origin, &state, &addrs).await;
         }
 
         // Drain: stop accepting, let in-flight requests finish (bounded), then stop.

@@ -156,6 +156,27 @@ impl Gateway {
         self.handle().reload().await;
     }
 
+    /// Reloads and waits (bounded) until the new config is the one serving; panics when it
+    /// is not within [`TIMEOUT`] (a refused reload never swaps).
+    pub async fn reload_applied(&self) {
+        let shared = &self.handle().shared;
+        let before = shared.load_full();
+        self.reload().await;
+        let swapped = eventually(TIMEOUT, || async {
+            !std::sync::Arc::ptr_eq(&shared.load_full(), &before)
+        })
+        .await;
+        assert!(swapped, "the reload was not applied within {TIMEOUT:?}");
+    }
+
+    /// `Authorization: Bearer <token>` GET of `path`.
+    pub async fn get_with_token(&self, path: &str, token: &str) -> Reply {
+        let mut request = get(path);
+        let value = format!("Bearer {token}").parse().expect("header value");
+        request.headers_mut().insert("authorization", value);
+        self.send(request).await
+    }
+
     /// Drains and stops; waits (bounded by 10 s) for the drain to finish.
     pub async fn shutdown(mut self) {
         let handle = self.handle.take().expect("gateway running");
@@ -475,5 +496,36 @@ pub async fn read_until_close(stream: &mut TcpStream, within: Duration) -> RawRe
             }
             Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
         }
+    }
+}
+
+/// A config file that tests rewrite between reloads; removed on drop.
+pub struct ConfigFile(pub PathBuf);
+
+impl ConfigFile {
+    pub fn new(text: &str) -> ConfigFile {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "authgate-test-{}-{}.toml",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let config = ConfigFile(path);
+        config.write(text);
+        config
+    }
+
+    /// Replaces the content: write then rename, so a reload never reads a half-written file.
+    pub fn write(&self, text: &str) {
+        let tmp = self.0.with_extension("tmp");
+        std::fs::write(&tmp, text).expect("write config");
+        std::fs::rename(&tmp, &self.0).expect("replace config");
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
