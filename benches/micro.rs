@@ -396,6 +396,8 @@ fn policy(alg: Algorithm) -> TokenPolicy {
         required_claims: Vec::new(),
         claim_headers: vec![(HeaderName::from_static("x-auth-tenant"), "tid".to_owned())],
         require_bound_token: false,
+        max_token_lifetime: None,
+        implied_scopes: Default::default(),
     }
 }
 
@@ -539,7 +541,7 @@ fn bench_tokens(c: &mut Criterion) {
         let key = TokenCache::key(token);
         cache
             .get(&key, now)
-            .is_some_and(|hit| scopes::satisfied(&hit.principal.scopes, &required, &any))
+            .is_some_and(|hit| scopes::satisfied(&hit.principal.granted, &required, &any))
     };
     assert!(cached(hit));
     assert!(!cached(miss));

@@ -25,6 +25,8 @@ pub enum Deny {
     IpNotAllowed,
     /// 403: the route needs a verified client certificate.
     ClientCertificateRequired,
+    /// 403: `require_client_entry` is set and the verified client has no `[[clients]]` entry.
+    ClientNotAllowed,
     /// 404: no route for the path.
     NoRoute,
     /// 405: carries the `Allow` value.
@@ -64,9 +66,10 @@ impl Deny {
         match self {
             Deny::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Deny::MissingToken | Deny::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            Deny::InsufficientScope(_) | Deny::IpNotAllowed | Deny::ClientCertificateRequired => {
-                StatusCode::FORBIDDEN
-            }
+            Deny::InsufficientScope(_)
+            | Deny::IpNotAllowed
+            | Deny::ClientCertificateRequired
+            | Deny::ClientNotAllowed => StatusCode::FORBIDDEN,
             Deny::NoRoute => StatusCode::NOT_FOUND,
             Deny::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Deny::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -85,6 +88,7 @@ impl Deny {
             Deny::InsufficientScope(_) => "insufficient_scope",
             Deny::IpNotAllowed => "ip_not_allowed",
             Deny::ClientCertificateRequired => "client_certificate_required",
+            Deny::ClientNotAllowed => "client_not_allowed",
             Deny::NoRoute => "no_route",
             Deny::MethodNotAllowed(_) => "method_not_allowed",
             Deny::PayloadTooLarge => "payload_too_large",
@@ -118,6 +122,7 @@ impl Deny {
             Deny::InsufficientScope(_) => "the token lacks a scope this route requires",
             Deny::IpNotAllowed => "the client address is not allowed",
             Deny::ClientCertificateRequired => "a verified client certificate is required",
+            Deny::ClientNotAllowed => "the client is not registered at this gateway",
             Deny::NoRoute => "no route matches the request",
             Deny::MethodNotAllowed(_) => "the method is not allowed on this route",
             Deny::PayloadTooLarge => "the request body is too large",
@@ -172,6 +177,7 @@ impl Deny {
             Deny::InvalidRequest(_)
             | Deny::IpNotAllowed
             | Deny::ClientCertificateRequired
+            | Deny::ClientNotAllowed
             | Deny::NoRoute
             | Deny::PayloadTooLarge
             | Deny::BadGateway
@@ -210,6 +216,7 @@ mod tests {
                 403,
                 "client_certificate_required",
             ),
+            (Deny::ClientNotAllowed, 403, "client_not_allowed"),
             (Deny::NoRoute, 404, "no_route"),
             (
                 Deny::MethodNotAllowed(HeaderValue::from_static("GET")),

@@ -194,22 +194,99 @@ pub async fn decide<'r>(
         Err(deny) => return Err(denied(deny, path, client)),
     };
 
-    // 7. Scopes: every `scopes` entry, and one of `any_scopes` when given.
-    let granted = &verified.principal.scopes;
+    // 6b. Client policy: the verified client's `[[clients]]` rules, on every request (the
+    //     address and certificate belong to the connection, not to the cached token).
+    if let Err(deny) = client_rules(snapshot, &verified, client, conn, trace) {
+        return Err(denied(deny, path, client));
+    }
+
+    // 7. Scopes: every `scopes` entry, and one of `any_scopes` when given, after the issuer's
+    //    implied scopes.
+    let granted = &verified.principal.granted;
+    let shown = || {
+        let held = verified.principal.scopes.join(" ");
+        match (
+            granted.every,
+            granted.scopes.len() > verified.principal.scopes.len(),
+        ) {
+            (true, _) => format!("granted: {held} (implies every scope)"),
+            (false, true) => format!(
+                "granted: {held} (with implied: {})",
+                granted.scopes.join(" ")
+            ),
+            (false, false) => format!("granted: {held}"),
+        }
+    };
     if !scopes::satisfied(granted, &route.scopes, &route.any_scopes) {
-        trace.step("scopes", false, || {
-            format!("granted: {}", granted.join(" "))
-        });
+        trace.step("scopes", false, shown);
         let deny = Deny::InsufficientScope(route.scope_challenge.clone());
         return Err(denied(deny, path, client));
     }
-    trace.step("scopes", true, || format!("granted: {}", granted.join(" ")));
+    trace.step("scopes", true, shown);
     Ok(Allowed {
         route: route_index,
         path,
         client,
         verified: Some(verified),
     })
+}
+
+/// Step 6b (SPEC §7.2): the `[[clients]]` entry of the verified client id. Every rule of the
+/// entry must hold; a client without an entry is governed by the route alone, unless
+/// `require_client_entry` is set.
+fn client_rules(
+    snapshot: &Snapshot,
+    verified: &Verified,
+    client: Option<IpAddr>,
+    conn: &ConnInfo,
+    trace: &mut impl Trace,
+) -> Result<(), Deny> {
+    let client_id = verified.principal.client_id.as_deref();
+    let Some(policy) = client_id.and_then(|id| snapshot.clients.get(id)) else {
+        if snapshot.require_client_entry {
+            trace.step("client policy", false, || {
+                "no [[clients]] entry for this client id (require_client_entry)".into()
+            });
+            return Err(Deny::ClientNotAllowed);
+        }
+        return Ok(());
+    };
+    if !policy.allow.is_empty() && !client.is_some_and(|addr| policy.allow.contains(addr)) {
+        trace.step("client policy", false, || {
+            "the client address is not in the client's allow list".into()
+        });
+        return Err(Deny::IpNotAllowed);
+    }
+    if policy.pins_certificates() {
+        let pinned = conn.client_cert.as_ref().is_some_and(|cert| {
+            policy.cert_sha256.contains(&cert.sha256)
+                || cert
+                    .subject
+                    .to_str()
+                    .is_ok_and(|subject| policy.cert_subjects.iter().any(|s| s == subject))
+        });
+        if !pinned {
+            trace.step("client policy", false, || {
+                "no client certificate of this client on the connection".into()
+            });
+            return Err(Deny::ClientCertificateRequired);
+        }
+    }
+    let granted = &verified.principal.granted;
+    if !scopes::satisfied(granted, &policy.scopes, &[]) {
+        trace.step("client policy", false, || {
+            format!("the client must hold: {}", policy.scopes.join(" "))
+        });
+        let challenge = policy
+            .scope_challenge
+            .clone()
+            .unwrap_or_else(|| HeaderValue::from_static(""));
+        return Err(Deny::InsufficientScope(challenge));
+    }
+    trace.step("client policy", true, || {
+        format!("[[clients]] entry {} holds", client_id.unwrap_or_default())
+    });
+    Ok(())
 }
 
 /// Step 1: the request target's form, its framing, and its canonical path (SPEC §3 step 1).

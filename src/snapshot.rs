@@ -3,6 +3,7 @@
 //! A [`Shared`] holds the current `Arc<Snapshot>`; each request loads it once and finishes on
 //! that version even if a reload swaps in another meanwhile.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +33,10 @@ pub struct Snapshot {
     /// Gateway-wide allowlist; empty = every address.
     pub allow: CidrSet,
     pub issuers: Vec<Issuer>,
+    /// `[[clients]]` by client id.
+    pub clients: HashMap<String, ClientPolicy>,
+    /// A verified identity without a client entry is refused (403 `client_not_allowed`).
+    pub require_client_entry: bool,
     pub upstreams: Vec<Upstream>,
     pub routes: Vec<Route>,
     pub table: RouteTable,
@@ -91,6 +96,29 @@ pub struct Issuer {
     /// rules or another source (an older config) are never reused. Never reused itself
     /// (a counter, see `config::issuers`).
     pub generation: u64,
+}
+
+/// One `[[clients]]` entry: what must hold for every request of that verified client id
+/// (SPEC §7.2), whatever its route.
+#[derive(Debug, Default)]
+pub struct ClientPolicy {
+    /// Client address allowlist; empty = every address.
+    pub allow: CidrSet,
+    /// Accepted client certificates by SHA-256 of the DER.
+    pub cert_sha256: Vec<[u8; 32]>,
+    /// Accepted client certificates by RFC 4514 subject.
+    pub cert_subjects: Vec<String>,
+    /// Scopes the client must hold on every route (after implications).
+    pub scopes: Vec<String>,
+    /// The `scope` challenge for a missing client scope.
+    pub scope_challenge: Option<HeaderValue>,
+}
+
+impl ClientPolicy {
+    /// Whether the rules name client certificates at all.
+    pub fn pins_certificates(&self) -> bool {
+        !self.cert_sha256.is_empty() || !self.cert_subjects.is_empty()
+    }
 }
 
 /// One `[[upstreams]]` entry.

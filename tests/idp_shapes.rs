@@ -33,7 +33,7 @@ async fn call(gateway: &Gateway, method: Method, path: &str, token: &str) -> Rep
 }
 
 #[tokio::test]
-async fn entra_external_id_v2() {
+async fn entra_external_id_v2_and_v1() {
     let idp = Idp::start().await;
     let echo = Echo::start().await;
     let orders_app = "6f1e3c52-0000-4000-8000-00000000a001";
@@ -42,6 +42,11 @@ async fn entra_external_id_v2() {
     std::env::set_var("ENTRA_JWKS_URI", idp.jwks_uri());
     std::env::set_var("ENTRA_ORDERS_APP_ID", orders_app);
     std::env::set_var("ENTRA_BILLING_APP_ID", billing_app);
+    std::env::set_var(
+        "ENTRA_V1_ISSUER",
+        "https://sts.windows.net/72f988bf-tenant/",
+    );
+    std::env::set_var("ENTRA_ORDERS_APP_ID_URI", "api://orders-prod");
     let gateway = Gateway::from_toml(shipped("entra.toml", &echo))
         .start()
         .await;
@@ -84,6 +89,39 @@ async fn entra_external_id_v2() {
         Some("v1-caller"),
         "appid (v1.0)"
     );
+
+    // Entra v1.0: `iss` https://sts.windows.net/<tid>/, `aud` the custom Application ID URI,
+    // the caller in `appid`, the same tenant keys.
+    let v1 = idp
+        .token()
+        .iss("https://sts.windows.net/72f988bf-tenant/")
+        .aud("api://orders-prod")
+        .claim("roles", json!(["Orders.Read"]))
+        .claim("appid", json!("3d7b-caller-app"))
+        .claim("tid", json!("72f988bf-tenant"))
+        .claim("ver", json!("1.0"))
+        .sign();
+    let reply = call(&gateway, Method::GET, "/orders/7", &v1).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let seen = reply.echoed();
+    assert_eq!(
+        seen.header("x-auth-issuer"),
+        Some("https://sts.windows.net/72f988bf-tenant/")
+    );
+    assert_eq!(seen.header("x-auth-client-id"), Some("3d7b-caller-app"));
+    // A v1.0 token for the App ID URI is not a v2.0 token for the app id, and vice versa.
+    let mixed = idp
+        .token()
+        .iss("https://sts.windows.net/72f988bf-tenant/")
+        .aud(orders_app)
+        .claim("roles", json!(["Orders.Read"]))
+        .sign();
+    call(&gateway, Method::GET, "/orders/7", &mixed)
+        .await
+        .assert_error(401, "invalid_token");
+    call(&gateway, Method::GET, "/billing/1", &v1)
+        .await
+        .assert_error(401, "invalid_token");
 
     // A delegated permission in `scp` also counts; a token with neither is refused with 403.
     let delegated = idp
@@ -188,6 +226,29 @@ async fn rs256_provider_with_org_claim() {
     call(&gateway, Method::GET, "/reports/q3", &no_scope)
         .await
         .assert_error(403, "insufficient_scope");
+
+    // Implied scopes: `admin` is full access, `reports:write` includes `reports:read`; the
+    // upstream still sees the scopes the token holds.
+    for scope in ["admin", "reports:write"] {
+        let implied = idp
+            .token()
+            .aud("https://api.example.com/partners")
+            .scope(scope)
+            .sign();
+        let reply = call(&gateway, Method::GET, "/reports/q3", &implied).await;
+        assert_eq!(reply.status, 200, "{scope}: {}", reply.text());
+        assert_eq!(reply.echoed().header("x-auth-scopes"), Some(scope));
+    }
+
+    // The registered client `partner-a` may call from its networks only (loopback here).
+    let partner = idp
+        .token()
+        .aud("https://api.example.com/partners")
+        .client_id("partner-a")
+        .scope("reports:read")
+        .sign();
+    let reply = call(&gateway, Method::GET, "/reports/q3", &partner).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
 }
 
 #[tokio::test]
@@ -236,6 +297,28 @@ async fn hs256_with_secret_from_the_environment() {
         .claim("scp", json!("orders:read orders:export"))
         .sign_with_hmac(b"not-the-secret-0123456789abcdefghijkl");
     call(&gateway, Method::GET, "/orders/1", &forged)
+        .await
+        .assert_error(401, "invalid_token");
+
+    // Same secret, other token classes: a 180-day refresh token and an ID token (aud = the
+    // client id) carrying the same scopes are refused.
+    let refresh = idp
+        .token()
+        .iss("https://auth.internal.example")
+        .aud("orders")
+        .claim("scp", json!("orders:read orders:export"))
+        .exp_in(180 * 86_400)
+        .sign_with_hmac(secret.as_bytes());
+    let reply = call(&gateway, Method::GET, "/orders/1", &refresh).await;
+    reply.assert_error(401, "invalid_token");
+    assert!(reply.text().contains("lifetime"), "{}", reply.text());
+    let id_token = idp
+        .token()
+        .iss("https://auth.internal.example")
+        .aud("web-client-7")
+        .claim("scp", json!("orders:read orders:export"))
+        .sign_with_hmac(secret.as_bytes());
+    call(&gateway, Method::GET, "/orders/1", &id_token)
         .await
         .assert_error(401, "invalid_token");
 }

@@ -119,6 +119,8 @@ fn lenient_policy() -> TokenPolicy {
             (HeaderName::from_static("x-auth-extra"), "extra".to_owned()),
         ],
         require_bound_token: false,
+        max_token_lifetime: None,
+        implied_scopes: Default::default(),
     }
 }
 
@@ -146,6 +148,8 @@ fn strict_policy() -> TokenPolicy {
             "tenant".to_owned(),
         )],
         require_bound_token: true,
+        max_token_lifetime: None,
+        implied_scopes: Default::default(),
     }
 }
 

@@ -111,6 +111,7 @@ mod tests {
             issuer: "https://idp/".into(),
             client_id: None,
             scopes: vec![],
+            granted: Default::default(),
             headers: vec![],
             expires_at,
             bound_cert_sha256: None,

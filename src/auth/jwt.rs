@@ -28,6 +28,7 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use super::keys::{algorithm_from_name, KeyDigest, KeyLookupError, KeySet};
+use super::scopes::{Granted, Implications};
 
 /// Longer tokens are refused before any decoding (real access tokens are a few KiB).
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -66,6 +67,11 @@ pub enum TokenError {
     /// `cnf` binds the token to a proof of possession other than a client certificate (e.g.
     /// DPoP `jkt`), which this gateway cannot check: such a token is not a bearer token.
     UnsupportedConfirmation,
+    /// The issuer sets `max_token_lifetime` and the token has no `iat` to measure it by.
+    MissingIssuedAt,
+    /// `exp - iat` exceeds the issuer's `max_token_lifetime`: a refresh or ID token, or an
+    /// access token minted for longer than this API accepts.
+    LifetimeTooLong,
 }
 
 impl TokenError {
@@ -91,6 +97,8 @@ impl TokenError {
             TokenError::CertificateMismatch => "certificate_mismatch",
             TokenError::CertificateRequired => "certificate_required",
             TokenError::UnsupportedConfirmation => "unsupported_confirmation",
+            TokenError::MissingIssuedAt => "missing_issued_at",
+            TokenError::LifetimeTooLong => "lifetime_too_long",
         }
     }
 
@@ -121,6 +129,8 @@ impl TokenError {
             TokenError::UnsupportedConfirmation => {
                 "the token is bound to a proof of possession that is not supported"
             }
+            TokenError::MissingIssuedAt => "the token has no issued-at time",
+            TokenError::LifetimeTooLong => "the token lifetime is longer than this API accepts",
         }
     }
 }
@@ -153,6 +163,10 @@ pub struct TokenPolicy {
     pub claim_headers: Vec<(HeaderName, String)>,
     /// Refuse tokens without `cnf.x5t#S256`.
     pub require_bound_token: bool,
+    /// Longest `exp - iat` in seconds (no leeway); `iat` is then required.
+    pub max_token_lifetime: Option<u64>,
+    /// `implied_scopes`, for route checks only.
+    pub implied_scopes: Implications,
 }
 
 /// A decoded but unverified token. Nothing in it is trustworthy before [`verify`].
@@ -261,7 +275,10 @@ pub struct Principal {
     pub subject: Option<String>,
     pub issuer: String,
     pub client_id: Option<String>,
+    /// The scopes the credential holds (what `X-Auth-Scopes` carries).
     pub scopes: Vec<String>,
+    /// `scopes` plus what the issuer's `implied_scopes` add: what route checks use.
+    pub granted: Granted,
     /// Every identity header to inject (X-Auth-Subject, -Issuer, -Client-Id, -Scopes, claim
     /// headers), values already validated.
     pub headers: Vec<(HeaderName, HeaderValue)>,
@@ -330,6 +347,9 @@ pub fn verify(
     // 5. Claims, now authentic.
     let claims = &token.claims;
     let expires_at = check_times(claims, policy.leeway, now)?;
+    if let Some(limit) = policy.max_token_lifetime {
+        check_lifetime(claims, limit)?;
+    }
     check_audience(claims, &policy.audiences)?;
     let client_id = client_id(claims, &policy.client_id_claims)?;
     if let Some(allowed) = &policy.allowed_clients {
@@ -372,6 +392,7 @@ pub fn verify(
         subject,
         issuer: issuer.to_owned(),
         client_id: client_id.map(str::to_owned),
+        granted: policy.implied_scopes.expand(&scopes),
         scopes,
         headers,
         expires_at,
@@ -435,6 +456,18 @@ fn check_times(claims: &Map<String, Value>, leeway: u64, now: u64) -> Result<u64
         return Err(TokenError::IssuedInFuture);
     }
     Ok(seconds(expiry))
+}
+
+/// `exp - iat` at most `limit` seconds, measured without leeway: leeway is for clock skew
+/// between hosts, and both times come from the same issuer clock. Token classes that share a
+/// key (access, refresh, ID tokens) usually differ most in lifetime.
+fn check_lifetime(claims: &Map<String, Value>, limit: u64) -> Result<(), TokenError> {
+    let issued = numeric_date(claims, "iat")?.ok_or(TokenError::MissingIssuedAt)?;
+    let expiry = numeric_date(claims, "exp")?.ok_or(TokenError::MissingExpiry)?;
+    if expiry - issued > limit as f64 {
+        return Err(TokenError::LifetimeTooLong);
+    }
+    Ok(())
 }
 
 /// `aud` (a string or an array of strings) must contain one of `audiences`. With no
@@ -628,19 +661,51 @@ fn render_claim(value: &Value) -> Option<String> {
     }
 }
 
-/// Visible ASCII and spaces only, without surrounding whitespace (which a receiver would strip,
-/// changing the value). Tabs, control characters and non-ASCII fail the token: a claim value
-/// is never injected raw.
+/// The marker that starts an encoded header value (RFC 8187 `ext-value` with an empty
+/// language tag).
+pub const ENCODED_PREFIX: &str = "UTF-8''";
+
+/// Bytes kept as they are in an encoded value: RFC 8187 `attr-char`; every other byte is
+/// percent-encoded.
+const NOT_ATTR_CHAR: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+/// A claim's text as a header value (SPEC §4, §7.2), never injected raw:
+/// - visible ASCII and inner spaces go as they are;
+/// - text with a control character (U+0000-U+001F, U+007F-U+009F) fails the token, and so does
+///   ASCII text with surrounding spaces (a receiver would strip them, changing the value);
+/// - any other text (non-ASCII, or ASCII that starts with the marker) goes RFC 8187-encoded:
+///   `UTF-8''` followed by the UTF-8 bytes, percent-encoding every byte outside `attr-char`
+///   (`Zürich` -> `UTF-8''Z%C3%BCrich`). A value that starts with `UTF-8''` is always
+///   encoded, so an upstream can tell the two forms apart without ambiguity.
 fn header_value(text: &str) -> Result<HeaderValue, TokenError> {
-    let clean = text
-        .bytes()
-        .all(|byte| byte == b' ' || byte.is_ascii_graphic())
-        && !text.starts_with(' ')
-        && !text.ends_with(' ');
-    if !clean {
+    let control = |c: char| c.is_control();
+    if text.chars().any(control) {
         return Err(TokenError::InvalidClaimValue);
     }
-    HeaderValue::from_str(text).map_err(|_| TokenError::InvalidClaimValue)
+    let plain = text.is_ascii() && !text.starts_with(ENCODED_PREFIX);
+    if plain {
+        if text.starts_with(' ') || text.ends_with(' ') {
+            return Err(TokenError::InvalidClaimValue);
+        }
+        return HeaderValue::from_str(text).map_err(|_| TokenError::InvalidClaimValue);
+    }
+    let encoded = format!(
+        "{ENCODED_PREFIX}{}",
+        percent_encoding::utf8_percent_encode(text, NOT_ATTR_CHAR)
+    );
+    HeaderValue::from_str(&encoded).map_err(|_| TokenError::InvalidClaimValue)
 }
 
 #[cfg(test)]

@@ -33,6 +33,8 @@ fn policy() -> TokenPolicy {
         required_claims: vec![],
         claim_headers: vec![],
         require_bound_token: false,
+        max_token_lifetime: None,
+        implied_scopes: Default::default(),
     }
 }
 
@@ -752,10 +754,11 @@ fn claim_values_that_cannot_be_headers_fail_the_token() {
         "a\nb",
         "a\r\nx-injected: 1",
         "tab\there",
-        "caf\u{e9}",
         "nul\0",
         " padded",
         "del\u{7f}",
+        "c1\u{85}control",
+        "caf\u{e9} with a c1 \u{9b}",
     ] {
         assert_eq!(
             claims_error(&policy, |c| c["tid"] = json!(bad)),
@@ -883,4 +886,100 @@ fn debug_output_never_shows_the_token() {
         !shown.contains("svc-1") && !shown.contains(&token[..20]),
         "{shown}"
     );
+}
+
+#[test]
+fn non_ascii_claims_are_forwarded_rfc_8187_encoded() {
+    let mut policy = policy();
+    policy.claim_headers = vec![(
+        HeaderName::from_static("x-auth-region"),
+        "region".to_owned(),
+    )];
+    let cases = [
+        ("Z\u{fc}rich", "UTF-8''Z%C3%BCrich"),
+        ("S\u{e3}o Paulo", "UTF-8''S%C3%A3o%20Paulo"),
+        // Bidi controls are format characters, not controls: encoded, never raw.
+        ("a\u{202e}b", "UTF-8''a%E2%80%AEb"),
+        // Plain ASCII goes as it is; ASCII that looks encoded is encoded, so the two forms
+        // never collide.
+        ("eu-west-1", "eu-west-1"),
+        ("UTF-8''x", "UTF-8''UTF-8%27%27x"),
+    ];
+    for (region, expected) in cases {
+        let mut claims = claims();
+        claims["region"] = json!(region);
+        claims["sub"] = json!(format!("{region}-svc"));
+        let principal = check(&rs256(&claims), &policy).expect("valid");
+        assert_eq!(
+            header(&principal, "x-auth-region"),
+            Some(expected),
+            "{region:?}"
+        );
+        assert!(header(&principal, "x-auth-subject").is_some_and(str::is_ascii));
+        let decoded = expected.strip_prefix("UTF-8''").map(|encoded| {
+            percent_encoding::percent_decode_str(encoded)
+                .decode_utf8()
+                .expect("utf-8")
+                .into_owned()
+        });
+        assert_eq!(decoded.as_deref().unwrap_or(expected), region);
+    }
+}
+
+#[test]
+fn max_token_lifetime_tells_token_classes_apart() {
+    let mut policy = policy();
+    policy.max_token_lifetime = Some(3600);
+    // An access token of one hour passes; exactly the limit passes (no leeway applies).
+    assert_eq!(
+        claims_error(&policy, |c| {
+            c["iat"] = json!(NOW - 10);
+            c["exp"] = json!(NOW + 3590);
+        }),
+        None
+    );
+    // A refresh-shaped token (180 days) and a token without iat do not.
+    assert_eq!(
+        claims_error(&policy, |c| c["exp"] = json!(NOW + 180 * 86_400)),
+        Some(TokenError::LifetimeTooLong)
+    );
+    assert_eq!(
+        claims_error(&policy, |c| {
+            c["iat"] = json!(NOW - 10);
+            c["exp"] = json!(NOW + 3591);
+        }),
+        Some(TokenError::LifetimeTooLong)
+    );
+    assert_eq!(
+        claims_error(&policy, |c| {
+            c.as_object_mut().expect("object").remove("iat");
+        }),
+        Some(TokenError::MissingIssuedAt)
+    );
+    // Without the setting, neither is checked.
+    assert_eq!(
+        claims_error(&super::tests::policy(), |c| c["exp"] =
+            json!(NOW + 180 * 86_400)),
+        None
+    );
+}
+
+#[test]
+fn implied_scopes_widen_route_checks_not_the_forwarded_scopes() {
+    let mut policy = policy();
+    let direct = [("admin".to_owned(), vec!["*".to_owned()])]
+        .into_iter()
+        .collect();
+    policy.implied_scopes = crate::auth::scopes::Implications::new(&direct);
+    let principal = check(
+        &rs256(&{
+            let mut claims = claims();
+            claims["scope"] = json!("admin");
+            claims
+        }),
+        &policy,
+    )
+    .expect("valid");
+    assert!(principal.granted.every);
+    assert_eq!(header(&principal, "x-auth-scopes"), Some("admin"));
 }

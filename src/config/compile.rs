@@ -221,8 +221,9 @@ pub fn compile(config: &raw::Config, context: CompileContext<'_>) -> Result<Snap
     )?;
     let allow = ctx.cidrs("network.allow", config.network.allow.as_ref())?;
 
-    // [[issuers]]
+    // [[issuers]] and [[clients]]
     let issuers = super::issuers::compile_issuers(&ctx, &config.issuers, previous)?;
+    let clients = super::clients::compile_clients(&ctx, &config.clients)?;
     let mut claim_header_names: Vec<String> = issuers
         .iter()
         .flat_map(|issuer| issuer.policy.claim_headers.iter())
@@ -295,6 +296,8 @@ pub fn compile(config: &raw::Config, context: CompileContext<'_>) -> Result<Snap
         trusted_proxies,
         allow,
         issuers,
+        clients,
+        require_client_entry: config.network.require_client_entry,
         upstreams,
         routes,
         table,

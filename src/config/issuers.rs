@@ -17,6 +17,7 @@ use super::ConfigError;
 use crate::auth::jwks::{check_key_url, KeySource, KeyStore, RefreshPolicy};
 use crate::auth::jwt::TokenPolicy;
 use crate::auth::keys::{algorithm_from_name, KeySet, Secret};
+use crate::auth::scopes::{Implications, EVERY_SCOPE};
 use crate::snapshot::{Issuer, Snapshot};
 
 const DEFAULT_SCOPE_CLAIMS: &[&str] = &["scope", "scp"];
@@ -256,6 +257,11 @@ pub(super) fn compile_issuers(
             required_claims,
             claim_headers,
             require_bound_token: raw.require_bound_tokens,
+            max_token_lifetime: raw
+                .max_token_lifetime
+                .as_ref()
+                .map(|lifetime| lifetime.get_ref().0.as_secs()),
+            implied_scopes: implied_scopes(ctx, &key("implied_scopes"), raw)?,
         };
 
         let store = key_store(&issuers, previous, &source, refresh);
@@ -322,4 +328,37 @@ fn generation(
         Some(old) => old.generation,
         None => GENERATIONS.fetch_add(1, Ordering::Relaxed),
     }
+}
+
+/// `implied_scopes`: scope -> scopes it implies. Names are literal scopes (no whitespace, not
+/// empty); `"*"` is allowed only as an implied value, where it means every scope.
+fn implied_scopes(
+    ctx: &Ctx<'_>,
+    key: &str,
+    raw: &raw::Issuer,
+) -> Result<Implications, ConfigError> {
+    let Some(map) = &raw.implied_scopes else {
+        return Ok(Implications::default());
+    };
+    let literal = |scope: &str| !scope.is_empty() && !scope.contains(char::is_whitespace);
+    let mut direct = std::collections::BTreeMap::new();
+    for (scope, implied) in map.get_ref() {
+        if !literal(scope) || scope == EVERY_SCOPE {
+            return Err(ctx.at(
+                key,
+                map,
+                format!("\"{scope}\" is not a scope name (\"*\" may only be implied)"),
+            ));
+        }
+        let implied = strings(implied);
+        if let Some(bad) = implied.iter().find(|value| !literal(value)) {
+            return Err(ctx.at(
+                key,
+                map,
+                format!("\"{scope}\" implies \"{bad}\", which is not a scope name"),
+            ));
+        }
+        direct.insert(scope.clone(), implied);
+    }
+    Ok(Implications::new(&direct))
 }

@@ -26,6 +26,8 @@ pub struct Config {
     pub upstreams: Vec<S<Upstream>>,
     #[serde(default)]
     pub routes: Vec<S<Route>>,
+    #[serde(default)]
+    pub clients: Vec<S<Client>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,6 +91,27 @@ pub struct Network {
     pub trusted_proxies: Option<S<Vec<EnvString>>>,
     /// Gateway-wide allowlist. Default empty = every address.
     pub allow: Option<S<Vec<EnvString>>>,
+    /// A verified identity without a `[[clients]]` entry gets 403 `client_not_allowed`.
+    /// Default false.
+    #[serde(default)]
+    pub require_client_entry: bool,
+}
+
+/// A `[[clients]]` entry: rules for one verified client id (SPEC §7.2).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Client {
+    /// Matched against the verified client id (token or API key).
+    pub client_id: S<EnvString>,
+    /// CIDRs the client address must be in. Default: any address.
+    pub allow: Option<S<Vec<EnvString>>>,
+    /// Lowercase or uppercase hex SHA-256 of the DER of accepted client certificates.
+    pub client_cert_sha256: Option<S<Vec<EnvString>>>,
+    /// Accepted RFC 4514 subjects of client certificates.
+    pub client_cert_subject: Option<S<Vec<EnvString>>>,
+    /// Scopes this client must also hold on every route. Default none.
+    #[serde(default)]
+    pub scopes: Vec<EnvString>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,6 +152,11 @@ pub struct Issuer {
     /// RFC 8705: refuse tokens without `cnf.x5t#S256`. Default false.
     #[serde(default)]
     pub require_bound_tokens: bool,
+    /// Longest `exp - iat` accepted (no leeway); a token without `iat` is refused while set.
+    /// Default: no limit.
+    pub max_token_lifetime: Option<S<Dur>>,
+    /// scope -> scopes it implies for route checks (`"*"`: every scope). Default none.
+    pub implied_scopes: Option<S<BTreeMap<String, Vec<EnvString>>>>,
 }
 
 /// A required claim value: one string, or an array of allowed strings.

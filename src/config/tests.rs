@@ -263,3 +263,58 @@ fn a_replaced_key_source_gets_a_generation_never_used_before() {
         previous = Some(next);
     }
 }
+
+#[test]
+fn clients_and_token_class_settings_are_checked_with_key_and_line() {
+    let base = format!("{UPSTREAM}{ISSUER}{}", route(""));
+    let good = format!(
+        "{base}\n[[clients]]\nclient_id = \"a\"\nallow = [\"203.0.113.0/24\"]\n\
+         client_cert_sha256 = [\"{}\"]\nclient_cert_subject = [\"CN=a,O=Acme\"]\nscopes = [\"x\"]\n",
+        "AB".repeat(32)
+    );
+    let snapshot = load(&good).unwrap();
+    let policy = &snapshot.clients["a"];
+    assert_eq!(policy.cert_sha256, vec![[0xAB; 32]]);
+    assert_eq!(policy.cert_subjects, vec!["CN=a,O=Acme".to_owned()]);
+
+    let cases = [
+        (
+            format!("{base}\n[[clients]]\nclient_id = \"a\"\nclient_cert_sha256 = [\"abc\"]\n"),
+            "clients[0].client_cert_sha256[0]",
+        ),
+        (
+            format!("{base}\n[[clients]]\nclient_id = \"a\"\n[[clients]]\nclient_id = \"a\"\n"),
+            "duplicate client",
+        ),
+        (
+            format!("{base}\n[[clients]]\nclient_id = \"a\"\nscopes = [\"x\"]\nextra = 1\n"),
+            "extra",
+        ),
+        (
+            format!(
+                "{UPSTREAM}{ISSUER}implied_scopes = {{ \"*\" = [\"a\"] }}\n{}",
+                route("")
+            ),
+            "issuers[0].implied_scopes",
+        ),
+        (
+            format!(
+                "{UPSTREAM}{ISSUER}implied_scopes = {{ \"a\" = [\"b c\"] }}\n{}",
+                route("")
+            ),
+            "not a scope name",
+        ),
+        (
+            format!(
+                "{UPSTREAM}{ISSUER}max_token_lifetime = \"soon\"\n{}",
+                route("")
+            ),
+            "max_token_lifetime",
+        ),
+    ];
+    for (text, expected) in cases {
+        let error = load(&text).err().expect("refused");
+        assert!(error.contains(expected), "{expected}: {error}");
+        assert!(error.starts_with("test.toml:"), "names the line: {error}");
+    }
+}
