@@ -25,11 +25,11 @@ use crate::auth::cache::{TokenCache, Verified};
 use crate::auth::jwt::{self, TokenError, Unverified};
 use crate::auth::scopes;
 use crate::deny::{Deny, InvalidRequest};
+use crate::header_names::X_REQUEST_ID;
 use crate::network::client_addr;
 use crate::proxy::{self, headers, Body};
 use crate::routing::{canonicalize, request_host, Lookup, PathError, RequestHost};
 pub use crate::server::HeadFlags;
-use crate::snapshot::names::X_REQUEST_ID;
 use crate::snapshot::{Route, Shared, Snapshot};
 
 /// A verified client certificate of the connection.
@@ -536,8 +536,7 @@ async fn forward(
     let upstream = &snapshot.upstreams[route.upstream];
     let websocket = headers::is_websocket_upgrade(&parts.headers);
     // The host that chose the route (validated, one trailing dot removed), never the raw one.
-    let original_host =
-        routed_host(parts, &mut NoTrace)?.and_then(|host| host.header_value());
+    let original_host = routed_host(parts, &mut NoTrace)?.and_then(|host| host.header_value());
 
     let headers = &mut parts.headers;
     // Remove first, add after: nothing the client sends can remove or spoof what we add.

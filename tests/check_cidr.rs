@@ -53,7 +53,10 @@ fn check_refuses_cidrs_with_host_bits_naming_key_and_line() {
     for (name, network, route_allow, want) in cases {
         let (code, stdout, stderr) = check(name, network, route_allow);
         assert_eq!(code, 1, "{name}: stdout {stdout:?} stderr {stderr:?}");
-        assert!(stderr.contains(want), "{name}: {stderr:?} should contain {want:?}");
+        assert!(
+            stderr.contains(want),
+            "{name}: {stderr:?} should contain {want:?}"
+        );
         assert!(stderr.contains("host bits are set"), "{name}: {stderr}");
     }
     let (code, stdout, stderr) = check(

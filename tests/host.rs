@@ -166,8 +166,7 @@ async fn one_trailing_dot_is_removed_before_routing_and_forwarding() {
         ("API.Test.:8080", "API.Test:8080"),
         ("api.test", "api.test"),
     ] {
-        let request =
-            format!("GET /api/x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let request = format!("GET /api/x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
         let reply = raw(gateway.http_addr(), request.as_bytes(), REFUSAL).await;
         assert_eq!(reply.status(), 200, "{host}: {}", reply.text());
         let seen = echoed(&reply);

@@ -270,7 +270,9 @@ fn cidrs_with_host_bits_are_refused_in_every_list() {
         "trusted_proxies = [\"127.0.0.0/8\", \"::1\"]\nallow = [\"10.0.0.0/8\", \"10.20.30.40\"]",
     ))
     .unwrap();
-    assert!(snapshot.trusted_proxies.contains("127.0.0.9".parse().unwrap()));
+    assert!(snapshot
+        .trusted_proxies
+        .contains("127.0.0.9".parse().unwrap()));
     assert!(snapshot.allow.contains("10.1.2.3".parse().unwrap()));
     assert!(!snapshot.allow.contains("11.20.30.40".parse().unwrap()));
 }

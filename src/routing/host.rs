@@ -241,7 +241,10 @@ mod tests {
             request_host(parts).map(|host| host.map(|host| host.as_str().to_owned()))
         };
         let some = |s: &str| Ok(Some(s.to_owned()));
-        assert_eq!(host(&parts("http://api.test/x", Some("other.test"))), some("api.test"));
+        assert_eq!(
+            host(&parts("http://api.test/x", Some("other.test"))),
+            some("api.test")
+        );
         assert_eq!(host(&parts("http://api.test./x", None)), some("api.test"));
         assert_eq!(host(&parts("/x", None)), Ok(None));
         assert_eq!(
@@ -254,7 +257,8 @@ mod tests {
             Err(HostError::Malformed)
         );
         let mut two = parts("/x", Some("api.test"));
-        two.headers.append(HOST, HeaderValue::from_static("api.test"));
+        two.headers
+            .append(HOST, HeaderValue::from_static("api.test"));
         assert_eq!(host(&two), Err(HostError::Duplicate));
     }
 
