@@ -170,10 +170,13 @@ mod tests {
         request_host(&parts).map(|host| host.map(|host| host.as_str().to_owned()))
     }
 
+    /// What [`request_host`] makes of one Host value.
+    type Outcome = Result<Option<&'static str>, HostError>;
+
     #[test]
     fn host_header_table() {
         #[rustfmt::skip]
-        let cases: &[(&[u8], Result<Option<&str>, HostError>)] = &[
+        let cases: &[(&[u8], Outcome)] = &[
             // Valid, kept as sent (case and port too).
             (b"api.test", Ok(Some("api.test"))),
             (b"API.Test:8080", Ok(Some("API.Test:8080"))),
