@@ -8,7 +8,7 @@ use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICA
 use http::{Response, StatusCode};
 
 use crate::auth::jwt::TokenError;
-use crate::routing::PathError;
+use crate::routing::{HostError, PathError};
 
 /// Why a request was not forwarded, or why forwarding failed. Each variant is one SPEC code.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +56,8 @@ pub enum InvalidRequest {
     Framing,
     /// The request body could not be read (e.g. an invalid chunk).
     Body,
+    /// Several Host headers, or a malformed host (SPEC §3 step 2).
+    Host(HostError),
 }
 
 /// Seconds a client should wait after a 503 before retrying.
@@ -114,6 +116,7 @@ impl Deny {
             Deny::InvalidRequest(InvalidRequest::TargetTooLong) => "the request target is too long",
             Deny::InvalidRequest(InvalidRequest::Framing) => "ambiguous message framing",
             Deny::InvalidRequest(InvalidRequest::Body) => "the request body is malformed",
+            Deny::InvalidRequest(InvalidRequest::Host(error)) => error.description(),
             Deny::InvalidRequest(InvalidRequest::Authorization) => {
                 "the Authorization header must be exactly one \"Bearer <token>\""
             }

@@ -138,18 +138,11 @@ fn candidates(snapshot: &Snapshot, parts: &http::request::Parts, text: &mut Stri
     let Ok(path) = crate::routing::canonicalize(parts.uri.path()) else {
         return;
     };
-    let host = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            parts
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        });
-    let chosen = match snapshot.table.lookup(host.as_deref(), &path, &parts.method) {
+    let Ok(host) = crate::routing::request_host(parts) else {
+        return;
+    };
+    let host = host.as_ref().map(crate::routing::RequestHost::as_str);
+    let chosen = match snapshot.table.lookup(host, &path, &parts.method) {
         Lookup::Matched(index) => Some(index),
         Lookup::NoRoute | Lookup::MethodNotAllowed(_) => None,
     };

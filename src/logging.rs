@@ -1,6 +1,19 @@
 //! Logging setup: everything goes to stderr; `json` makes every line one JSON object.
 //! `RUST_LOG` overrides the default level (`info`).
+//!
+//! One line is always one record (SPEC §1). JSON escapes control characters itself; the text
+//! format writes field values as they are, so [`EscapedFields`] escapes, in every field (the
+//! message included), each character that could end a line or disguise one: control
+//! characters (C0, DEL, C1 such as U+0085 NEL), U+2028 LINE SEPARATOR, U+2029 PARAGRAPH
+//! SEPARATOR and the bidirectional formatting characters. Client-controlled text reaches the
+//! log (a path refused before canonicalization is logged raw, a token's subject), and without
+//! this one request could forge what looks like a second access-log entry.
 
+use std::fmt::{self, Write as _};
+
+use tracing::field::{Field, Visit};
+use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
+use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::EnvFilter;
 
 pub fn init(json: bool) {
@@ -17,7 +30,11 @@ pub fn init(json: bool) {
             .try_init()
     } else {
         let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        builder.with_target(false).with_ansi(ansi).try_init()
+        builder
+            .with_target(false)
+            .with_ansi(ansi)
+            .fmt_fields(EscapedFields)
+            .try_init()
     };
 }
 
@@ -31,4 +48,167 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         cause = inner.source();
     }
     text
+}
+
+/// The text format's field formatter: `message key=value ...` as tracing's default, with every
+/// value (the message included) passed through [`Escaped`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EscapedFields;
+
+impl<'a> MakeVisitor<Writer<'a>> for EscapedFields {
+    type Visitor = EscapingVisitor<'a>;
+
+    fn make_visitor(&self, writer: Writer<'a>) -> EscapingVisitor<'a> {
+        EscapingVisitor {
+            writer,
+            first: true,
+            result: Ok(()),
+        }
+    }
+}
+
+/// Writes one event's or span's fields for [`EscapedFields`].
+pub struct EscapingVisitor<'a> {
+    writer: Writer<'a>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl Visit for EscapingVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.record_debug(field, &format_args!("{value}"));
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.record_debug(field, &format_args!("{}", error_chain(value)));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.result.is_err() {
+            return;
+        }
+        let separator = if self.first { "" } else { " " };
+        self.first = false;
+        let name = field.name();
+        let name = name.strip_prefix("r#").unwrap_or(name);
+        self.result = if name == "message" {
+            write!(self.writer, "{separator}")
+        } else {
+            write!(self.writer, "{separator}{name}=")
+        }
+        .and_then(|()| write!(Escaped(&mut self.writer), "{value:?}"));
+    }
+}
+
+impl VisitOutput<fmt::Result> for EscapingVisitor<'_> {
+    fn finish(self) -> fmt::Result {
+        self.result
+    }
+}
+
+impl VisitFmt for EscapingVisitor<'_> {
+    fn writer(&mut self) -> &mut dyn fmt::Write {
+        &mut self.writer
+    }
+}
+
+/// A writer that escapes, as `\u{XXXX}`, every character for which [`must_escape`] holds.
+struct Escaped<W>(W);
+
+impl<W: fmt::Write> fmt::Write for Escaped<W> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let mut rest = text;
+        while let Some(at) = rest.find(must_escape) {
+            self.0.write_str(&rest[..at])?;
+            let mut chars = rest[at..].chars();
+            if let Some(c) = chars.next() {
+                write!(self.0, "\\u{{{:04x}}}", u32::from(c))?;
+            }
+            rest = chars.as_str();
+        }
+        self.0.write_str(rest)
+    }
+}
+
+/// Characters that end a line or disguise one: Unicode controls (C0, DEL, C1), the line and
+/// paragraph separators, and the bidirectional formatting characters.
+fn must_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{061c}' | '\u{200e}' | '\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[test]
+    fn escaped_writer_table() {
+        let cases = [
+            ("/orders/7", "/orders/7"),
+            ("a\nb", "a\\u{000a}b"),
+            ("a\r\nb", "a\\u{000d}\\u{000a}b"),
+            ("tab\there", "tab\\u{0009}here"),
+            ("nel\u{85}x", "nel\\u{0085}x"),
+            ("ls\u{2028}ps\u{2029}", "ls\\u{2028}ps\\u{2029}"),
+            ("del\u{7f}", "del\\u{007f}"),
+            ("esc\u{1b}[31m", "esc\\u{001b}[31m"),
+            ("bidi\u{202e}rtl\u{2066}", "bidi\\u{202e}rtl\\u{2066}"),
+            ("é ü 日本", "é ü 日本"),
+            ("", ""),
+        ];
+        for (input, expected) in cases {
+            let mut out = String::new();
+            write!(Escaped(&mut out), "{input}").unwrap();
+            assert_eq!(out, expected, "{input:?}");
+        }
+    }
+
+    /// Every field of an event, the message included, comes out on one line.
+    #[test]
+    fn text_events_are_one_line_whatever_their_fields_hold() {
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .fmt_fields(EscapedFields)
+            .finish();
+        let hostile = "/x\n2026-01-01T00:00:00Z INFO request path=/admin status=200\u{2028}\u{85}";
+        let error = std::io::Error::other("bad\nthing");
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(path = %hostile, raw = hostile, count = 3, error = &error as &dyn std::error::Error, "msg\u{2029}{}", hostile);
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches('\n').count(), 1, "{text:?}");
+        assert!(text.ends_with('\n'));
+        for c in ['\r', '\u{85}', '\u{2028}', '\u{2029}'] {
+            assert!(!text.contains(c), "{c:?} in {text:?}");
+        }
+        assert!(text.contains("path=/x\\u{000a}2026"), "{text}");
+        assert!(text.contains("count=3"), "{text}");
+        assert!(text.contains("error=bad\\u{000a}thing"), "{text}");
+        assert!(text.contains(" msg\\u{2029}/x\\u{000a}"), "{text}");
+    }
 }

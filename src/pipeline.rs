@@ -25,11 +25,11 @@ use crate::auth::cache::{TokenCache, Verified};
 use crate::auth::jwt::{self, TokenError, Unverified};
 use crate::auth::scopes;
 use crate::deny::{Deny, InvalidRequest};
+use crate::header_names::X_REQUEST_ID;
 use crate::network::client_addr;
 use crate::proxy::{self, headers, Body};
-use crate::routing::{canonicalize, Lookup, PathError};
+use crate::routing::{canonicalize, request_host, Lookup, PathError, RequestHost};
 pub use crate::server::HeadFlags;
-use crate::snapshot::names::X_REQUEST_ID;
 use crate::snapshot::{Route, Shared, Snapshot};
 
 /// A verified client certificate of the connection.
@@ -103,8 +103,15 @@ pub async fn decide<'r>(
     let path = canonical_target(snapshot, parts, trace).map_err(deny)?;
     trace.step("canonical path", true, || path.to_string());
 
-    // 2. Route: host tier, longest whole-segment prefix, then method.
-    let host = request_host(parts);
+    // 2. Route: a valid host (one trailing dot removed), host tier, longest whole-segment
+    //    prefix, then method. Forwarding uses the same host (`forward`).
+    let host = routed_host(parts, trace).map_err(|deny| Denied {
+        deny,
+        route: None,
+        path: Some(path.clone()),
+        client: None,
+    })?;
+    let host = host.as_ref().map(RequestHost::as_str);
     let route_index = match snapshot.table.lookup(host, &path, &parts.method) {
         Lookup::Matched(index) => index,
         Lookup::NoRoute => {
@@ -344,12 +351,15 @@ fn canonical_target<'r>(
     })
 }
 
-/// The authority of an absolute-form target (or HTTP/2 `:authority`) wins over Host.
-fn request_host(parts: &Parts) -> Option<&str> {
-    match parts.uri.authority() {
-        Some(authority) => Some(authority.as_str()),
-        None => parts.headers.get(HOST).and_then(|host| host.to_str().ok()),
-    }
+/// Step 2's host: [`request_host`] (the one Host rule), refused with 400 when malformed.
+fn routed_host<'r>(
+    parts: &'r Parts,
+    trace: &mut impl Trace,
+) -> Result<Option<RequestHost<'r>>, Deny> {
+    request_host(parts).map_err(|error| {
+        trace.step("host", false, || error.description().into());
+        Deny::InvalidRequest(InvalidRequest::Host(error))
+    })
 }
 
 fn now_seconds() -> u64 {
@@ -608,11 +618,8 @@ async fn forward(
     }
     let upstream = &snapshot.upstreams[route.upstream];
     let websocket = headers::is_websocket_upgrade(&parts.headers);
-    let original_host = parts
-        .uri
-        .authority()
-        .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
-        .or_else(|| parts.headers.get(HOST).cloned());
+    // The host that chose the route (validated, one trailing dot removed), never the raw one.
+    let original_host = routed_host(parts, &mut NoTrace)?.and_then(|host| host.header_value());
 
     let headers = &mut parts.headers;
     // Remove first, add after: nothing the client sends can remove or spoof what we add.

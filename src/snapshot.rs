@@ -162,15 +162,3 @@ impl Snapshot {
         self.issuers.iter().find(|issuer| issuer.name == name)
     }
 }
-
-/// Header names the gateway uses.
-pub mod names {
-    use http::HeaderName;
-
-    pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-    pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-    pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-    pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-    pub const X_CLIENT_CERT_SUBJECT: HeaderName = HeaderName::from_static("x-client-cert-subject");
-    pub const X_CLIENT_CERT_SHA256: HeaderName = HeaderName::from_static("x-client-cert-sha256");
-}

@@ -10,7 +10,8 @@
 //! Other lines are ignored. Route hosts go through `HostPattern::parse` and prefixes through
 //! `canonicalize` with the trailing slash trimmed, as the config compiler does (a route whose
 //! host or prefix is refused is dropped). Lookup paths are canonicalized first, as the pipeline
-//! does (refused paths are not looked up); lookup hosts are raw, as in the Host header.
+//! does (refused paths are not looked up); lookup hosts go through `routing::request_host` as
+//! the pipeline does (refused hosts are not looked up).
 //!
 //! Invariants, besides "never panics":
 //! - `Matched(i)`: `i` is in range, route `i` allows the method, its prefix matches the path on
@@ -19,7 +20,7 @@
 //!   [`reference`], a linear scan over the routes written from the module doc of
 //!   `routing/table.rs`.
 
-use authgate::routing::{canonicalize, HostPattern, Lookup, RouteSpec, RouteTable};
+use authgate::routing::{canonicalize, request_host, HostPattern, Lookup, RouteSpec, RouteTable};
 use http::Method;
 
 /// Keeps one input cheap: the table is rebuilt for every input.
@@ -52,10 +53,30 @@ pub fn fuzz_one(data: &[u8]) {
         let Ok(path) = canonicalize(path) else {
             continue;
         };
-        let host = (host != "-").then_some(host);
-        let outcome = table.lookup(host, &path, &method);
-        check(&routes, host, &path, &method, &outcome);
+        // The table gets hosts as the pipeline gives them: validated and normalized by
+        // `routing::request_host` (one trailing dot removed); refused hosts never reach it.
+        let host = match host {
+            "-" => None,
+            raw => match request_host_of(raw) {
+                Some(host) => host,
+                None => continue,
+            },
+        };
+        let outcome = table.lookup(host.as_deref(), &path, &method);
+        check(&routes, host.as_deref(), &path, &method, &outcome);
     }
+}
+
+/// `Some(host)` as `request_host` makes it of a `Host: raw` header, `None` when it is refused.
+fn request_host_of(raw: &str) -> Option<Option<String>> {
+    let request = http::Request::builder()
+        .uri("/")
+        .header(http::header::HOST, raw)
+        .body(())
+        .ok()?;
+    let (parts, ()) = request.into_parts();
+    let host = request_host(&parts).ok()?;
+    Some(host.map(|host| host.as_str().to_owned()))
 }
 
 fn route(host: &str, prefix: &str, methods: Option<&str>) -> Option<RouteSpec> {

@@ -29,6 +29,7 @@ use serde_json::{Map, Value};
 
 use super::keys::{algorithm_from_name, KeyDigest, KeyLookupError, KeySet};
 use super::scopes::{Granted, Implications};
+use crate::header_names;
 
 /// Longer tokens are refused before any decoding (real access tokens are a few KiB).
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -612,27 +613,15 @@ fn identity_headers(
 ) -> Result<Vec<(HeaderName, HeaderValue)>, TokenError> {
     let mut headers = Vec::with_capacity(4 + policy.claim_headers.len());
     if let Some(subject) = subject {
-        headers.push((
-            HeaderName::from_static("x-auth-subject"),
-            header_value(subject)?,
-        ));
+        headers.push((header_names::X_AUTH_SUBJECT, header_value(subject)?));
     }
-    headers.push((
-        HeaderName::from_static("x-auth-issuer"),
-        header_value(issuer)?,
-    ));
+    headers.push((header_names::X_AUTH_ISSUER, header_value(issuer)?));
     if let Some(client_id) = client_id {
-        headers.push((
-            HeaderName::from_static("x-auth-client-id"),
-            header_value(client_id)?,
-        ));
+        headers.push((header_names::X_AUTH_CLIENT_ID, header_value(client_id)?));
     }
     if !scopes.is_empty() {
         let joined = scopes.join(" ");
-        headers.push((
-            HeaderName::from_static("x-auth-scopes"),
-            header_value(&joined)?,
-        ));
+        headers.push((header_names::X_AUTH_SCOPES, header_value(&joined)?));
     }
     for (name, claim) in &policy.claim_headers {
         if let Some(text) = claims.get(claim).and_then(render_claim) {

@@ -4,14 +4,13 @@
 //! unchanged.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderValue, Method, Uri};
-use ipnet::IpNet;
 use toml::Spanned;
 
 use super::raw;
@@ -19,7 +18,7 @@ use super::value::{Dur, EnvString};
 use super::{ConfigError, Source};
 use crate::auth::cache::TokenCache;
 use crate::metrics::Metrics;
-use crate::network::CidrSet;
+use crate::network::{allowlist, CidrSet};
 use crate::proxy::client::{ClientIdentity, UpstreamClient};
 use crate::proxy::host_value;
 use crate::routing::{canonicalize, HostPattern, RouteSpec, RouteTable};
@@ -99,6 +98,8 @@ impl Ctx<'_> {
         Ok(path)
     }
 
+    /// Every CIDR list of the config goes through the one strict parser
+    /// ([`allowlist::parse_cidrs`]): a CIDR with host bits set is refused, never widened.
     pub(super) fn cidrs(
         &self,
         key: &str,
@@ -107,21 +108,9 @@ impl Ctx<'_> {
         let Some(values) = values else {
             return Ok(CidrSet::default());
         };
-        let mut nets = Vec::with_capacity(values.get_ref().len());
-        for (index, value) in values.get_ref().iter().enumerate() {
-            let text = value.as_str().trim();
-            let net = text
-                .parse::<IpNet>()
-                .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| {
-                    self.at(
-                        format!("{key}[{index}]"),
-                        values,
-                        format!("invalid CIDR \"{text}\""),
-                    )
-                })?;
-            nets.push(net);
-        }
+        let texts = strings(values.get_ref());
+        let nets = allowlist::parse_cidrs(&texts)
+            .map_err(|(index, message)| self.at(format!("{key}[{index}]"), values, message))?;
         Ok(CidrSet::new(&nets))
     }
 }

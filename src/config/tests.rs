@@ -73,7 +73,7 @@ fn invalid_configs_name_key_and_line() {
         ),
         (
             format!("{UPSTREAM}{ISSUER}{}", route("allow = [\"10.0.0.0/33\"]")),
-            "routes[0].allow[0]: invalid CIDR",
+            "routes[0].allow[0]: invalid cidr",
         ),
         (
             format!(
@@ -317,4 +317,55 @@ fn clients_and_token_class_settings_are_checked_with_key_and_line() {
         assert!(error.contains(expected), "{expected}: {error}");
         assert!(error.starts_with("test.toml:"), "names the line: {error}");
     }
+}
+
+/// Issue 12 item 3: every CIDR list goes through the one strict parser, so a CIDR with host
+/// bits is refused (never widened to its network), with the key, the element and the line.
+#[test]
+fn cidrs_with_host_bits_are_refused_in_every_list() {
+    let network = |body: &str| format!("[network]\n{body}\n{UPSTREAM}{}", route("public = true"));
+    let cases: Vec<(String, &str)> = vec![
+        (
+            network("trusted_proxies = [\"127.0.0.9/8\"]"),
+            "test.toml:2: network.trusted_proxies[0]: invalid cidr \"127.0.0.9/8\": host bits are set, did you mean \"127.0.0.0/8\"?",
+        ),
+        (
+            network("allow = [\"10.0.0.0/8\", \"10.20.30.40/8\"]"),
+            "test.toml:2: network.allow[1]: invalid cidr \"10.20.30.40/8\"",
+        ),
+        (
+            network("allow = [\"2001:db8::1/32\"]"),
+            "network.allow[0]: invalid cidr \"2001:db8::1/32\": host bits are set",
+        ),
+        (
+            format!(
+                "{UPSTREAM}{}",
+                route("public = true\nallow = [\"192.168.1.77/16\"]")
+            ),
+            "test.toml:9: routes[0].allow[0]: invalid cidr \"192.168.1.77/16\": host bits are set",
+        ),
+        (
+            network("allow = [\" 10.0.0.1\"]"),
+            "network.allow[0]: invalid address",
+        ),
+    ];
+    for (text, want) in cases {
+        let error = load(&text)
+            .err()
+            .unwrap_or_else(|| panic!("config should be refused:\n{text}"));
+        assert!(
+            error.contains(want),
+            "error {error:?} should contain {want:?}"
+        );
+    }
+    // The same values without host bits, and bare addresses, are accepted.
+    let snapshot = load(&network(
+        "trusted_proxies = [\"127.0.0.0/8\", \"::1\"]\nallow = [\"10.0.0.0/8\", \"10.20.30.40\"]",
+    ))
+    .unwrap();
+    assert!(snapshot
+        .trusted_proxies
+        .contains("127.0.0.9".parse().unwrap()));
+    assert!(snapshot.allow.contains("10.1.2.3".parse().unwrap()));
+    assert!(!snapshot.allow.contains("11.20.30.40".parse().unwrap()));
 }

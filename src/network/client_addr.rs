@@ -31,13 +31,12 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use http::header::HeaderName;
 use http::HeaderMap;
 
 use super::CidrSet;
 
-/// Not among `http`'s predefined names.
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// Re-exported from its one home, [`crate::header_names`], for the fuzz target.
+pub use crate::header_names::X_FORWARDED_FOR;
 
 /// The peer, unless the peer is a trusted proxy: then X-Forwarded-For right to left, skipping
 /// trusted addresses (see the module doc). `None` = unknown (matches no allowlist).

@@ -1,17 +1,28 @@
 //! Request and response header rewriting (SPEC §4).
 //!
 //! Order matters: first everything the client must not control is removed (hop-by-hop
-//! headers, every header its `Connection` names, identity headers in any `-`/`_` spelling),
-//! then the gateway adds its own. So a client can neither spoof an identity header nor remove
-//! one the gateway sets.
+//! headers, every header its `Connection` names, identity headers in any `-`/`_` spelling,
+//! proxy headers an untrusted peer sent), then the gateway adds its own. So a client can
+//! neither spoof an identity header nor remove one the gateway sets.
+//!
+//! What an upstream may trust (the README's list): the identity headers, `X-Client-Cert-*`,
+//! `X-Forwarded-For` (its last entry is the gateway's peer), `X-Forwarded-Proto`,
+//! `X-Forwarded-Host` and `X-Request-Id`. The other proxy headers (`Forwarded`, `X-Real-IP`,
+//! `X-Client-IP`, `True-Client-IP`, `X-Forwarded-Port`, `X-Forwarded-Prefix`,
+//! `X-Forwarded-Server`) arrive only from a trusted proxy, unchanged, so they are exactly as
+//! trustworthy as that proxy; URL overrides (`X-Original-URL`, `X-Rewrite-URL`) never arrive:
+//! some frameworks route by them, which would let a client reach a path other than the one
+//! the gateway authorized.
 
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::snapshot::names::{
-    X_CLIENT_CERT_SHA256, X_CLIENT_CERT_SUBJECT, X_FORWARDED_FOR, X_FORWARDED_HOST,
-    X_FORWARDED_PROTO, X_REQUEST_ID,
+use crate::header_names::{
+    FORWARDED, TRUE_CLIENT_IP, X_AUTH_CLIENT_ID, X_AUTH_ISSUER, X_AUTH_PREFIX, X_AUTH_SCOPES,
+    X_AUTH_SUBJECT, X_CLIENT_CERT_PREFIX, X_CLIENT_CERT_SHA256, X_CLIENT_CERT_SUBJECT, X_CLIENT_IP,
+    X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PREFIX, X_FORWARDED_PROTO,
+    X_FORWARDED_SERVER, X_ORIGINAL_URL, X_REAL_IP, X_REQUEST_ID, X_REWRITE_URL,
 };
 
 /// Hop-by-hop headers (RFC 9110 7.6.1 plus the legacy ones), removed in both directions.
@@ -89,8 +100,8 @@ fn starts_with_dash(name: &[u8], prefix: &[u8]) -> bool {
 /// configured claim header (`claim_names` lowercase with `-`), in any `-`/`_` spelling.
 pub fn is_identity_header(name: &HeaderName, claim_names: &[String]) -> bool {
     let name = name.as_str().as_bytes();
-    starts_with_dash(name, b"x-auth-")
-        || starts_with_dash(name, b"x-client-cert-")
+    starts_with_dash(name, X_AUTH_PREFIX.as_bytes())
+        || starts_with_dash(name, X_CLIENT_CERT_PREFIX.as_bytes())
         || claim_names
             .iter()
             .any(|claim| eq_dash(name, claim.as_bytes()))
@@ -98,22 +109,23 @@ pub fn is_identity_header(name: &HeaderName, claim_names: &[String]) -> bool {
 
 /// Headers a `claim_headers` entry may not name: the gateway's own and hop-by-hop ones.
 pub fn is_reserved(name: &HeaderName) -> bool {
-    const OWN: &[&str] = &[
-        "x-auth-subject",
-        "x-auth-issuer",
-        "x-auth-client-id",
-        "x-auth-scopes",
-        "x-request-id",
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "host",
-        "authorization",
-        "content-length",
+    const OWN: [HeaderName; 11] = [
+        X_AUTH_SUBJECT,
+        X_AUTH_ISSUER,
+        X_AUTH_CLIENT_ID,
+        X_AUTH_SCOPES,
+        X_REQUEST_ID,
+        X_FORWARDED_FOR,
+        X_FORWARDED_PROTO,
+        X_FORWARDED_HOST,
+        header::HOST,
+        header::AUTHORIZATION,
+        header::CONTENT_LENGTH,
     ];
     let bytes = name.as_str().as_bytes();
-    OWN.iter().any(|own| eq_dash(bytes, own.as_bytes()))
-        || starts_with_dash(bytes, b"x-client-cert-")
+    OWN.iter()
+        .any(|own| eq_dash(bytes, own.as_str().as_bytes()))
+        || starts_with_dash(bytes, X_CLIENT_CERT_PREFIX.as_bytes())
         || HOP_BY_HOP
             .iter()
             .any(|hop| eq_dash(bytes, hop.as_str().as_bytes()))
@@ -131,6 +143,41 @@ pub fn remove_identity_headers(headers: &mut HeaderMap, claim_names: &[String]) 
     }
 }
 
+/// Proxy headers the gateway never sets and believes only from a trusted proxy (SPEC §4).
+const FROM_TRUSTED_PROXIES_ONLY: [HeaderName; 7] = [
+    FORWARDED,
+    X_REAL_IP,
+    X_CLIENT_IP,
+    TRUE_CLIENT_IP,
+    X_FORWARDED_PORT,
+    X_FORWARDED_PREFIX,
+    X_FORWARDED_SERVER,
+];
+
+/// URL overrides some upstream frameworks route by: never forwarded, whoever sent them.
+const NEVER_FORWARDED: [HeaderName; 2] = [X_ORIGINAL_URL, X_REWRITE_URL];
+
+/// Removes the URL overrides from every request and, unless the peer is a trusted proxy, the
+/// other proxy headers; in any `-`/`_` spelling, as for identity headers (some frameworks read
+/// `X_Real_IP` as `X-Real-IP`). The X-Forwarded-For/Proto/Host rules are [`set_forwarded`]'s.
+pub fn remove_proxy_headers(headers: &mut HeaderMap, peer_trusted: bool) {
+    let named = |name: &HeaderName, list: &[HeaderName]| {
+        list.iter()
+            .any(|own| eq_dash(name.as_str().as_bytes(), own.as_str().as_bytes()))
+    };
+    let removed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            named(name, &NEVER_FORWARDED)
+                || (!peer_trusted && named(name, &FROM_TRUSTED_PROXIES_ONLY))
+        })
+        .cloned()
+        .collect();
+    for name in removed {
+        headers.remove(name);
+    }
+}
+
 /// Facts about the client connection the forwarding headers are made from.
 pub struct Forwarded<'a> {
     pub peer: IpAddr,
@@ -141,8 +188,10 @@ pub struct Forwarded<'a> {
     pub host: Option<&'a HeaderValue>,
 }
 
-/// Sets X-Forwarded-For/Proto/Host per SPEC §4.
+/// Sets X-Forwarded-For/Proto/Host per SPEC §4, after removing the proxy headers the peer may
+/// not send ([`remove_proxy_headers`]).
 pub fn set_forwarded(headers: &mut HeaderMap, forwarded: &Forwarded<'_>) {
+    remove_proxy_headers(headers, forwarded.peer_trusted);
     let peer = forwarded.peer.to_string();
     let chain = if forwarded.peer_trusted {
         let mut chain = String::new();
@@ -298,6 +347,47 @@ mod tests {
         );
         assert_eq!(headers["x-forwarded-proto"], "https");
         assert_eq!(headers["x-forwarded-host"], "public.example.com");
+    }
+
+    #[test]
+    fn proxy_headers_pass_only_from_trusted_peers_and_url_overrides_never() {
+        let sent = [
+            ("forwarded", "for=6.6.6.6"),
+            ("x-real-ip", "6.6.6.6"),
+            ("X_Client_IP", "6.6.6.6"),
+            ("true-client-ip", "6.6.6.6"),
+            ("x-forwarded-port", "443"),
+            ("x-forwarded-prefix", "/admin"),
+            ("x_forwarded_server", "internal"),
+            ("x-original-url", "/admin"),
+            ("x_rewrite_url", "/admin"),
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-real-ipx", "kept: another name"),
+        ];
+        let names = |headers: &HeaderMap| {
+            let mut names: Vec<String> = headers.keys().map(|n| n.to_string()).collect();
+            names.sort();
+            names
+        };
+        let mut untrusted = map(&sent);
+        remove_proxy_headers(&mut untrusted, false);
+        assert_eq!(names(&untrusted), ["x-forwarded-for", "x-real-ipx"]);
+        let mut trusted = map(&sent);
+        remove_proxy_headers(&mut trusted, true);
+        assert_eq!(
+            names(&trusted),
+            [
+                "forwarded",
+                "true-client-ip",
+                "x-forwarded-for",
+                "x-forwarded-port",
+                "x-forwarded-prefix",
+                "x-real-ip",
+                "x-real-ipx",
+                "x_client_ip",
+                "x_forwarded_server",
+            ]
+        );
     }
 
     #[test]
