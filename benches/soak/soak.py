@@ -812,7 +812,7 @@ class Soak:
 
         # 2. and 3. Reloads changing every issuer setting, with the IdP up, then down.
         for key, title, idp_down in (
-                ("2 reloads, IdP up", "SIGHUP every ~2 s, each changing one issuer setting",
+                ("2 reloads, IdP up", "SIGHUP every ~2 s, each changing one more issuer setting",
                  False),
                 ("3 reloads, IdP down", "the same reloads (not the key source) with the "
                  "IdP down; keys must be kept (stale-if-error)", True)):
