@@ -400,6 +400,12 @@ class Clock:
         self.phase = "start"
 
 
+class Status(int):
+    """An HTTP status that remembers whether the response carried `Retry-After`."""
+
+    retry_after = False
+
+
 class Record:
     __slots__ = ("phase", "sent", "done", "status", "key")
 
@@ -414,7 +420,9 @@ def get(conn, path, token=None, extra=None):
     conn.request("GET", path, headers=headers)
     response = conn.getresponse()
     response.read()
-    return response.status
+    status = Status(response.status)
+    status.retry_after = response.getheader("Retry-After") is not None
+    return status
 
 
 def one_request(port, path, token=None, timeout=10.0):
@@ -1010,7 +1018,9 @@ class Soak:
             ok = sum(1 for r in records if isinstance(r.status, int) and 200 <= r.status < 300)
             bad = [r for r in records if not (isinstance(r.status, int)
                                              and 200 <= r.status < 300)]
-            statuses = collections.Counter(r.status for r in bad if isinstance(r.status, int))
+            statuses = collections.Counter(
+                f"{r.status} (Retry-After)" if getattr(r.status, "retry_after", False)
+                else int(r.status) for r in bad if isinstance(r.status, int))
             errors = collections.Counter(r.status for r in bad if isinstance(r.status, str))
             expected = [r for r in bad if any(
                 lo <= r.sent <= hi or (overlap and r.sent <= hi and r.done >= lo)
