@@ -57,6 +57,7 @@ pub struct Metrics {
     tls_handshake_failures: IntCounterVec,
     config_reloads: IntCounterVec,
     config_last_reload: IntGauge,
+    config_last_reload_successful: IntGauge,
     reload_without_keys: IntCounter,
     /// Last key-store counter values copied into the JWKS counters, per issuer name.
     jwks_seen: Mutex<HashMap<String, JwksSeen>>,
@@ -115,6 +116,14 @@ impl Metrics {
         .expect("valid metric definition");
         registry
             .register(Box::new(config_last_reload.clone()))
+            .expect("registered once");
+        let config_last_reload_successful = IntGauge::new(
+            "authgate_config_last_reload_successful",
+            "1 while the last config load succeeded, 0 while the last reload failed.",
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(config_last_reload_successful.clone()))
             .expect("registered once");
         let reload_without_keys = IntCounter::new(
             "authgate_config_reload_issuers_without_keys_total",
@@ -211,6 +220,7 @@ impl Metrics {
                 &["result"],
             ),
             config_last_reload,
+            config_last_reload_successful,
             reload_without_keys,
             registry,
             jwks_seen: Mutex::new(HashMap::new()),
@@ -266,6 +276,7 @@ impl Metrics {
         self.config_reloads
             .with_label_values(&[if ok { "success" } else { "error" }])
             .inc();
+        self.config_last_reload_successful.set(i64::from(ok));
         if ok {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)

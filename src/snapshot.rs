@@ -28,6 +28,8 @@ pub type Shared = Arc<ArcSwap<Snapshot>>;
 pub struct Snapshot {
     pub server: ServerSettings,
     pub admin_listen: SocketAddr,
+    /// What `/readyz` requires.
+    pub readiness: Readiness,
     pub tls: Option<TlsSettings>,
     pub trusted_proxies: CidrSet,
     /// Gateway-wide allowlist; empty = every address.
@@ -63,6 +65,30 @@ pub struct ServerSettings {
     pub max_connections_per_client: usize,
     pub http2_max_concurrent_streams: u32,
     pub shutdown_timeout: Duration,
+}
+
+/// `[admin] readiness`: what `/readyz` requires besides bound listeners (SPEC §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Every issuer has loaded a key set at least once (later outages show in the body,
+    /// metrics and that issuer's 503s, not in readiness): one IdP's outage must not take
+    /// every replica out of the load balancer, public routes included.
+    LoadedOnce,
+    /// Every issuer holds a usable key set now.
+    AllIssuers,
+    /// Listeners only.
+    Listeners,
+}
+
+impl Readiness {
+    pub fn from_name(name: &str) -> Option<Readiness> {
+        match name {
+            "loaded_once" => Some(Readiness::LoadedOnce),
+            "all_issuers" => Some(Readiness::AllIssuers),
+            "listeners" => Some(Readiness::Listeners),
+            _ => None,
+        }
+    }
 }
 
 /// `[server.tls]`.

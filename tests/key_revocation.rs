@@ -302,3 +302,102 @@ async fn a_forged_kid_does_not_hold_back_a_key_rotation() {
         idp.jwks_requests()
     );
 }
+
+/// SPEC §6: `[admin] readiness`. `all_issuers` follows the keys (unready once they are past
+/// max_stale), `listeners` ignores them; the default (`loaded_once`) is covered by
+/// tests/auth.rs `keys_past_max_stale_are_not_used`.
+#[tokio::test]
+async fn readiness_all_issuers_follows_the_keys_and_listeners_ignores_them() {
+    let echo = Echo::start().await;
+    let idp = Idp::start().await;
+    let settings = "refresh_interval = \"200ms\"\nmin_refresh = \"100ms\"\nmax_stale = \"300ms\"";
+    let text = |mode: &str| {
+        config(&echo, &jwks_issuer(&idp, settings)).replace(
+            "[admin]\nlisten = \"127.0.0.1:0\"",
+            &format!("[admin]\nlisten = \"127.0.0.1:0\"\nreadiness = \"{mode}\""),
+        )
+    };
+    let strict = Gateway::from_toml(text("all_issuers")).start().await;
+    let lenient = Gateway::from_toml(text("listeners")).start().await;
+    idp.set_failing(true);
+    let unready = eventually(TIMEOUT, || async {
+        strict.admin_get("/readyz").await.status == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    assert!(
+        unready,
+        "all_issuers: unready once the keys are past max_stale"
+    );
+    assert_eq!(
+        strict.admin_get("/readyz").await.json()["issuers"]["idp"],
+        "no key set"
+    );
+    let shown = eventually(TIMEOUT, || async {
+        lenient.admin_get("/readyz").await.json()["issuers"]["idp"] == "no key set"
+    })
+    .await;
+    assert!(shown, "listeners: the body shows the outage");
+    let body = lenient.admin_get("/readyz").await;
+    assert_eq!(body.status, StatusCode::OK, "{}", body.text());
+}
+
+/// SPEC §2: `${file:PATH}` (a Kubernetes Secret mount) is read again at every reload, and
+/// relative paths resolve against the config file's directory, not the working directory.
+/// SPEC §6: `authgate_config_last_reload_successful` is 0 while the last reload failed.
+#[tokio::test]
+async fn secrets_from_files_rotate_on_reload_and_paths_are_relative_to_the_config() {
+    let echo = Echo::start().await;
+    let idp = Idp::start().await; // only mints
+    let dir = std::env::temp_dir().join(format!("authgate-file-secret-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("secrets")).expect("scratch dir");
+    std::fs::write(dir.join("secrets/hmac"), format!("{SECRET_A}\n")).expect("secret");
+    let issuer = "[[issuers]]\nname = \"shared\"\nissuer = \"https://hmac.test/\"\n\
+                  hmac_secret = \"${file:secrets/hmac}\"\naudiences = [\"api\"]\n";
+    let text = config(&echo, issuer);
+    let path = dir.join("authgate.toml");
+    std::fs::write(&path, &text).expect("config");
+    let gateway = Gateway::from_file(&path).start().await;
+    let token = |secret: &str| {
+        idp.token()
+            .iss("https://hmac.test/")
+            .sign_with_hmac(secret.as_bytes())
+    };
+    let a = token(SECRET_A);
+    assert_eq!(
+        gateway.get_with_token("/r", &a).await.status,
+        StatusCode::OK
+    );
+
+    std::fs::write(dir.join("secrets/hmac"), format!("{}\n", SECRETS[0])).expect("rotate");
+    gateway.reload_applied().await;
+    gateway
+        .get_with_token("/r", &a)
+        .await
+        .assert_error(401, "invalid_token");
+    let b = token(SECRETS[0]);
+    assert_eq!(
+        gateway.get_with_token("/r", &b).await.status,
+        StatusCode::OK
+    );
+    assert!(gateway
+        .metrics()
+        .await
+        .contains("authgate_config_last_reload_successful 1"));
+
+    // A missing secret file refuses the reload; the gauge says so, the old config serves.
+    std::fs::remove_file(dir.join("secrets/hmac")).expect("remove");
+    gateway.reload().await;
+    let failed = eventually(TIMEOUT, || async {
+        gateway
+            .metrics()
+            .await
+            .contains("authgate_config_last_reload_successful 0")
+    })
+    .await;
+    assert!(failed, "{}", gateway.metrics().await);
+    assert_eq!(
+        gateway.get_with_token("/r", &b).await.status,
+        StatusCode::OK
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

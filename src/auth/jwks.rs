@@ -299,11 +299,9 @@ impl KeyStore {
                     .and_then(|bytes| self.parse(&bytes, &path.display().to_string()));
                 self.record(result.map(|keys| (keys, None)));
             }
-            KeySource::Hmac(secret) => {
-                if !self.started.swap(true, Ordering::AcqRel) {
-                    self.install(KeySet::from_hmac(secret), None);
-                }
-            }
+            // Installed again on every call (it is cheap), so the age of what was loaded is
+            // reset by a reload, as for files.
+            KeySource::Hmac(secret) => self.install(KeySet::from_hmac(secret), None),
             KeySource::JwksUri { .. } | KeySource::Discovery { .. } => {
                 let Ok(runtime) = tokio::runtime::Handle::try_current() else {
                     tracing::error!(source = %self.source, "key refresh not started: no runtime");
@@ -342,6 +340,12 @@ impl KeyStore {
     /// For /readyz: a usable key set is present.
     pub fn has_keys(&self) -> bool {
         self.keys().is_some()
+    }
+
+    /// For /readyz: a key set was loaded at some point (also when it is past `max_stale`
+    /// now, or was carried over from the store this one replaced).
+    pub fn loaded_once(&self) -> bool {
+        self.current.load().is_some()
     }
 
     /// An unknown `kid` was seen: refresh (coalesced; a burst of [`UNKNOWN_KID_BURST`], then one

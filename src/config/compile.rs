@@ -23,7 +23,7 @@ use crate::proxy::client::{ClientIdentity, UpstreamClient};
 use crate::proxy::host_value;
 use crate::routing::{canonicalize, HostPattern, RouteSpec, RouteTable};
 use crate::snapshot::{
-    ClientCertMode, Issuer, Route, ServerSettings, Snapshot, TlsSettings, Upstream,
+    ClientCertMode, Issuer, Readiness, Route, ServerSettings, Snapshot, TlsSettings, Upstream,
 };
 
 /// What compiling needs besides the raw config.
@@ -87,7 +87,7 @@ impl Ctx<'_> {
         key: &str,
         value: &Spanned<EnvString>,
     ) -> Result<PathBuf, ConfigError> {
-        let path = PathBuf::from(value.get_ref().as_str());
+        let path = self.source.resolve(value.get_ref().as_str());
         std::fs::metadata(&path).map_err(|error| {
             self.at(
                 key,
@@ -203,6 +203,17 @@ pub fn compile(config: &raw::Config, context: CompileContext<'_>) -> Result<Snap
             .map_err(|_| ctx.err("admin.listen", None, "invalid default"))?,
     };
 
+    let readiness = match &config.admin.readiness {
+        None => Readiness::LoadedOnce,
+        Some(value) => Readiness::from_name(value.get_ref().as_str()).ok_or_else(|| {
+            ctx.at(
+                "admin.readiness",
+                value,
+                "must be \"loaded_once\", \"all_issuers\" or \"listeners\"",
+            )
+        })?,
+    };
+
     // [network]
     let trusted_proxies = ctx.cidrs(
         "network.trusted_proxies",
@@ -281,6 +292,7 @@ pub fn compile(config: &raw::Config, context: CompileContext<'_>) -> Result<Snap
     Ok(Snapshot {
         server,
         admin_listen,
+        readiness,
         tls,
         trusted_proxies,
         allow,

@@ -11,7 +11,7 @@ mod issuers;
 pub mod raw;
 mod value;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use compile::{compile, CompileContext};
 pub use error::ConfigError;
@@ -71,6 +71,21 @@ impl Source {
         }
     }
 
+    /// The directory relative paths in this config resolve against: the config file's own
+    /// (SPEC §2; systemd and containers start in `/`). Empty (the working directory) for
+    /// text without a directory, such as the embedded demo config.
+    pub fn base_dir(&self) -> PathBuf {
+        Path::new(&self.path)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
+    /// `path` as written in this config, resolved against [`Source::base_dir`].
+    pub fn resolve(&self, path: &str) -> PathBuf {
+        env::resolve(&self.base_dir(), path)
+    }
+
     /// 1-based line of a byte offset.
     pub fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
@@ -84,7 +99,7 @@ impl Source {
 
 /// Parses config text (used for files and for the embedded demo config).
 pub fn parse(source: &Source) -> Result<raw::Config, ConfigError> {
-    toml::from_str(&source.text).map_err(|err| {
+    value::with_base_dir(&source.base_dir(), || toml::from_str(&source.text)).map_err(|err| {
         let line = err.span().map(|span| source.line_of(span.start));
         let key = err.span().and_then(|span| source.key_at(span.start));
         ConfigError::Syntax {

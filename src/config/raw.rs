@@ -82,6 +82,8 @@ pub struct Tls {
 pub struct Admin {
     /// Admin listener (`/metrics`, `/healthz`, `/readyz`). Default `127.0.0.1:9090`.
     pub listen: Option<S<EnvString>>,
+    /// `/readyz` rule: `loaded_once` (default), `all_issuers` or `listeners`.
+    pub readiness: Option<S<EnvString>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -2,7 +2,9 @@
 //!
 //! Interpolation happens inside `Deserialize`, so toml attaches the value's line to any error.
 
+use std::cell::RefCell;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::de::{self, Deserializer};
@@ -26,10 +28,25 @@ impl fmt::Debug for EnvString {
     }
 }
 
+thread_local! {
+    /// The directory of the config file being parsed, for relative `${file:PATH}` values.
+    /// Set by `config::parse` around deserialization (serde gives `Deserialize` no context).
+    static BASE_DIR: RefCell<PathBuf> = RefCell::new(PathBuf::new());
+}
+
+/// Runs `parse` with `dir` as the base of relative `${file:PATH}` values.
+pub fn with_base_dir<T>(dir: &Path, parse: impl FnOnce() -> T) -> T {
+    let previous = BASE_DIR.with(|base| base.replace(dir.to_path_buf()));
+    let result = parse();
+    BASE_DIR.with(|base| base.replace(previous));
+    result
+}
+
 impl<'de> Deserialize<'de> for EnvString {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(deserializer)?;
-        interpolate(&raw, |name| std::env::var(name).ok())
+        BASE_DIR
+            .with(|base| interpolate(&raw, &base.borrow(), |name| std::env::var(name).ok()))
             .map(EnvString)
             .map_err(de::Error::custom)
     }

@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use super::{ServerState, ACCEPT_BACKOFF};
+use crate::snapshot::Readiness;
 
 pub async fn serve(listener: TcpListener, state: Arc<ServerState>) {
     let mut stop = state.stop.clone();
@@ -60,18 +61,23 @@ fn reply(
     response
 }
 
-/// The readiness body and whether the gateway is ready: listeners bound and every issuer with
-/// a usable key set.
+/// The readiness body and whether the gateway is ready (SPEC §6): listeners bound and, per
+/// `[admin] readiness`, every issuer's keys loaded once (default), usable now, or not
+/// looked at. The body always shows each issuer's state now.
 pub fn readiness(state: &ServerState) -> (bool, serde_json::Value) {
     let snapshot = state.shared.load();
     let mut issuers = serde_json::Map::new();
     let mut ready = state.ready.load(Ordering::SeqCst);
     for issuer in &snapshot.issuers {
-        let ok = issuer.store.keys().is_some_and(|keys| !keys.is_empty());
-        ready &= ok;
+        let usable = issuer.store.keys().is_some_and(|keys| !keys.is_empty());
+        ready &= match snapshot.readiness {
+            Readiness::LoadedOnce => issuer.store.loaded_once(),
+            Readiness::AllIssuers => usable,
+            Readiness::Listeners => true,
+        };
         issuers.insert(
             issuer.name.clone(),
-            (if ok { "ok" } else { "no key set" }).into(),
+            (if usable { "ok" } else { "no key set" }).into(),
         );
     }
     (
