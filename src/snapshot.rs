@@ -19,6 +19,7 @@ use crate::metrics::{Metrics, RouteMetrics, UpstreamMetrics};
 use crate::network::CidrSet;
 use crate::proxy::client::UpstreamClient;
 use crate::routing::{RouteSpec, RouteTable};
+pub use crate::tls::server::ClientCertMode;
 
 /// The current snapshot, swapped atomically on reload.
 pub type Shared = Arc<ArcSwap<Snapshot>>;
@@ -70,14 +71,6 @@ pub struct TlsSettings {
     pub client_crl_file: Option<PathBuf>,
     pub client_cert: ClientCertMode,
     pub handshake_timeout: Duration,
-}
-
-/// Whether the TLS listener asks for client certificates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientCertMode {
-    Off,
-    Optional,
-    Required,
 }
 
 /// One `[[issuers]]` entry.

@@ -19,7 +19,7 @@ pub fn reload(origin: &ConfigOrigin, state: &Arc<ServerState>, bound: &Addrs) {
     // New certificate, key and client CA apply to new connections; a broken file refuses the
     // whole reload, so the old material (and config) keeps serving.
     let tls_config = match (&state.tls, &snapshot.tls) {
-        (Some(_), Some(settings)) => match super::conn::server_config(settings) {
+        (Some(_), Some(settings)) => match super::tls::listener_config(settings) {
             Ok(config) => Some(config),
             Err(error) => {
                 state.metrics.config_loaded(false);
@@ -48,7 +48,7 @@ pub fn reload(origin: &ConfigOrigin, state: &Arc<ServerState>, bound: &Addrs) {
         issuer.store.start();
     }
     if let (Some(listener), Some(config)) = (&state.tls, tls_config) {
-        listener.config.store(Arc::new(config));
+        listener.swap(Arc::new(config));
     }
     state.shared.store(Arc::new(snapshot));
     state.metrics.config_loaded(true);
