@@ -62,7 +62,7 @@ pub struct ServerSettings {
 }
 
 /// `[server.tls]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct TlsSettings {
     pub listen: SocketAddr,
     pub cert_file: PathBuf,
@@ -71,6 +71,8 @@ pub struct TlsSettings {
     pub client_crl_file: Option<PathBuf>,
     pub client_cert: ClientCertMode,
     pub handshake_timeout: Duration,
+    /// Built from the files above when the config was compiled; new connections use it.
+    pub server_config: Arc<rustls::ServerConfig>,
 }
 
 /// One `[[issuers]]` entry.

@@ -68,7 +68,7 @@ pub(super) fn compile_issuers(
             return Err(ctx.at(key("issuer"), &raw.issuer, "issuer must be non-empty"));
         }
         let ca_file = match &raw.ca_file {
-            Some(file) => Some(ctx.file(&key("ca_file"), file)?),
+            Some(file) => Some(ctx.roots_file(&key("ca_file"), file)?),
             None => None,
         };
 

@@ -76,8 +76,6 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("tls setup failed")]
-    Tls(#[source] crate::tls::server::TlsError),
 }
 
 /// What the control channel can ask of a running gateway.
@@ -176,7 +174,7 @@ pub async fn bind(
     };
     let https = match &snapshot.tls {
         Some(tls) => {
-            let acceptor = tls::TlsListener::new(tls).map_err(ServerError::Tls)?;
+            let acceptor = tls::TlsListener::new(tls);
             Some((bind_one("https", tls.listen).await?, Arc::new(acceptor)))
         }
         None => None,

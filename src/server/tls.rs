@@ -2,7 +2,8 @@
 //! bounded reason label of a failed handshake.
 //!
 //! What it does not own: reading certificate and key files and building the rustls config
-//! (`crate::tls`, run by config compilation so `check` and `run` read the files the same way),
+//! (`crate::tls`, run by config compilation so `check`, `run` and reload read the files the
+//! same way; a broken file is a config error),
 //! the handshake itself (run by `conn` in the connection's own task under
 //! `handshake_timeout`), and what a verified client certificate means (`network::mtls`).
 
@@ -13,18 +14,6 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::snapshot::TlsSettings;
-use crate::tls::server::{server_config, ServerFiles, TlsError};
-
-/// The rustls config of `[server.tls]`.
-pub fn listener_config(tls: &TlsSettings) -> Result<rustls::ServerConfig, TlsError> {
-    server_config(&ServerFiles {
-        cert_file: &tls.cert_file,
-        key_file: &tls.key_file,
-        client_ca_file: tls.client_ca_file.as_deref(),
-        client_crl_file: tls.client_crl_file.as_deref(),
-        client_cert: tls.client_cert,
-    })
-}
 
 /// The TLS side of a listener; its config is swapped on reload for new connections.
 pub struct TlsListener {
@@ -33,11 +22,11 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    pub fn new(tls: &TlsSettings) -> Result<TlsListener, TlsError> {
-        Ok(TlsListener {
-            config: ArcSwap::from_pointee(listener_config(tls)?),
+    pub fn new(tls: &TlsSettings) -> TlsListener {
+        TlsListener {
+            config: ArcSwap::new(Arc::clone(&tls.server_config)),
             handshake_timeout: tls.handshake_timeout,
-        })
+        }
     }
 
     /// New connections use `config`; open ones keep theirs.

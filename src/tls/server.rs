@@ -10,8 +10,9 @@
 //!   `client_crl_file`. In `optional` mode a client may present no certificate, but one that
 //!   is presented must verify, or the handshake fails.
 //!
-//! Every [`TlsError`] knows the `[server.tls]` key it belongs to ([`TlsError::key`]), so a
-//! config error names the key and the file.
+//! Config compilation calls [`server_config`], so `check`, `run` and reload read these files
+//! the same way. Every [`TlsError`] knows the `[server.tls]` file it belongs to
+//! ([`TlsError::file`]), so a config error names the key and the file.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,17 +43,39 @@ pub struct ServerFiles<'a> {
     pub client_cert: ClientCertMode,
 }
 
-/// Why the listener's TLS material was refused.
+/// The `[server.tls]` file a [`TlsError`] belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFile {
+    Cert,
+    Key,
+    ClientCa,
+    ClientCrl,
+}
+
+impl TlsFile {
+    /// The config key naming the file.
+    pub fn key(self) -> &'static str {
+        match self {
+            TlsFile::Cert => "server.tls.cert_file",
+            TlsFile::Key => "server.tls.key_file",
+            TlsFile::ClientCa => "server.tls.client_ca_file",
+            TlsFile::ClientCrl => "server.tls.client_crl_file",
+        }
+    }
+}
+
+/// Why the listener's TLS material was refused. The PEM variants show the [`PemError`]
+/// itself (it names the file); [`TlsError::file`] names the setting.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cert_file refused")]
-    CertFile(#[source] PemError),
-    #[error("key_file refused")]
-    KeyFile(#[source] PemError),
-    #[error("client_ca_file refused")]
-    ClientCaFile(#[source] PemError),
-    #[error("client_crl_file refused")]
-    ClientCrlFile(#[source] PemError),
+    #[error(transparent)]
+    CertFile(PemError),
+    #[error(transparent)]
+    KeyFile(PemError),
+    #[error(transparent)]
+    ClientCaFile(PemError),
+    #[error(transparent)]
+    ClientCrlFile(PemError),
     /// The leaf certificate does not parse.
     #[error("{}: invalid certificate", .path.display())]
     Certificate {
@@ -81,20 +104,21 @@ pub enum TlsError {
 }
 
 impl TlsError {
-    /// The `[server.tls]` key whose file is at fault.
-    pub fn key(&self) -> &'static str {
+    /// The `[server.tls]` file at fault.
+    pub fn file(&self) -> TlsFile {
         match self {
             TlsError::CertFile(_) | TlsError::Certificate { .. } | TlsError::Protocol(_) => {
-                "server.tls.cert_file"
+                TlsFile::Cert
             }
             TlsError::KeyFile(_) | TlsError::Key { .. } | TlsError::KeyMismatch { .. } => {
-                "server.tls.key_file"
+                TlsFile::Key
             }
-            TlsError::ClientCaFile(_) => "server.tls.client_ca_file",
-            TlsError::ClientCrlFile(_) => "server.tls.client_crl_file",
+            TlsError::ClientCaFile(_) => TlsFile::ClientCa,
+            TlsError::ClientCrlFile(_) => TlsFile::ClientCrl,
+            // VerifierBuilderError is non-exhaustive: anything but a CRL is about the roots.
             TlsError::Verifier { source, .. } => match source {
-                VerifierBuilderError::InvalidCrl(_) => "server.tls.client_crl_file",
-                _ => "server.tls.client_ca_file",
+                VerifierBuilderError::InvalidCrl(_) => TlsFile::ClientCrl,
+                _ => TlsFile::ClientCa,
             },
         }
     }
