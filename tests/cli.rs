@@ -1,9 +1,12 @@
-//! Issue 12 item 15 (SPEC §1, §2): every file the config names is read and parsed by `check`
-//! exactly as `run` would use it. A broken file makes `check` exit 1 with an error naming the
-//! TOML key and the file, and makes `run` exit 1 (a config error, not a runtime failure)
-//! before it listens.
+//! The command line's exit codes through the real binary (SPEC §1: 0 success, 1 invalid
+//! configuration or input, 2 runtime failure):
+//! - issue 12 item 14: a malformed or unknown argument is bad input (1) for every command,
+//!   `--help` and `--version` succeed (0), a port in use is a runtime failure (2);
+//! - issue 12 item 15 (SPEC §2): every file the config names is read and parsed by `check`
+//!   exactly as `run` would use it. A broken file makes `check` exit 1 with an error naming
+//!   the TOML key and the file, and makes `run` exit 1 before it listens.
 //!
-//! Through the real binary; the PKI comes from rcgen, the files from a scratch directory.
+//! The PKI comes from rcgen, the files from a scratch directory.
 
 #[path = "support/pki.rs"]
 mod pki;
@@ -256,4 +259,103 @@ fn an_unreadable_jwks_file_fails_check() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("issuers[1].jwks_file"), "{stderr}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Arguments
+
+fn exit_code(args: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run authgate");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_malformed_or_unknown_argument_exits_1() {
+    let cases: &[&[&str]] = &[
+        &[],
+        &["frobnicate"],
+        &["--bogus"],
+        &["--log-format", "xml", "check"],
+        &["check", "--bogus"],
+        &["check", "-c"],
+        &["check", "-c", "a.toml", "extra"],
+        &["run", "--bogus"],
+        &["run", "--config"],
+        &["demo", "--bogus"],
+        &["explain", "--bogus"],
+        &["explain", "-c", "a.toml"],
+        &[
+            "explain",
+            "-c",
+            "a.toml",
+            "--path",
+            "/",
+            "--ip",
+            "not-an-ip",
+        ],
+    ];
+    for args in cases {
+        let (code, _, stderr) = exit_code(args);
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        assert!(!stderr.is_empty(), "{args:?}: the usage error is printed");
+    }
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    for args in [
+        &["--help"][..],
+        &["-h"],
+        &["--version"],
+        &["-V"],
+        &["help"],
+        &["check", "--help"],
+        &["run", "--help"],
+        &["explain", "--help"],
+    ] {
+        let (code, stdout, stderr) = exit_code(args);
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        assert!(!stdout.is_empty(), "{args:?} prints to stdout");
+    }
+}
+
+#[test]
+fn a_port_in_use_is_a_runtime_failure_exit_2() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let dir = Scratch::new("cli-port");
+    let config = dir.write(
+        "authgate.toml",
+        &format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[[upstreams]]
+name = "u"
+url = "http://127.0.0.1:9"
+
+[[routes]]
+name = "r"
+path_prefix = "/"
+upstream = "u"
+public = true
+"#
+        ),
+    );
+    let (status, stderr) = run(&config);
+    assert_eq!(status, Some(2), "{stderr}");
+    assert!(stderr.contains(&port.to_string()), "{stderr}");
+    drop(taken);
 }
