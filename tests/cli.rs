@@ -359,3 +359,52 @@ public = true
     assert!(stderr.contains(&port.to_string()), "{stderr}");
     drop(taken);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Published secrets
+
+/// Issue 12 item 9: the placeholder deploy/kubernetes/secret.yaml used to ship passes the
+/// length rule, and is refused anyway; the error never shows it.
+#[test]
+fn a_placeholder_hmac_secret_fails_check() {
+    const PLACEHOLDER: &str = "change-me-to-a-random-secret-of-at-least-32-bytes";
+    let dir = Scratch::new("cli-placeholder");
+    let config = |secret: &str| {
+        dir.write(
+            "authgate.toml",
+            r#"
+[[issuers]]
+name = "internal"
+issuer = "https://auth.internal.example"
+hmac_secret = "${ORDERS_HMAC_SECRET}"
+audiences = ["orders"]
+
+[[upstreams]]
+name = "u"
+url = "http://127.0.0.1:9"
+
+[[routes]]
+name = "r"
+path_prefix = "/"
+upstream = "u"
+"#,
+        );
+        let output = authgate(&["check"], &dir.path("authgate.toml"))
+            .env("ORDERS_HMAC_SECRET", secret)
+            .output()
+            .expect("run check");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = config(PLACEHOLDER);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("issuers[0].hmac_secret"), "{stderr}");
+    assert!(stderr.contains("placeholder"), "{stderr}");
+    assert!(!stderr.contains(PLACEHOLDER), "{stderr}");
+
+    // Control: a generated secret of the same length passes.
+    let (code, stderr) = config("q1oX0mJ6Vd3+T3Jb1nS9w8z2QkLr7pYfHh0cGx4eUuN5aWb2s");
+    assert_eq!(code, Some(0), "{stderr}");
+}

@@ -133,6 +133,9 @@ pub(super) fn compile_issuers(
                     "hmac_secret must be at least 32 bytes",
                 ));
             }
+            if let Some(problem) = super::secrets::weak_hmac_secret(secret.get_ref().as_str()) {
+                return Err(ctx.at(key("hmac_secret"), secret, problem));
+            }
             KeySource::Hmac(Secret::new(secret.get_ref().as_str().as_bytes().to_vec()))
         } else {
             return Err(ctx.at(key("jwks_uri"), spanned, "no key source"));
