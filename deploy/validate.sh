@@ -249,15 +249,32 @@ sleep = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds"
 check(isinstance(sleep, int) and sleep > 0, "preStop must use the native sleep action (the image has no shell)")
 grace = pod.get("terminationGracePeriodSeconds", 30)
 
-# Secrets and ConfigMaps referenced by the pod exist and have the keys
+# No secret value is shipped (issue 12 item 9): no Secret manifest carries data, and every
+# secret the pod uses comes from a kustomize secretGenerator whose sources are git-ignored
+# files (never literals), which `kubectl apply -k` refuses to run without.
+import subprocess
+for (kind, name), o in objs.items():
+    if kind == "Secret":
+        check(not o.get("data") and not o.get("stringData"), f"Secret {name} ({files[(kind, name)]}) ships a value: generate it instead")
+generators = {g.get("name"): g for g in kust.get("secretGenerator", [])}
+for name, g in generators.items():
+    check(not g.get("literals"), f"secretGenerator {name}: literals ship the secret; use a git-ignored env file")
+    sources = [s.split("=", 1)[-1] for s in g.get("envs", []) + g.get("files", [])]
+    check(sources, f"secretGenerator {name}: no envs or files")
+    for source in sources:
+        path = kdir / source
+        ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", str(path)]).returncode == 0
+        check(ignored, f"secretGenerator {name}: {path} must be git-ignored (it holds the secret)")
+
+# Secrets and ConfigMaps referenced by the pod exist (the generator's keys live in the
+# git-ignored file, so only its name is checked)
 env_names = set()
 for e in c.get("env", []):
     env_names.add(e["name"])
     ref = e.get("valueFrom", {}).get("secretKeyRef")
     if ref:
         sec = objs.get(("Secret", ref["name"]))
-        if check(sec, f"env {e['name']}: Secret {ref['name']} not defined"):
-            check(ref["key"] in {**sec.get("stringData", {}), **sec.get("data", {})}, f"Secret {ref['name']} has no key {ref['key']}")
+        check(sec or ref["name"] in generators, f"env {e['name']}: Secret {ref['name']} neither defined nor generated")
 mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
 config_text = None
 for v in pod.get("volumes", []):
@@ -357,17 +374,15 @@ if [[ -n $BIN && -x $BIN ]]; then
 import sys, yaml
 cm = next(d for d in yaml.safe_load_all(open("deploy/kubernetes/configmap.yaml")) if d)
 open(sys.argv[1], "w").write(cm["data"]["authgate.toml"])' "$work/authgate.toml"
-  # The Deployment's own args with `run` turned into `check`, and the Secret's placeholder.
+  # The Deployment's own args with `run` turned into `check`, and a fresh random secret (none
+  # is shipped: see kustomization.yaml).
   mapfile -t args < <("$PY" -c '
 import yaml
 d = yaml.safe_load(open("deploy/kubernetes/deployment.yaml"))
 args = d["spec"]["template"]["spec"]["containers"][0]["args"]
 print("\n".join("check" if a == "run" else a for a in args))')
   args=("${args[@]/\/etc\/authgate\/authgate.toml/$work/authgate.toml}")
-  secret=$("$PY" -c '
-import yaml
-s = yaml.safe_load(open("deploy/kubernetes/secret.yaml"))
-print(s["stringData"]["ORDERS_HMAC_SECRET"])')
+  secret=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(48))')
   ORDERS_HMAC_SECRET=$secret "$BIN" "${args[@]}" </dev/null >"$work/stdout" 2>"$work/stderr" \
     || { cat "$work/stderr" >&2; die "authgate ${args[*]} failed (ConfigMap config)"; }
   echo "   ok  authgate ${args[*]}  (ConfigMap config; the Deployment's args, run -> check)"

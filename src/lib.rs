@@ -22,6 +22,7 @@
 //! - [`routing`], [`network`], [`auth`]: the steps of the pipeline;
 //! - [`proxy`]: header rewriting and forwarding;
 //! - [`server`]: listeners, TLS, admin endpoints, reload, shutdown;
+//! - [`tls`]: PEM files, trust roots and the listener's rustls config (one loader for all);
 //! - [`metrics`], [`access_log`]: what operators see;
 //! - [`demo`], [`explain`]: the newcomer path.
 
@@ -40,3 +41,4 @@ pub mod proxy;
 pub mod routing;
 pub mod server;
 pub mod snapshot;
+pub mod tls;

@@ -62,7 +62,10 @@ fn config_path(config: Option<PathBuf>) -> PathBuf {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage(&error),
+    };
     let json = match cli.log_format {
         Some(LogFormat::Json) => true,
         Some(LogFormat::Text) => false,
@@ -100,6 +103,19 @@ fn main() -> ExitCode {
             eprintln!("authgate: {error:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// `--help` and `--version` print to stdout and succeed; every other parse failure (a
+/// malformed or unknown argument, a missing value or command) is bad input: exit 1, not
+/// clap's default 2, which SPEC §1 keeps for runtime failures.
+fn usage(error: &clap::Error) -> ExitCode {
+    let _ = error.print();
+    match error.kind() {
+        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+            ExitCode::SUCCESS
+        }
+        _ => ExitCode::from(1),
     }
 }
 

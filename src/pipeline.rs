@@ -27,20 +27,11 @@ use crate::auth::scopes;
 use crate::deny::{Deny, InvalidRequest};
 use crate::header_names::X_REQUEST_ID;
 use crate::network::client_addr;
+pub use crate::network::mtls::ClientCert;
 use crate::proxy::{self, headers, Body};
 use crate::routing::{canonicalize, request_host, Lookup, PathError, RequestHost};
 pub use crate::server::HeadFlags;
 use crate::snapshot::{Route, Shared, Snapshot};
-
-/// A verified client certificate of the connection.
-#[derive(Debug, Clone)]
-pub struct ClientCert {
-    pub sha256: [u8; 32],
-    /// Lowercase hex of the SHA-256 of the DER.
-    pub sha256_hex: HeaderValue,
-    /// RFC 4514 subject, most specific first.
-    pub subject: HeaderValue,
-}
 
 /// Facts about the client connection, captured once at accept time.
 #[derive(Debug, Clone)]

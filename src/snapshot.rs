@@ -20,6 +20,7 @@ use crate::metrics::{Metrics, RouteMetrics, UpstreamMetrics};
 use crate::network::CidrSet;
 use crate::proxy::client::UpstreamClient;
 use crate::routing::{RouteSpec, RouteTable};
+pub use crate::tls::server::ClientCertMode;
 
 /// The current snapshot, swapped atomically on reload.
 pub type Shared = Arc<ArcSwap<Snapshot>>;
@@ -92,7 +93,7 @@ impl Readiness {
 }
 
 /// `[server.tls]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct TlsSettings {
     pub listen: SocketAddr,
     pub cert_file: PathBuf,
@@ -101,14 +102,8 @@ pub struct TlsSettings {
     pub client_crl_file: Option<PathBuf>,
     pub client_cert: ClientCertMode,
     pub handshake_timeout: Duration,
-}
-
-/// Whether the TLS listener asks for client certificates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientCertMode {
-    Off,
-    Optional,
-    Required,
+    /// Built from the files above when the config was compiled; new connections use it.
+    pub server_config: Arc<rustls::ServerConfig>,
 }
 
 /// One `[[issuers]]` entry.

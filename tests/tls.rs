@@ -314,6 +314,27 @@ async fn optional_client_cert_headers_and_required_routes() {
     assert_eq!(hex, hex.to_lowercase());
 }
 
+/// Issue 12 item 12 (SPEC §4): a subject with non-ASCII text, a bidi override and a C1 control
+/// reaches the upstream as ASCII, each UTF-8 byte as `\XX`.
+#[tokio::test]
+async fn a_non_ascii_client_subject_reaches_the_upstream_escaped() {
+    let pki = Pki::new("tls-subject");
+    let echo = Echo::start().await;
+    let gateway = gateway(&pki, "optional", &echo).await;
+    let leaf = pki
+        .client_ca
+        .client("J\u{fc}rgen\u{202e}txt.exe\u{85}", "Caf\u{e9}, Ltd");
+    let reply = pki
+        .client(&[b"http/1.1"], Some(&leaf))
+        .send(gateway.https(), get("/mtls/x"))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(
+        reply.upstream_headers("x-client-cert-subject"),
+        vec![r"CN=J\C3\BCrgen\E2\80\AEtxt.exe\C2\85,O=Caf\C3\A9\, Ltd".to_string()]
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. Handshake failures
 

@@ -125,10 +125,8 @@ pub enum FetchError {
     InvalidUrl(String),
     #[error("key url {0} is not https and its host is not a loopback address")]
     InsecureUrl(String),
-    #[error("cannot read ca_file {0}")]
-    CaFile(PathBuf, #[source] std::io::Error),
-    #[error("ca_file {0} holds no PEM certificate")]
-    CaFileEmpty(PathBuf),
+    #[error("ca_file refused")]
+    CaFile(#[source] crate::tls::PemError),
     #[error("cannot build the tls configuration for key fetches")]
     Tls(#[source] rustls::Error),
     /// Connect, TLS handshake or protocol failure.
@@ -639,17 +637,8 @@ fn system_roots_config() -> Result<ClientConfig, FetchError> {
 /// Exactly the roots in `ca_file`. Decision: the file replaces the system roots rather than
 /// adding to them, as Envoy's `trusted_ca`, nginx's `proxy_ssl_trusted_certificate` and
 /// HAProxy's `ca-file` do; it is also narrower trust for a private identity provider.
-fn ca_file_config(path: &PathBuf) -> Result<ClientConfig, FetchError> {
-    let ca_error = |source| FetchError::CaFile(path.clone(), source);
-    let pem = std::fs::read(path).map_err(ca_error)?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let cert = cert.map_err(ca_error)?;
-        roots.add(cert).map_err(FetchError::Tls)?;
-    }
-    if roots.is_empty() {
-        return Err(FetchError::CaFileEmpty(path.clone()));
-    }
+fn ca_file_config(path: &std::path::Path) -> Result<ClientConfig, FetchError> {
+    let roots = crate::tls::pem::roots(path).map_err(FetchError::CaFile)?;
     Ok(tls_builder()?
         .with_root_certificates(roots)
         .with_no_client_auth())

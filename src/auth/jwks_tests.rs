@@ -780,7 +780,10 @@ async fn https_with_ca_file_is_trusted_and_without_it_is_not() {
     );
     let result = store.load().await;
     assert!(
-        matches!(result, Err(FetchError::CaFileEmpty { .. })),
+        matches!(
+            result,
+            Err(FetchError::CaFile(crate::tls::PemError::Missing { .. }))
+        ),
         "{result:?}"
     );
 }

@@ -17,6 +17,7 @@ use super::raw;
 use super::value::{Dur, EnvString};
 use super::{ConfigError, Source};
 use crate::auth::cache::TokenCache;
+use crate::logging::error_chain;
 use crate::metrics::Metrics;
 use crate::network::{allowlist, CidrSet};
 use crate::proxy::client::{ClientIdentity, UpstreamClient};
@@ -25,6 +26,7 @@ use crate::routing::{canonicalize, HostPattern, RouteSpec, RouteTable};
 use crate::snapshot::{
     ClientCertMode, Issuer, Readiness, Route, ServerSettings, Snapshot, TlsSettings, Upstream,
 };
+use crate::tls::server::{self as tls_server, ServerFiles, TlsFile};
 
 /// What compiling needs besides the raw config.
 pub struct CompileContext<'a> {
@@ -95,6 +97,19 @@ impl Ctx<'_> {
                 format!("cannot read {}: {error}", path.display()),
             )
         })?;
+        Ok(path)
+    }
+
+    /// A PEM bundle of trust roots (`ca_file`), read and parsed now as the TLS client that
+    /// uses it will: a file without a usable certificate is a config error, not a client that
+    /// can never connect.
+    pub(super) fn roots_file(
+        &self,
+        key: &str,
+        value: &Spanned<EnvString>,
+    ) -> Result<PathBuf, ConfigError> {
+        let path = self.file(key, value)?;
+        crate::tls::pem::roots(&path).map_err(|error| self.at(key, value, error_chain(&error)))?;
         Ok(path)
     }
 
@@ -341,14 +356,36 @@ fn compile_tls(ctx: &Ctx<'_>, tls: &raw::Tls) -> Result<TlsSettings, ConfigError
         Some(file) => Some(ctx.file("server.tls.client_crl_file", file)?),
         None => None,
     };
+    let listen = ctx.socket_addr("server.tls.listen", &tls.listen)?;
+    let cert_file = ctx.file("server.tls.cert_file", &tls.cert_file)?;
+    let key_file = ctx.file("server.tls.key_file", &tls.key_file)?;
+    // Every file is read and parsed here, as the listener will use it: `check` catches what
+    // `run` would refuse, and a reload with a broken file is refused whole.
+    let files = ServerFiles {
+        cert_file: &cert_file,
+        key_file: &key_file,
+        client_ca_file: client_ca_file.as_deref(),
+        client_crl_file: client_crl_file.as_deref(),
+        client_cert,
+    };
+    let server_config = tls_server::server_config(&files).map_err(|error| {
+        let span = match error.file() {
+            TlsFile::Cert => Some(tls.cert_file.span()),
+            TlsFile::Key => Some(tls.key_file.span()),
+            TlsFile::ClientCa => tls.client_ca_file.as_ref().map(Spanned::span),
+            TlsFile::ClientCrl => tls.client_crl_file.as_ref().map(Spanned::span),
+        };
+        ctx.err(error.file().key(), span, error_chain(&error))
+    })?;
     Ok(TlsSettings {
-        listen: ctx.socket_addr("server.tls.listen", &tls.listen)?,
-        cert_file: ctx.file("server.tls.cert_file", &tls.cert_file)?,
-        key_file: ctx.file("server.tls.key_file", &tls.key_file)?,
+        listen,
+        cert_file,
+        key_file,
         client_ca_file,
         client_crl_file,
         client_cert,
         handshake_timeout: duration(&tls.handshake_timeout, Duration::from_secs(10)),
+        server_config: Arc::new(server_config),
     })
 }
 
@@ -395,7 +432,7 @@ fn compile_upstreams(
         }
         let path_prefix = uri.path().trim_end_matches('/').to_owned();
         let ca_file = match &raw.ca_file {
-            Some(file) => Some(ctx.file(&key("ca_file"), file)?),
+            Some(file) => Some(ctx.roots_file(&key("ca_file"), file)?),
             None => None,
         };
         let identity = ClientIdentity {

@@ -68,7 +68,7 @@ pub(super) fn compile_issuers(
             return Err(ctx.at(key("issuer"), &raw.issuer, "issuer must be non-empty"));
         }
         let ca_file = match &raw.ca_file {
-            Some(file) => Some(ctx.file(&key("ca_file"), file)?),
+            Some(file) => Some(ctx.roots_file(&key("ca_file"), file)?),
             None => None,
         };
 
@@ -132,6 +132,9 @@ pub(super) fn compile_issuers(
                     secret,
                     "hmac_secret must be at least 32 bytes",
                 ));
+            }
+            if let Some(problem) = super::secrets::weak_hmac_secret(secret.get_ref().as_str()) {
+                return Err(ctx.at(key("hmac_secret"), secret, problem));
             }
             KeySource::Hmac(Secret::new(secret.get_ref().as_str().as_bytes().to_vec()))
         } else {

@@ -9,6 +9,7 @@ mod env;
 mod error;
 mod issuers;
 pub mod raw;
+mod secrets;
 mod value;
 
 use std::path::{Path, PathBuf};

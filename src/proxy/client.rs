@@ -2,7 +2,6 @@
 //! identity, reused across reloads.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -11,6 +10,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::Body;
+use crate::tls;
 
 /// What makes two upstream clients interchangeable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,32 +29,15 @@ pub struct UpstreamClient {
 /// Idle pooled connections are closed after this long.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// The crypto provider of every TLS context here (rustls and jsonwebtoken share aws-lc-rs).
-pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
 /// A rustls client config trusting the system roots (webpki roots when none are found) plus
 /// the PEM certificates in `ca_file`.
 pub fn tls_client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    if let Some(path) = ca_file {
-        let pem =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let mut added = 0;
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let cert = cert.map_err(|e| format!("{}: invalid PEM: {e}", path.display()))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("{}: unusable certificate: {e}", path.display()))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(format!("{}: no PEM certificate found", path.display()));
-        }
-    }
+    let mut roots = match ca_file {
+        Some(path) => tls::pem::roots(path).map_err(|e| crate::logging::error_chain(&e))?,
+        None => rustls::RootCertStore::empty(),
+    };
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    rustls::ClientConfig::builder_with_provider(crypto_provider())
+    rustls::ClientConfig::builder_with_provider(tls::crypto_provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("tls: {e}"))
         .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())

@@ -1,212 +1,27 @@
-//! Client connections: the accept loop, per-connection facts, TLS, limits and timeouts.
+//! Client connections: the accept loop, per-connection facts, limits and timeouts. The TLS
+//! listener config lives in `server::tls`, the client certificate identity in `network::mtls`.
 //!
 //! The accept loop only accepts: the TLS handshake runs in the connection's own task under a
 //! timeout, so a slow or hostile handshake never stalls other clients.
 
 use std::convert::Infallible;
-use std::io;
-use std::path::Path;
 use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::io::{clock_ms, idle_for, Activity, HeadFlags, Watched};
+use super::tls::{handshake_reason, TlsListener};
 use super::ServerState;
-use crate::pipeline::{self, ClientCert, ConnInfo};
+use crate::network::mtls::client_cert;
+use crate::pipeline::{self, ConnInfo};
 use crate::proxy;
-use crate::snapshot::{ClientCertMode, TlsSettings};
-
-/// TLS setup errors: each names the file and the problem.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("cannot read {path}")]
-    Read {
-        path: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{path}: {problem}")]
-    Pem { path: String, problem: String },
-    #[error("invalid certificate or key")]
-    Rustls(#[source] rustls::Error),
-    #[error("invalid client CA")]
-    Verifier(#[source] rustls::server::VerifierBuilderError),
-}
-
-fn read_pem(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        path: path.display().to_string(),
-        source,
-    })
-}
-
-fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read_pem(path)?;
-    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut pem.as_slice()).collect();
-    let certs = certs.map_err(|e| TlsError::Pem {
-        path: path.display().to_string(),
-        problem: e.to_string(),
-    })?;
-    if certs.is_empty() {
-        return Err(TlsError::Pem {
-            path: path.display().to_string(),
-            problem: "no certificate found".into(),
-        });
-    }
-    Ok(certs)
-}
-
-fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let pem = read_pem(path)?;
-    rustls_pemfile::private_key(&mut pem.as_slice())
-        .map_err(|e| TlsError::Pem {
-            path: path.display().to_string(),
-            problem: e.to_string(),
-        })?
-        .ok_or_else(|| TlsError::Pem {
-            path: path.display().to_string(),
-            problem: "no private key found".into(),
-        })
-}
-
-/// Builds the rustls server config of `[server.tls]`.
-pub fn server_config(tls: &TlsSettings) -> Result<rustls::ServerConfig, TlsError> {
-    let provider = proxy::client::crypto_provider();
-    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .map_err(TlsError::Rustls)?;
-    let builder = match (tls.client_cert, &tls.client_ca_file) {
-        (ClientCertMode::Off, _) | (_, None) => builder.with_no_client_auth(),
-        (mode, Some(ca_file)) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in certs(ca_file)? {
-                roots.add(cert).map_err(TlsError::Rustls)?;
-            }
-            let mut verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-            if let Some(crl_file) = &tls.client_crl_file {
-                let pem = read_pem(crl_file)?;
-                let crls: Result<Vec<_>, _> = rustls_pemfile::crls(&mut pem.as_slice()).collect();
-                let crls = crls.map_err(|e| TlsError::Pem {
-                    path: crl_file.display().to_string(),
-                    problem: e.to_string(),
-                })?;
-                verifier = verifier.with_crls(crls);
-            }
-            // Optional: a client may present no certificate, but one that is presented must
-            // verify, or the handshake fails (SPEC §4).
-            let verifier = match mode {
-                ClientCertMode::Optional => verifier.allow_unauthenticated(),
-                ClientCertMode::Required | ClientCertMode::Off => verifier,
-            };
-            builder.with_client_cert_verifier(verifier.build().map_err(TlsError::Verifier)?)
-        }
-    };
-    let mut config = builder
-        .with_single_cert(certs(&tls.cert_file)?, private_key(&tls.key_file)?)
-        .map_err(TlsError::Rustls)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
-}
-
-/// The TLS side of a listener; its config is swapped on reload for new connections.
-pub struct TlsListener {
-    pub config: ArcSwap<rustls::ServerConfig>,
-    pub handshake_timeout: Duration,
-}
-
-impl TlsListener {
-    pub fn new(tls: &TlsSettings) -> Result<TlsListener, TlsError> {
-        Ok(TlsListener {
-            config: ArcSwap::from_pointee(server_config(tls)?),
-            handshake_timeout: tls.handshake_timeout,
-        })
-    }
-}
-
-/// The subject of a DER certificate as an RFC 4514 string (most specific RDN first).
-fn client_cert(der: &CertificateDer<'_>) -> Option<ClientCert> {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der.as_ref());
-    let mut sha256 = [0u8; 32];
-    sha256.copy_from_slice(digest.as_ref());
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
-    let subject = rfc4514(cert.subject());
-    Some(ClientCert {
-        sha256,
-        sha256_hex: http::HeaderValue::from_str(&hex::encode(sha256)).ok()?,
-        subject: http::HeaderValue::from_str(&subject).ok()?,
-    })
-}
-
-/// RFC 4514: RDNs in reverse order of the encoding, `,` between them, `+` inside multi-valued
-/// RDNs, and special characters escaped.
-pub fn rfc4514(name: &x509_parser::x509::X509Name<'_>) -> String {
-    let registry = x509_parser::objects::oid_registry();
-    let mut rdns = Vec::new();
-    for rdn in name.iter_rdn() {
-        let mut parts = Vec::new();
-        for attr in rdn.iter() {
-            let oid = attr.attr_type();
-            let key = match x509_parser::objects::oid2sn(oid, registry) {
-                Ok("commonName") | Ok("CN") => "CN".to_owned(),
-                Ok(short) => short_name(short).unwrap_or(short).to_owned(),
-                Err(_) => oid.to_id_string(),
-            };
-            let value = match attr.as_str() {
-                Ok(text) => escape_rfc4514(text),
-                Err(_) => format!("#{}", hex::encode(attr.attr_value().data)),
-            };
-            parts.push(format!("{key}={value}"));
-        }
-        rdns.push(parts.join("+"));
-    }
-    rdns.reverse();
-    rdns.join(",")
-}
-
-fn short_name(long: &str) -> Option<&'static str> {
-    Some(match long {
-        "countryName" | "C" => "C",
-        "stateOrProvinceName" | "ST" => "ST",
-        "localityName" | "L" => "L",
-        "organizationName" | "O" => "O",
-        "organizationalUnitName" | "OU" => "OU",
-        "streetAddress" => "STREET",
-        "domainComponent" | "DC" => "DC",
-        "userId" | "UID" => "UID",
-        _ => return None,
-    })
-}
-
-fn escape_rfc4514(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    let last = value.chars().count().saturating_sub(1);
-    for (index, c) in value.chars().enumerate() {
-        let special = matches!(c, '"' | '+' | ',' | ';' | '<' | '>' | '\\')
-            || (index == 0 && matches!(c, ' ' | '#'))
-            || (index == last && c == ' ');
-        if special {
-            out.push('\\');
-        }
-        if c.is_control() {
-            out.push_str(&format!("\\{:02x}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
 
 /// Logs a connection refused by `max_connections_per_client`, at most once per 10 s (a flood
 /// must not flood the log too).
@@ -386,24 +201,6 @@ async fn serve_connection(
             ))
             .await;
         }
-    }
-}
-
-/// A bounded reason label for a failed handshake.
-fn handshake_reason(error: &io::Error) -> &'static str {
-    let Some(inner) = error
-        .get_ref()
-        .and_then(|e| e.downcast_ref::<rustls::Error>())
-    else {
-        return "io";
-    };
-    match inner {
-        rustls::Error::InvalidCertificate(_) => "bad_certificate",
-        rustls::Error::NoCertificatesPresented => "no_certificate",
-        rustls::Error::NoApplicationProtocol => "no_application_protocol",
-        rustls::Error::PeerIncompatible(_) => "incompatible",
-        rustls::Error::InvalidMessage(_) => "invalid_message",
-        _ => "other",
     }
 }
 

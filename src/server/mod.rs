@@ -7,6 +7,7 @@
 mod admin;
 mod conn;
 mod io;
+mod tls;
 
 pub use io::HeadFlags;
 mod reload;
@@ -75,8 +76,6 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("tls setup failed")]
-    Tls(#[source] crate::server::conn::TlsError),
 }
 
 /// What the control channel can ask of a running gateway.
@@ -139,7 +138,7 @@ pub(crate) struct ServerState {
     /// Open connections per client address (the TCP peer), for `max_connections_per_client`.
     pub per_client: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
     /// The TLS listener's swappable config (certificate reload).
-    pub tls: Option<Arc<conn::TlsListener>>,
+    pub tls: Option<Arc<tls::TlsListener>>,
 }
 
 /// A gateway with its listeners bound, not yet serving.
@@ -148,7 +147,7 @@ pub struct Bound {
     state: Arc<ServerState>,
     stop_tx: watch::Sender<bool>,
     http: Option<TcpListener>,
-    https: Option<(TcpListener, Arc<conn::TlsListener>)>,
+    https: Option<(TcpListener, Arc<tls::TlsListener>)>,
     admin: TcpListener,
     addrs: Addrs,
 }
@@ -175,7 +174,7 @@ pub async fn bind(
     };
     let https = match &snapshot.tls {
         Some(tls) => {
-            let acceptor = conn::TlsListener::new(tls).map_err(ServerError::Tls)?;
+            let acceptor = tls::TlsListener::new(tls);
             Some((bind_one("https", tls.listen).await?, Arc::new(acceptor)))
         }
         None => None,

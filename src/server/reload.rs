@@ -28,22 +28,6 @@ pub async fn reload(origin: &ConfigOrigin, state: &Arc<ServerState>, bound: &Add
             return;
         }
     };
-    // New certificate, key and client CA apply to new connections; a broken file refuses the
-    // whole reload, so the old material (and config) keeps serving.
-    let tls_config = match (&state.tls, &snapshot.tls) {
-        (Some(_), Some(settings)) => match super::conn::server_config(settings) {
-            Ok(config) => Some(config),
-            Err(error) => {
-                state.metrics.config_loaded(false);
-                tracing::error!(
-                    error = %crate::logging::error_chain(&error),
-                    "config reload refused: tls material; the previous config stays in use"
-                );
-                return;
-            }
-        },
-        _ => None,
-    };
     // Listeners are never rebound on reload: address changes need a restart.
     if snapshot.server.listen != previous.server.listen
         || snapshot.admin_listen != previous.admin_listen
@@ -60,8 +44,10 @@ pub async fn reload(origin: &ConfigOrigin, state: &Arc<ServerState>, bound: &Add
         issuer.store.start();
     }
     wait_for_new_keys(&snapshot).await;
-    if let (Some(listener), Some(config)) = (&state.tls, tls_config) {
-        listener.config.store(Arc::new(config));
+    // New certificate, key and client CA (read by the compile above; a broken file refused
+    // the whole reload there) apply to new connections.
+    if let (Some(listener), Some(settings)) = (&state.tls, &snapshot.tls) {
+        listener.swap(Arc::clone(&settings.server_config));
     }
     state.shared.store(Arc::new(snapshot));
     state.metrics.config_loaded(true);

@@ -1,0 +1,29 @@
+//! TLS material: the files a config names (certificates, private keys, CRLs, trust roots)
+//! turned into rustls types, and the crypto provider every TLS context here uses.
+//!
+//! This is the ONE place that reads PEM files and builds trust stores:
+//! - [`pem`]: PEM files -> certificates, keys, CRLs, root stores, with one error type
+//!   ([`PemError`]) that names the file and the problem;
+//! - [`server`]: `[server.tls]` -> the listener's `rustls::ServerConfig`, with
+//!   [`server::TlsError`] naming the `[server.tls]` key at fault.
+//!
+//! Its users: config compilation (the listener config, so that `check` and `run` read the same
+//! files the same way), the upstream client (`proxy::client`) and the key fetcher
+//! (`auth::jwks`). What each does with a root store (replace the system roots or add to them)
+//! is their decision, not this module's.
+//!
+//! Layer: below `auth`, `proxy`, `config` and `server`; it names none of them. It never logs
+//! and never puts file contents in an error (a key file's bytes are secret).
+
+pub mod pem;
+pub mod server;
+
+use std::sync::Arc;
+
+pub use pem::PemError;
+
+/// The crypto provider of every TLS context here (rustls and jsonwebtoken share aws-lc-rs).
+/// Explicit rather than the process default, which may be unset.
+pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
