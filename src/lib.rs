@@ -31,6 +31,7 @@ pub mod config;
 pub mod demo;
 pub mod deny;
 pub mod explain;
+pub mod http_head;
 pub mod logging;
 pub mod metrics;
 pub mod network;

@@ -25,10 +25,10 @@ use crate::auth::cache::{TokenCache, Verified};
 use crate::auth::jwt::{self, TokenError, Unverified};
 use crate::auth::scopes;
 use crate::deny::{Deny, InvalidRequest};
+pub use crate::http_head::HeadFlags;
 use crate::network::client_addr;
 use crate::proxy::{self, headers, Body};
 use crate::routing::{canonicalize, Lookup, PathError};
-pub use crate::server::HeadFlags;
 use crate::snapshot::names::X_REQUEST_ID;
 use crate::snapshot::{Route, Shared, Snapshot};
 

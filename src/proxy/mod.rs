@@ -4,6 +4,10 @@
 pub mod client;
 pub mod headers;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -92,12 +96,78 @@ pub async fn forward(
     };
 
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-    if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
-        let upstream_upgrade = hyper::upgrade::on(&mut response);
-        tokio::spawn(splice(client_upgrade, upstream_upgrade));
-    }
+    let tunnel = match (switching, client_upgrade) {
+        (true, Some(client_upgrade)) => {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            Some(Tunnel::new(Box::pin(splice(
+                client_upgrade,
+                upstream_upgrade,
+            ))))
+        }
+        (true, None) | (false, _) => None,
+    };
     headers::remove_hop_by_hop(response.headers_mut(), switching && websocket);
-    Ok(response.map(boxed::<Incoming>))
+    let mut response = response.map(boxed::<Incoming>);
+    if let Some(tunnel) = tunnel {
+        response.extensions_mut().insert(tunnel);
+    }
+    Ok(response)
+}
+
+/// A running tunnel's work: copies both ways until either side closes.
+pub type TunnelFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A WebSocket tunnel travelling in its 101 response's extensions to the connection that
+/// carries it: the connection runs it on its own task, so the tunnel keeps the connection's
+/// limits, timers and drain tracking (SPEC §6). Dropped unrun, it closes both sides.
+#[derive(Clone)]
+pub struct Tunnel(Arc<Mutex<Option<TunnelFuture>>>);
+
+impl Tunnel {
+    fn new(future: TunnelFuture) -> Tunnel {
+        Tunnel(Arc::new(Mutex::new(Some(future))))
+    }
+
+    /// The tunnel's future, once.
+    pub fn take(&self) -> Option<TunnelFuture> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take()
+    }
+}
+
+/// `body` holding `guard` until it is dropped (when its response is done).
+pub fn hold<G: Send + Unpin + 'static>(body: Body, guard: G) -> Body {
+    boxed(Held {
+        body,
+        _guard: guard,
+    })
+}
+
+struct Held<G> {
+    body: Body,
+    _guard: G,
+}
+
+impl<G: Unpin> http_body::Body for Held<G> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Who is at fault when sending failed: the client's body (too long: 413; unreadable: 400) or

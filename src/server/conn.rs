@@ -21,11 +21,12 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::io::{clock_ms, idle_for, Activity, HeadFlags, Watched};
+use super::io::{clock_ms, expired, Activity, Expired, Timeouts, Watched};
 use super::ServerState;
+use crate::http_head::HeadFlags;
 use crate::pipeline::{self, ClientCert, ConnInfo};
 use crate::proxy;
-use crate::snapshot::{ClientCertMode, TlsSettings};
+use crate::snapshot::{ClientCertMode, ServerSettings, TlsSettings};
 
 /// TLS setup errors: each names the file and the problem.
 #[derive(Debug, thiserror::Error)]
@@ -327,6 +328,10 @@ async fn serve_connection(
     let peer = std::net::SocketAddr::new(peer.ip().to_canonical(), peer.port());
     let local = stream.local_addr().unwrap_or(peer);
     let activity = Activity::new();
+    let settings = state.shared.load().server.clone();
+    // hyper's HTTP/1 read buffer: a longer head is refused there.
+    let head_limit = settings.max_header_bytes.max(8192) + 1;
+    let max_headers = settings.max_headers;
     match tls {
         None => {
             let conn = ConnInfo {
@@ -338,9 +343,10 @@ async fn serve_connection(
             // Boxed (here and below): the task then holds a pointer, not the largest of the
             // plaintext and TLS connection states; it keeps idle connections small.
             Box::pin(serve_http(
-                TokioIo::new(Watched::new(stream, &activity)),
+                TokioIo::new(Watched::new(stream, &activity, head_limit, max_headers)),
                 conn,
                 activity,
+                settings,
                 state,
             ))
             .await;
@@ -379,9 +385,10 @@ async fn serve_connection(
                 client_cert,
             };
             Box::pin(serve_http(
-                TokioIo::new(Watched::new(stream, &activity)),
+                TokioIo::new(Watched::new(stream, &activity, head_limit, max_headers)),
                 conn,
                 activity,
+                settings,
                 state,
             ))
             .await;
@@ -407,18 +414,22 @@ fn handshake_reason(error: &io::Error) -> &'static str {
     }
 }
 
-async fn serve_http<I>(io: I, conn: ConnInfo, activity: Arc<Activity>, state: &Arc<ServerState>)
-where
+async fn serve_http<I>(
+    io: I,
+    conn: ConnInfo,
+    activity: Arc<Activity>,
+    settings: ServerSettings,
+    state: &Arc<ServerState>,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let snapshot = state.shared.load();
-    let settings = snapshot.server.clone();
-    drop(snapshot);
+    activity.start();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
+        // Off: it re-arms between keep-alive requests; heads are timed by `io::expired`.
+        .header_read_timeout(None)
         .max_buf_size(settings.max_header_bytes.max(8192))
         .max_headers(settings.max_headers)
         .keep_alive(true);
@@ -439,46 +450,100 @@ where
         // connection, and this future is large. Boxing costs one allocation per request and
         // saves kilobytes per idle keep-alive connection.
         Box::pin(async move {
+            let exchange = activity.exchange();
             let mut request = request;
             let first = activity.requests.fetch_add(1, Ordering::Relaxed) == 0;
             let flags = activity.head_flags(first);
             if flags != HeadFlags::default() {
                 request.extensions_mut().insert(flags);
             }
-            activity.in_flight.fetch_add(1, Ordering::Relaxed);
-            let response = pipeline::handle(&shared, &conn, request.map(proxy::boxed)).await;
-            activity.in_flight.fetch_sub(1, Ordering::Relaxed);
-            activity.last_ms.store(clock_ms(), Ordering::Relaxed);
-            Ok::<_, Infallible>(response)
+            activity.request_sent();
+            let mut response = pipeline::handle(&shared, &conn, request.map(proxy::boxed)).await;
+            activity.request_answered();
+            // A WebSocket tunnel runs on this connection's task once hyper releases the
+            // connection after the 101: it keeps the connection's limits (SPEC §6).
+            if let Some(tunnel) = response
+                .extensions_mut()
+                .remove::<proxy::Tunnel>()
+                .and_then(|tunnel| tunnel.take())
+            {
+                activity.set_tunnel(tunnel);
+            }
+            Ok::<_, Infallible>(response.map(|body| proxy::hold(body, exchange)))
         })
     });
 
+    let timeouts = Timeouts {
+        header_read: settings.header_read_timeout,
+        idle: settings.idle_timeout,
+    };
     let mut connection = pin!(builder.serve_connection_with_upgrades(io, service));
     let mut stop = state.stop.clone();
-    let idle = idle_for(&activity, settings.idle_timeout);
-    let mut idle = pin!(idle);
     tokio::select! {
         result = connection.as_mut() => {
             if let Err(error) = result {
                 tracing::debug!(error = %error, "connection ended with an error");
             }
+            if let Some(tunnel) = activity.take_tunnel() {
+                run_tunnel(tunnel, &activity, timeouts, &mut stop).await;
+            }
             return;
         }
-        // No I/O and no request waiting for its response for idle_timeout: a response body
-        // that stalls that long is cut, like an idle keep-alive connection is closed.
-        _ = &mut idle => {
-            tracing::debug!("closing idle connection");
+        why = expired(&activity, timeouts) => {
+            match why {
+                Expired::Head => tracing::debug!("closing connection: request head not complete in time"),
+                Expired::Idle => tracing::debug!("closing idle connection"),
+            }
             return;
         }
         _ = stop.changed() => {}
     }
-    // Shutting down: finish the request in flight (bounded), then close.
+    // Shutting down. Nothing in flight (idle, or a head not complete): close at once.
+    if !activity.busy() {
+        return;
+    }
+    // Finish the requests in flight (bounded), then close.
     connection.as_mut().graceful_shutdown();
-    match tokio::time::timeout(settings.shutdown_timeout, connection).await {
+    let deadline = tokio::time::Instant::now() + settings.shutdown_timeout;
+    let finished = tokio::select! {
+        result = tokio::time::timeout_at(deadline, connection.as_mut()) => Some(result),
+        _ = activity.quiet() => None,
+    };
+    let result = match finished {
+        Some(result) => result,
+        // The last response is out: let hyper flush and close (an HTTP/2 client that does
+        // not answer the shutdown PING gets a short grace, not the whole drain).
+        None => {
+            let grace = deadline.min(tokio::time::Instant::now() + DRAIN_GRACE);
+            tokio::time::timeout_at(grace, connection.as_mut()).await
+        }
+    };
+    match result {
         Ok(Err(error)) => {
             tracing::debug!(error = %error, "connection ended with an error while closing")
         }
         Ok(Ok(())) => {}
         Err(_) => tracing::debug!("connection still busy at the end of the drain; closed"),
+    }
+}
+
+/// How long a draining connection may take to close once its last response is out.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
+
+/// Runs a WebSocket tunnel until either side closes, `idle_timeout` passes without a byte
+/// either way, or the server shuts down.
+async fn run_tunnel(
+    tunnel: proxy::TunnelFuture,
+    activity: &Activity,
+    timeouts: Timeouts,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) {
+    if *stop.borrow() {
+        return;
+    }
+    tokio::select! {
+        _ = tunnel => {}
+        _ = expired(activity, timeouts) => tracing::debug!("closing idle websocket tunnel"),
+        _ = stop.changed() => tracing::debug!("shutting down: websocket tunnel closed"),
     }
 }

@@ -7,8 +7,6 @@
 mod admin;
 mod conn;
 mod io;
-
-pub use io::HeadFlags;
 mod reload;
 
 use std::net::SocketAddr;

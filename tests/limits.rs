@@ -1,0 +1,484 @@
+//! Limits that hold for every kind of connection (SPEC §6): the time a request head may take
+//! and the wait between keep-alive requests, over HTTP/1 and HTTP/2 alike; the drain; the
+//! first-head framing checks after leading empty lines.
+//!
+//! HTTP/2 cases write raw frames ([`h2`]): the point is to send a header block slowly, or a
+//! frame a byte at a time, which no client library does.
+//!
+//! Everything binds 127.0.0.1:0 and every wait is bounded.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use support::echo::Echo;
+use support::gateway::{read_until_close, Gateway, TIMEOUT};
+use support::refusal::{assert_refused, assert_upstream_untouched};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A gateway config on free ports: `server` lines go into `[server]`; one public route
+/// `/public` to the echo.
+fn config(server: &str, echo: &Echo) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+{server}
+
+[admin]
+listen = "127.0.0.1:0"
+
+[[upstreams]]
+name = "echo"
+url = "{echo}"
+
+[[routes]]
+name = "public"
+path_prefix = "/public"
+upstream = "echo"
+public = true
+"#,
+        echo = echo.url("")
+    )
+}
+
+async fn start(server: &str) -> (Echo, Gateway) {
+    let echo = Echo::start().await;
+    let gateway = Gateway::from_toml(config(server, &echo)).start().await;
+    (echo, gateway)
+}
+
+/// Reads one response (head plus Content-Length body) from a kept-alive connection.
+/// `None` if none completes within `within` or the peer closes first.
+async fn read_response(stream: &mut TcpStream, within: Duration) -> Option<u16> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .to_ascii_lowercase()
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:").map(str::to_owned))
+                .and_then(|l| l.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if bytes.len() >= end + 4 + length {
+                return text.get(9..12)?.parse().ok();
+            }
+        }
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => bytes.extend_from_slice(&buf[..n]),
+            _ => return None,
+        }
+    }
+}
+
+async fn get_on(stream: &mut TcpStream, path: &str) -> Option<u16> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    read_response(stream, TIMEOUT).await
+}
+
+/// Writes `bytes` one at a time, `gap` apart, until the peer closes or `within` passes.
+/// Returns when the connection was seen closed (from the start), or `None`.
+async fn drip(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    gap: Duration,
+    within: Duration,
+) -> Option<Duration> {
+    let started = Instant::now();
+    let mut at = 0;
+    while started.elapsed() < within {
+        if at < bytes.len() {
+            if stream.write_all(&bytes[at..at + 1]).await.is_err() {
+                return Some(started.elapsed());
+            }
+            at += 1;
+        }
+        let mut buf = [0u8; 1024];
+        match tokio::time::timeout(gap, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+            _ => {}
+        }
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP/1 keep-alive: idle_timeout between requests, header_read_timeout for a head
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_waits_idle_timeout_not_header_read_timeout() {
+    let (_echo, gateway) =
+        start("header_read_timeout = \"300ms\"\nidle_timeout = \"1500ms\"").await;
+    let mut stream = TcpStream::connect(gateway.http_addr())
+        .await
+        .expect("connect");
+    assert_eq!(get_on(&mut stream, "/public/one").await, Some(200));
+
+    // Idle well past header_read_timeout, within idle_timeout: the next request is served.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        get_on(&mut stream, "/public/two").await,
+        Some(200),
+        "keep-alive connection closed before idle_timeout"
+    );
+
+    // And idle_timeout does close it.
+    let started = Instant::now();
+    let reply = read_until_close(&mut stream, Duration::from_secs(4)).await;
+    assert!(
+        reply.closed,
+        "idle connection not closed after idle_timeout"
+    );
+    let idle = started.elapsed();
+    assert!(
+        idle >= Duration::from_millis(1200),
+        "closed after {idle:?}, before idle_timeout"
+    );
+}
+
+#[tokio::test]
+async fn a_later_head_must_complete_within_header_read_timeout_of_its_first_byte() {
+    let (echo, gateway) = start("header_read_timeout = \"400ms\"\nidle_timeout = \"5s\"").await;
+    let mut stream = TcpStream::connect(gateway.http_addr())
+        .await
+        .expect("connect");
+    assert_eq!(get_on(&mut stream, "/public/one").await, Some(200));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    let closed = drip(
+        &mut stream,
+        b"GET /public/drip HTTP/1.1\r\nHost: t\r\nX-Drip: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        Duration::from_millis(40),
+        Duration::from_secs(3),
+    )
+    .await
+    .expect("dripping second head not cut");
+    assert!(closed < Duration::from_millis(1500), "cut after {closed:?}");
+    let seen: Vec<String> = echo.requests_seen().into_iter().map(|s| s.path).collect();
+    assert_eq!(seen, ["/public/one"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP/2: the same rules, counted in frames
+
+#[tokio::test]
+async fn h2_a_first_header_block_dripped_is_cut_at_header_read_timeout() {
+    let (echo, gateway) = start("header_read_timeout = \"400ms\"\nidle_timeout = \"5s\"").await;
+    let mut conn = h2::Raw::connect(gateway.http_addr()).await;
+    let headers = h2::headers_frame(1, "/public/drip", true);
+    let closed = drip(
+        &mut conn.stream,
+        &headers,
+        Duration::from_millis(40),
+        Duration::from_secs(3),
+    )
+    .await
+    .expect("dripping h2 header block not cut");
+    assert!(closed < Duration::from_millis(1500), "cut after {closed:?}");
+    assert_upstream_untouched(&echo, "h2 slow loris");
+}
+
+#[tokio::test]
+async fn h2_a_connection_without_a_request_is_closed_at_header_read_timeout() {
+    let (_echo, gateway) = start("header_read_timeout = \"400ms\"\nidle_timeout = \"5s\"").await;
+    let mut conn = h2::Raw::connect(gateway.http_addr()).await;
+    let started = Instant::now();
+    let reply = read_until_close(&mut conn.stream, Duration::from_secs(3)).await;
+    assert!(reply.closed, "h2 connection without a request left open");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "closed after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn h2_a_later_header_block_must_complete_within_header_read_timeout() {
+    let (echo, gateway) = start("header_read_timeout = \"400ms\"\nidle_timeout = \"5s\"").await;
+    let mut conn = h2::Raw::connect(gateway.http_addr()).await;
+    conn.stream
+        .write_all(&h2::headers_frame(1, "/public/one", true))
+        .await
+        .expect("write");
+    assert_eq!(conn.status(1, TIMEOUT).await, Some(200));
+
+    // Between requests the connection waits idle_timeout, not header_read_timeout.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    conn.stream
+        .write_all(&h2::headers_frame(3, "/public/two", true))
+        .await
+        .expect("write");
+    assert_eq!(
+        conn.status(3, TIMEOUT).await,
+        Some(200),
+        "second request after a pause"
+    );
+
+    let closed = drip(
+        &mut conn.stream,
+        &h2::headers_frame(5, "/public/drip", true),
+        Duration::from_millis(40),
+        Duration::from_secs(3),
+    )
+    .await
+    .expect("dripping later h2 header block not cut");
+    assert!(closed < Duration::from_millis(1500), "cut after {closed:?}");
+    let seen: Vec<String> = echo.requests_seen().into_iter().map(|s| s.path).collect();
+    assert_eq!(seen, ["/public/one", "/public/two"]);
+}
+
+#[tokio::test]
+async fn h2_bytes_that_complete_no_frame_do_not_keep_a_connection_alive() {
+    let (_echo, gateway) = start("header_read_timeout = \"300ms\"\nidle_timeout = \"700ms\"").await;
+    let mut conn = h2::Raw::connect(gateway.http_addr()).await;
+    conn.stream
+        .write_all(&h2::headers_frame(1, "/public/one", true))
+        .await
+        .expect("write");
+    assert_eq!(conn.status(1, TIMEOUT).await, Some(200));
+
+    // A PING frame a byte every 60 ms: 17 bytes, about a second, one frame completed at the
+    // end. The idle timer must not be reset by the partial frame.
+    let ping = h2::frame(h2::PING, 0, 0, &[1, 2, 3, 4, 5, 6, 7, 8]);
+    let mut drip_bytes = ping.clone();
+    drip_bytes.extend_from_slice(&ping);
+    let closed = drip(
+        &mut conn.stream,
+        &drip_bytes,
+        Duration::from_millis(60),
+        Duration::from_secs(4),
+    )
+    .await
+    .expect("dripped partial frames kept the connection open");
+    assert!(
+        closed < Duration::from_millis(2000),
+        "closed after {closed:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drain
+
+#[tokio::test]
+async fn drain_closes_idle_and_half_sent_heads_at_once() {
+    let (_echo, gateway) =
+        start("header_read_timeout = \"5s\"\nidle_timeout = \"30s\"\nshutdown_timeout = \"8s\"")
+            .await;
+    let addr = gateway.http_addr();
+    let mut idle = TcpStream::connect(addr).await.expect("connect");
+    assert_eq!(get_on(&mut idle, "/public/one").await, Some(200));
+    let mut half = TcpStream::connect(addr).await.expect("connect");
+    half.write_all(b"GET /public/half HTTP/1.1\r\nHost: t\r\n")
+        .await
+        .expect("write");
+    let mut later_half = TcpStream::connect(addr).await.expect("connect");
+    assert_eq!(get_on(&mut later_half, "/public/two").await, Some(200));
+    later_half
+        .write_all(b"GET /public/half HTTP/1.1\r\n")
+        .await
+        .expect("write");
+    let mut h2_half = h2::Raw::connect(addr).await;
+    let headers = h2::headers_frame(1, "/public/h2", true);
+    h2_half
+        .stream
+        .write_all(&headers[..12])
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let started = Instant::now();
+    gateway.shutdown().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1500), "drain took {took:?}");
+    for (name, stream) in [
+        ("idle", &mut idle),
+        ("half head", &mut half),
+        ("later half head", &mut later_half),
+        ("h2 half header block", &mut h2_half.stream),
+    ] {
+        let reply = read_until_close(stream, Duration::from_secs(1)).await;
+        assert!(reply.closed, "{name}: connection left open after the drain");
+    }
+}
+
+#[tokio::test]
+async fn drain_waits_for_a_request_in_flight() {
+    let (_echo, gateway) = start("shutdown_timeout = \"5s\"").await;
+    let mut stream = TcpStream::connect(gateway.http_addr())
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /public/slow?ms=700 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let shutdown = tokio::spawn(gateway.shutdown());
+    assert_eq!(read_response(&mut stream, TIMEOUT).await, Some(200));
+    shutdown.await.expect("drain finished");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leading empty lines (RFC 9112 §2.2) do not disarm the first-head checks
+
+#[tokio::test]
+async fn leading_empty_lines_do_not_hide_ambiguous_framing() {
+    let (echo, gateway) = start("").await;
+    let cases: &[(&str, &[u8])] = &[
+        (
+            "CRLF then CL+TE",
+            b"\r\nPOST /public/a HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "LF LF then CL+TE",
+            b"\n\nPOST /public/a HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "CRLF then bare LF",
+            b"\r\nGET /public/a HTTP/1.1\nHost: t\r\n\r\n",
+        ),
+        ("CRLF then raw #", b"\r\nGET /public/a#frag HTTP/1.1\r\nHost: t\r\n\r\n"),
+        ("LF then raw #", b"\nGET /public/a#frag HTTP/1.1\r\nHost: t\r\n\r\n"),
+    ];
+    for (case, bytes) in cases {
+        assert_refused(&gateway, &echo, case, bytes).await;
+    }
+    // Control: an empty line before a clean request is skipped and the request served.
+    let reply = support::gateway::raw(
+        gateway.http_addr(),
+        b"\r\nGET /public/clean HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        TIMEOUT,
+    )
+    .await;
+    assert!(
+        reply.text().starts_with("HTTP/1.1 200"),
+        "{:?}",
+        reply.text()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw HTTP/2 frames
+
+mod h2 {
+    use super::*;
+
+    pub const HEADERS: u8 = 1;
+    pub const SETTINGS: u8 = 4;
+    pub const PING: u8 = 6;
+    pub const GOAWAY: u8 = 7;
+    pub const END_STREAM: u8 = 1;
+    pub const END_HEADERS: u8 = 4;
+
+    pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let length = payload.len() as u32;
+        let mut out = length.to_be_bytes()[1..].to_vec();
+        out.push(kind);
+        out.push(flags);
+        out.extend_from_slice(&stream.to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// HPACK literal without indexing, name and value as plain strings (RFC 7541 §6.2.2).
+    fn literal(out: &mut Vec<u8>, name: &str, value: &str) {
+        out.push(0);
+        for text in [name, value] {
+            assert!(text.len() < 127);
+            out.push(text.len() as u8);
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
+
+    /// A GET header block for `path` in one HEADERS frame.
+    pub fn headers_frame(stream: u32, path: &str, end_stream: bool) -> Vec<u8> {
+        let mut block = vec![0x82, 0x86]; // :method GET, :scheme http (static table)
+        literal(&mut block, ":path", path);
+        literal(&mut block, ":authority", "t");
+        let flags = END_HEADERS | if end_stream { END_STREAM } else { 0 };
+        frame(HEADERS, flags, stream, &block)
+    }
+
+    pub struct Raw {
+        pub stream: TcpStream,
+        buf: Vec<u8>,
+    }
+
+    impl Raw {
+        /// Preface and an empty SETTINGS; waits (bounded) for the server's SETTINGS, acks it.
+        pub async fn connect(addr: SocketAddr) -> Raw {
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let mut conn = Raw {
+                stream,
+                buf: Vec::new(),
+            };
+            let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+            hello.extend(frame(SETTINGS, 0, 0, &[]));
+            conn.stream.write_all(&hello).await.expect("preface");
+            let deadline = tokio::time::Instant::now() + TIMEOUT;
+            loop {
+                let (kind, flags, _, _) = conn.next(deadline).await.expect("server settings");
+                if kind == SETTINGS && flags & 1 == 0 {
+                    break;
+                }
+            }
+            conn.stream
+                .write_all(&frame(SETTINGS, 1, 0, &[]))
+                .await
+                .expect("settings ack");
+            conn
+        }
+
+        async fn next(&mut self, deadline: tokio::time::Instant) -> Option<(u8, u8, u32, Vec<u8>)> {
+            loop {
+                if self.buf.len() >= 9 {
+                    let length = u32::from_be_bytes([0, self.buf[0], self.buf[1], self.buf[2]]);
+                    let total = 9 + length as usize;
+                    if self.buf.len() >= total {
+                        let kind = self.buf[3];
+                        let flags = self.buf[4];
+                        let stream = u32::from_be_bytes([
+                            self.buf[5],
+                            self.buf[6],
+                            self.buf[7],
+                            self.buf[8],
+                        ]) & 0x7fff_ffff;
+                        let payload = self.buf[9..total].to_vec();
+                        self.buf.drain(..total);
+                        return Some((kind, flags, stream, payload));
+                    }
+                }
+                let mut chunk = [0u8; 16 * 1024];
+                match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+                    Ok(Ok(n)) if n > 0 => self.buf.extend_from_slice(&chunk[..n]),
+                    _ => return None,
+                }
+            }
+        }
+
+        /// The `:status` of the response on `stream` when it is a static-table status.
+        pub async fn status(&mut self, stream: u32, within: Duration) -> Option<u16> {
+            let deadline = tokio::time::Instant::now() + within;
+            loop {
+                let (kind, _, id, payload) = self.next(deadline).await?;
+                if kind == GOAWAY {
+                    return None;
+                }
+                if kind == HEADERS && id == stream {
+                    return match payload.first()? & 0x7f {
+                        8 => Some(200),
+                        13 => Some(404),
+                        12 => Some(400),
+                        14 => Some(500),
+                        _ => Some(0),
+                    };
+                }
+            }
+        }
+    }
+}
