@@ -482,3 +482,129 @@ mod h2 {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// WebSocket tunnels keep their connection's limits
+
+mod tunnels {
+    use super::*;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::WebSocketStream;
+
+    type Ws = WebSocketStream<TcpStream>;
+
+    async fn open(addr: SocketAddr) -> Ws {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let url = format!("ws://{addr}/public/ws");
+        let (ws, response) =
+            tokio::time::timeout(TIMEOUT, tokio_tungstenite::client_async(url, stream))
+                .await
+                .expect("handshake in time")
+                .expect("websocket handshake");
+        assert_eq!(response.status(), 101);
+        ws
+    }
+
+    async fn round_trip(ws: &mut Ws, text: &str) {
+        ws.send(Message::text(text)).await.expect("send");
+        let reply = tokio::time::timeout(TIMEOUT, ws.next())
+            .await
+            .expect("reply in time")
+            .expect("a reply")
+            .expect("a message");
+        assert_eq!(reply, Message::text(text));
+    }
+
+    /// Whether the tunnel ends (close, error or end of stream) within `within`.
+    async fn ends_within(ws: &mut Ws, within: Duration) -> bool {
+        let wait = async {
+            loop {
+                match ws.next().await {
+                    None | Some(Err(_)) => return,
+                    Some(Ok(message)) if message.is_close() => return,
+                    Some(Ok(_)) => {}
+                }
+            }
+        };
+        tokio::time::timeout(within, wait).await.is_ok()
+    }
+
+    #[tokio::test]
+    async fn tunnels_hold_their_per_client_slot_and_count_as_open() {
+        let (_echo, gateway) = start("max_connections_per_client = 2").await;
+        let addr = gateway.http_addr();
+        let mut first = open(addr).await;
+        let mut second = open(addr).await;
+        round_trip(&mut first, "one").await;
+        round_trip(&mut second, "two").await;
+
+        let metrics = gateway.metrics().await;
+        assert!(
+            metrics.contains("authgate_connections_open{listener=\"http\"} 2"),
+            "{}",
+            metrics
+                .lines()
+                .filter(|l| l.starts_with("authgate_connections_open"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+
+        // A third connection from the same address is refused while both tunnels are open.
+        let mut third = TcpStream::connect(addr).await.expect("connect");
+        let _ = third
+            .write_all(b"GET /public/a HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await;
+        let reply = read_until_close(&mut third, Duration::from_secs(2)).await;
+        assert!(reply.closed && reply.bytes.is_empty(), "{:?}", reply.text());
+
+        // Closing a tunnel frees its slot.
+        first.close(None).await.expect("close");
+        drop(first);
+        let served = support::gateway::eventually(Duration::from_secs(3), || async {
+            let mut stream = TcpStream::connect(addr).await.expect("connect");
+            get_on(&mut stream, "/public/after").await == Some(200)
+        })
+        .await;
+        assert!(served, "slot not freed after the tunnel closed");
+        round_trip(&mut second, "still").await;
+    }
+
+    #[tokio::test]
+    async fn an_idle_tunnel_is_closed_after_idle_timeout_a_busy_one_is_not() {
+        let (_echo, gateway) = start("idle_timeout = \"600ms\"").await;
+        let mut busy = open(gateway.http_addr()).await;
+        let mut idle = open(gateway.http_addr()).await;
+        round_trip(&mut idle, "once").await;
+        let started = Instant::now();
+        // Traffic every 200 ms keeps the busy tunnel open past idle_timeout.
+        for i in 0..6 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            round_trip(&mut busy, &format!("tick {i}")).await;
+        }
+        assert!(started.elapsed() >= Duration::from_millis(1200));
+        assert!(
+            ends_within(&mut idle, Duration::from_millis(500)).await,
+            "idle tunnel still open after {:?} (idle_timeout 600ms)",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_drain_ends_tunnels() {
+        let (_echo, gateway) = start("shutdown_timeout = \"5s\"").await;
+        let mut ws = open(gateway.http_addr()).await;
+        round_trip(&mut ws, "before").await;
+        let started = Instant::now();
+        gateway.shutdown().await;
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "drain took {:?}",
+            started.elapsed()
+        );
+        assert!(
+            ends_within(&mut ws, Duration::from_secs(1)).await,
+            "tunnel still open after the drain"
+        );
+    }
+}
