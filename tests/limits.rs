@@ -608,3 +608,231 @@ mod tunnels {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Upstream request caps
+
+mod upstream_caps {
+    use super::*;
+    use bytes::Bytes;
+    use http::Request;
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    fn capped_config(server: &str, upstream: &str, echo: &Echo) -> String {
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+{server}
+
+[admin]
+listen = "127.0.0.1:0"
+
+[[upstreams]]
+name = "echo"
+url = "{echo}"
+{upstream}
+
+[[routes]]
+name = "public"
+path_prefix = "/public"
+upstream = "echo"
+public = true
+"#,
+            echo = echo.url("")
+        )
+    }
+
+    /// `n` concurrent GETs of `path` as streams of one h2c connection; their statuses and
+    /// `error` codes.
+    async fn h2_burst(addr: SocketAddr, path: &str, n: usize) -> Vec<(u16, String)> {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let (sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .expect("h2 handshake");
+        tokio::spawn(connection);
+        let mut tasks = Vec::new();
+        for _ in 0..n {
+            let mut sender = sender.clone();
+            let request = Request::get(format!("http://{addr}{path}"))
+                .body(Empty::<Bytes>::new())
+                .expect("request");
+            tasks.push(tokio::spawn(async move {
+                let response = sender.send_request(request).await.expect("response");
+                let status = response.status().as_u16();
+                let body = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .expect("body")
+                    .to_bytes();
+                let code = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|json| json["error"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                (status, code)
+            }));
+        }
+        let mut out = Vec::new();
+        for task in tasks {
+            out.push(
+                tokio::time::timeout(TIMEOUT, task)
+                    .await
+                    .expect("in time")
+                    .expect("task"),
+            );
+        }
+        out
+    }
+
+    fn count(results: &[(u16, String)], status: u16, code: &str) -> usize {
+        results
+            .iter()
+            .filter(|(s, c)| *s == status && c == code)
+            .count()
+    }
+
+    #[tokio::test]
+    async fn h2_streams_cannot_exceed_an_upstreams_request_cap() {
+        let echo = Echo::start().await;
+        let gateway = Gateway::from_toml(capped_config("", "max_concurrent_requests = 4", &echo))
+            .start()
+            .await;
+        let results = h2_burst(gateway.http_addr(), "/public/slow?ms=800", 20).await;
+        assert_eq!(count(&results, 200, ""), 4, "{results:?}");
+        assert_eq!(count(&results, 503, "unavailable"), 16, "{results:?}");
+        assert_eq!(echo.requests_seen().len(), 4);
+        let metrics = gateway.metrics().await;
+        assert!(
+            metrics.contains("authgate_upstream_requests_refused_total{upstream=\"echo\"} 16"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("authgate_upstream_requests_in_flight{upstream=\"echo\"} 0"));
+        // The places are free again.
+        assert_eq!(gateway.get("/public/after").await.status, 200);
+    }
+
+    #[tokio::test]
+    async fn the_global_cap_bounds_every_upstream_together() {
+        let echo = Echo::start().await;
+        let gateway = Gateway::from_toml(capped_config("max_upstream_requests = 3", "", &echo))
+            .start()
+            .await;
+        let results = h2_burst(gateway.http_addr(), "/public/slow?ms=800", 10).await;
+        assert_eq!(count(&results, 200, ""), 3, "{results:?}");
+        assert_eq!(count(&results, 503, "unavailable"), 7, "{results:?}");
+    }
+
+    #[tokio::test]
+    async fn a_streaming_response_holds_its_place_until_its_body_is_done() {
+        let echo = Echo::start().await;
+        let gateway = Gateway::from_toml(capped_config("", "max_concurrent_requests = 1", &echo))
+            .start()
+            .await;
+        let streaming = support::gateway::open(
+            gateway.http_addr(),
+            support::gateway::get("/public/chunks?n=3&ms=50&gate=1"),
+        )
+        .await;
+        assert_eq!(streaming.status(), 200);
+        gateway
+            .get("/public/refused")
+            .await
+            .assert_error(503, "unavailable");
+        echo.open_gate();
+        streaming.into_body().collect().await.expect("body");
+        let served = support::gateway::eventually(Duration::from_secs(3), || async {
+            gateway.get("/public/after").await.status == 200
+        })
+        .await;
+        assert!(served, "place not released after the body was done");
+    }
+
+    fn binary_config(max_connections: u64, echo: &Echo) -> String {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nmax_connections = {max_connections}\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n\
+             [[upstreams]]\nname = \"echo\"\nurl = \"{}\"\n\
+             [[routes]]\nname = \"public\"\npath_prefix = \"/public\"\nupstream = \"echo\"\npublic = true\n",
+            echo.url("")
+        )
+    }
+
+    /// Runs `authgate run` under `ulimit` settings; exit status (None: still running after
+    /// `within`, then killed) and stderr.
+    fn run_with_ulimit(ulimit: &str, config: &str, within: Duration) -> (Option<i32>, String) {
+        let dir = std::env::temp_dir().join(format!("authgate-fds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join(format!("{}.toml", ulimit.replace([' ', '-'], "_")));
+        std::fs::write(&path, config).expect("config");
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "{ulimit} && exec \"$0\" --log-format json run -c \"$1\"",
+            ))
+            .arg(env!("CARGO_BIN_EXE_authgate"))
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status.code();
+            }
+            if started.elapsed() > within {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+        }
+        (status, stderr)
+    }
+
+    #[tokio::test]
+    async fn run_refuses_limits_that_do_not_fit_the_descriptor_limit() {
+        let echo = Echo::start().await;
+        let (status, stderr) = run_with_ulimit(
+            "ulimit -n 512",
+            &binary_config(10_000, &echo),
+            Duration::from_secs(3),
+        );
+        assert_eq!(status, Some(1), "{stderr}");
+        assert!(stderr.contains("max_connections"), "{stderr}");
+        assert!(stderr.contains("512"), "{stderr}");
+    }
+
+    #[tokio::test]
+    async fn run_raises_the_soft_descriptor_limit_to_the_hard_one() {
+        let echo = Echo::start().await;
+        let hard = std::process::Command::new("sh")
+            .args(["-c", "ulimit -Hn"])
+            .output()
+            .expect("ulimit -Hn");
+        let hard = String::from_utf8_lossy(&hard.stdout).trim().to_owned();
+        let hard: u64 = match hard.parse() {
+            Ok(n) => n,
+            Err(_) => u64::MAX, // unlimited
+        };
+        // Fits the hard limit, not a soft limit of 512.
+        let max_connections = (hard - 2000).min(8000);
+        assert!(
+            max_connections > 1024,
+            "hard limit {hard} too low for this test"
+        );
+        let (status, stderr) = run_with_ulimit(
+            "ulimit -Sn 512",
+            &binary_config(max_connections, &echo),
+            Duration::from_secs(2),
+        );
+        assert_eq!(status, None, "exited early: {stderr}");
+    }
+}

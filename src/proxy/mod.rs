@@ -1,6 +1,7 @@
 //! Forwarding (SPEC §4): the authorized request goes to its upstream with the canonical path,
 //! bodies streamed both ways, WebSocket upgrades spliced after authorization.
 
+pub mod capacity;
 pub mod client;
 pub mod headers;
 
@@ -76,6 +77,12 @@ pub async fn forward(
         request.headers_mut().insert(HOST, upstream.host.clone());
     }
     let websocket = client_upgrade.is_some();
+    // A place under the upstream request caps, held until the response body is done.
+    let Some(permits) = upstream.capacity.try_take(&upstream.metrics.in_flight) else {
+        upstream.metrics.refused.inc();
+        tracing::warn!(upstream = %upstream.name, "upstream request refused: request cap reached");
+        return Err(Deny::UpstreamBusy);
+    };
 
     let limit = Instant::now() + upstream.timeout;
     let started = std::time::Instant::now();
@@ -96,18 +103,24 @@ pub async fn forward(
     };
 
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-    let tunnel = match (switching, client_upgrade) {
+    // The permits go with the tunnel, or with the response body.
+    let (tunnel, permits) = match (switching, client_upgrade) {
         (true, Some(client_upgrade)) => {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
-            Some(Tunnel::new(Box::pin(splice(
-                client_upgrade,
-                upstream_upgrade,
-            ))))
+            let splice = splice(client_upgrade, upstream_upgrade);
+            let tunnel = Tunnel::new(Box::pin(async move {
+                let _permits = permits;
+                splice.await;
+            }));
+            (Some(tunnel), None)
         }
-        (true, None) | (false, _) => None,
+        (true, None) | (false, _) => (None, Some(permits)),
     };
     headers::remove_hop_by_hop(response.headers_mut(), switching && websocket);
-    let mut response = response.map(boxed::<Incoming>);
+    let mut response = response.map(|body| match permits {
+        Some(permits) => hold(boxed::<Incoming>(body), permits),
+        None => boxed::<Incoming>(body),
+    });
     if let Some(tunnel) = tunnel {
         response.extensions_mut().insert(tunnel);
     }

@@ -6,6 +6,7 @@
 
 mod admin;
 mod conn;
+pub mod fds;
 mod io;
 mod reload;
 
