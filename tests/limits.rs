@@ -818,12 +818,10 @@ public = true
             .output()
             .expect("ulimit -Hn");
         let hard = String::from_utf8_lossy(&hard.stdout).trim().to_owned();
-        let hard: u64 = match hard.parse() {
-            Ok(n) => n,
-            Err(_) => u64::MAX, // unlimited
-        };
+        // "unlimited" does not parse.
+        let hard: u64 = hard.parse().unwrap_or(u64::MAX);
         // Fits the hard limit, not a soft limit of 512.
-        let max_connections = (hard - 2000).min(8000);
+        let max_connections = hard.saturating_sub(2000).min(8000);
         assert!(
             max_connections > 1024,
             "hard limit {hard} too low for this test"
@@ -835,4 +833,63 @@ public = true
         );
         assert_eq!(status, None, "exited early: {stderr}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Log floods
+
+#[tokio::test]
+async fn an_upstream_outage_logs_a_few_warnings_and_every_request() {
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port()
+    };
+    let (http, admin, closed) = (free_port(), free_port(), free_port());
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{http}\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+         [[upstreams]]\nname = \"down\"\nurl = \"http://127.0.0.1:{closed}\"\n\
+         [[routes]]\nname = \"public\"\npath_prefix = \"/public\"\nupstream = \"down\"\npublic = true\n"
+    );
+    let dir = std::env::temp_dir().join(format!("authgate-flood-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("flood.toml");
+    std::fs::write(&path, config).expect("config");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .args(["--log-format", "json", "run", "-c"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let addr: SocketAddr = format!("127.0.0.1:{http}").parse().expect("addr");
+    let up = support::gateway::eventually(Duration::from_secs(5), || async {
+        TcpStream::connect(addr).await.is_ok()
+    })
+    .await;
+    assert!(up, "gateway did not listen");
+    for _ in 0..40 {
+        let reply = support::gateway::send(addr, support::gateway::get("/public/x")).await;
+        assert_eq!(reply.status, 502);
+    }
+    let _ = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status();
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+    }
+    let _ = child.wait();
+    let warnings = stderr
+        .lines()
+        .filter(|l| l.contains("upstream request failed"))
+        .count();
+    let access = stderr
+        .lines()
+        .filter(|l| l.contains("authgate::access") || l.contains("\"request_id\""))
+        .count();
+    assert_eq!(warnings, 1, "{stderr}");
+    assert_eq!(access, 40, "{stderr}");
 }

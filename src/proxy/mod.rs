@@ -21,7 +21,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::deny::Deny;
-use crate::logging::error_chain;
+use crate::logging::{error_chain, Throttle};
 use crate::snapshot::Upstream;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -80,7 +80,10 @@ pub async fn forward(
     // A place under the upstream request caps, held until the response body is done.
     let Some(permits) = upstream.capacity.try_take(&upstream.metrics.in_flight) else {
         upstream.metrics.refused.inc();
-        tracing::warn!(upstream = %upstream.name, "upstream request refused: request cap reached");
+        static REFUSED: Throttle = Throttle::every_10s();
+        if let Some(suppressed) = REFUSED.admit() {
+            tracing::warn!(upstream = %upstream.name, suppressed, "upstream request refused: request cap reached");
+        }
         return Err(Deny::UpstreamBusy);
     };
 
@@ -97,7 +100,10 @@ pub async fn forward(
         Ok(Err(error)) => return Err(classify(upstream, &error)),
 
         Err(_) => {
-            tracing::warn!(upstream = %upstream.name, "upstream did not answer in time");
+            static SLOW: Throttle = Throttle::every_10s();
+            if let Some(suppressed) = SLOW.admit() {
+                tracing::warn!(upstream = %upstream.name, suppressed, "upstream did not answer in time");
+            }
             return Err(Deny::GatewayTimeout);
         }
     };
@@ -198,7 +204,10 @@ fn classify(upstream: &Upstream, error: &(dyn std::error::Error + 'static)) -> D
         tracing::debug!(upstream = %upstream.name, error = %error_chain(error), "client body failed");
         return Deny::InvalidRequest(crate::deny::InvalidRequest::Body);
     }
-    tracing::warn!(upstream = %upstream.name, error = %error_chain(error), "upstream request failed");
+    static FAILED: Throttle = Throttle::every_10s();
+    if let Some(suppressed) = FAILED.admit() {
+        tracing::warn!(upstream = %upstream.name, error = %error_chain(error), suppressed, "upstream request failed");
+    }
     Deny::BadGateway
 }
 

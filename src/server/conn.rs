@@ -21,9 +21,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::io::{clock_ms, expired, Activity, Expired, Timeouts, Watched};
+use super::io::{expired, Activity, Expired, Timeouts, Watched};
 use super::ServerState;
 use crate::http_head::HeadFlags;
+use crate::logging::Throttle;
 use crate::pipeline::{self, ClientCert, ConnInfo};
 use crate::proxy;
 use crate::snapshot::{ClientCertMode, ServerSettings, TlsSettings};
@@ -209,18 +210,12 @@ fn escape_rfc4514(value: &str) -> String {
     out
 }
 
-/// Logs a connection refused by `max_connections_per_client`, at most once per 10 s (a flood
-/// must not flood the log too).
+/// Logs a connection refused by `max_connections_per_client`, throttled (a flood must not
+/// flood the log too).
 fn refused_per_client(addr: std::net::IpAddr) {
-    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let now = clock_ms();
-    let last = LAST.load(Ordering::Relaxed);
-    if (last == 0 || now.saturating_sub(last) >= 10_000)
-        && LAST
-            .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
-        tracing::warn!(client = %addr, "connection refused: max_connections_per_client reached");
+    static REFUSED: Throttle = Throttle::every_10s();
+    if let Some(suppressed) = REFUSED.admit() {
+        tracing::warn!(client = %addr, suppressed, "connection refused: max_connections_per_client reached");
     }
 }
 
@@ -290,7 +285,11 @@ pub async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    tracing::warn!(listener = name, error = %error, "accept failed");
+                    // Out of descriptors, this repeats every backoff: throttled.
+                    static FAILED: Throttle = Throttle::every_10s();
+                    if let Some(suppressed) = FAILED.admit() {
+                        tracing::warn!(listener = name, error = %error, suppressed, "accept failed");
+                    }
                     tokio::time::sleep(super::ACCEPT_BACKOFF).await;
                     continue;
                 }
