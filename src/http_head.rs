@@ -85,9 +85,10 @@ impl HeadFlags {
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-/// Longest chunk-size line (size and extensions) followed; hyper refuses far shorter ones.
-const CHUNK_LINE_LIMIT: usize = 4096;
-/// Longest trailer section followed.
+/// Longest chunk-size line (size and extensions) followed: above hyper's 16 KiB limit on
+/// extensions, so the tracker never gives up on a body hyper accepts.
+const CHUNK_LINE_LIMIT: usize = 32 * 1024;
+/// Longest trailer section followed (hyper's limit is 16 KiB).
 const TRAILER_LIMIT: usize = 64 * 1024;
 
 const H2_HEADERS: u8 = 0x1;
@@ -459,16 +460,18 @@ fn body_framing(head: &[u8], max_headers: usize) -> BodyFraming {
                 .unwrap_or_default();
             chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if header.name.eq_ignore_ascii_case("content-length") {
-            let Some(value) = std::str::from_utf8(header.value)
-                .ok()
-                .and_then(|text| text.trim().parse::<u64>().ok())
-            else {
-                return BodyFraming::Unknown;
-            };
-            if length.is_some_and(|seen| seen != value) {
-                return BodyFraming::Unknown;
+            // As hyper reads it: a list of equal decimal values, in one field or several.
+            for item in header.value.split(|&b| b == b',') {
+                let digits = item.trim_ascii();
+                let value = (!digits.is_empty() && digits.iter().all(u8::is_ascii_digit))
+                    .then(|| std::str::from_utf8(digits).ok()?.parse::<u64>().ok())
+                    .flatten();
+                match (value, length) {
+                    (Some(value), None) => length = Some(value),
+                    (Some(value), Some(seen)) if value == seen => {}
+                    (Some(_), Some(_)) | (None, _) => return BodyFraming::Unknown,
+                }
             }
-            length = Some(value);
         }
     }
     match (chunked, length) {
@@ -525,7 +528,7 @@ mod tests {
         let stream: &[u8] = b"\r\nPOST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
 GET /b HTTP/1.1\nHost: x\n\n\
 POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\nX-T: 1\r\n\r\n\
-GET /d HTTP/1.1\r\n\r\nGET /e";
+PUT /d HTTP/1.1\r\nContent-Length: 2, 2\r\n\r\nokGET /e";
         for step in [1, 2, 3, 7, 64, stream.len()] {
             let mut framing = Framing::new(64 * 1024, 100);
             let progress = feed_all(&mut framing, stream, step);
@@ -582,6 +585,8 @@ GET /d HTTP/1.1\r\n\r\nGET /e";
         for bytes in [
             &b"POST /a HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"[..],
             b"POST /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nContent-Length: 1, 2\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nContent-Length: +1\r\n\r\n",
             b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
             b"\x00\x01 garbage\r\n\r\n",
         ] {
