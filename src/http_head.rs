@@ -16,10 +16,15 @@
 //!   when Transfer-Encoding is present (it overrides Content-Length, RFC 9112 §6.3), else
 //!   Content-Length, else none. Chunk sizes are read with `httparse::parse_chunk_size`.
 //!   Every byte is scanned once (a head dripped a byte at a time costs linear time).
-//! - HTTP/2: only the 9-byte frame headers are read (length, type, flags; RFC 9113 §4.1);
+//! - HTTP/2: the 9-byte frame headers are read (length, type, flags; RFC 9113 §4.1); other
 //!   payloads are skipped. A header block starts with the first byte of a HEADERS frame and
 //!   ends with the frame carrying END_HEADERS (HEADERS or CONTINUATION, §6.10). A trailer
-//!   block is timed like a head.
+//!   block is timed like a head. Header blocks are also HPACK-decoded, by the `h2` crate's
+//!   own frame codec (the decoder hyper's server runs, so both always agree on the dynamic
+//!   table), for one thing the parser hides: `http::Uri` cuts a `:path` at `#` silently, and
+//!   SPEC §3 refuses a raw `#` over HTTP/2 as over HTTP/1. Each such `:path` is reported as a
+//!   [`Fragment`]: the method and the target as the parser will present it (cut at `#`).
+//!   If the codec fails, hyper's fails the same way and closes the connection.
 //! - Anything the tracker cannot follow (a head or chunk line that does not parse, a transfer
 //!   coding hyper refuses, an oversized head) makes it give up: [`Framing::tracking`] turns
 //!   false and the connection is then timed by `idle_timeout` alone. Each such case is one
@@ -95,9 +100,19 @@ const H2_HEADERS: u8 = 0x1;
 const H2_CONTINUATION: u8 = 0x9;
 const H2_END_HEADERS: u8 = 0x4;
 
+/// An HTTP/2 request whose `:path` held a raw `#`: the method and the target cut at `#`, as
+/// hyper presents the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fragment {
+    pub method: Option<http::Method>,
+    pub target: String,
+}
+
 /// What one [`Framing::feed`] saw.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Progress {
+    /// HTTP/2 requests whose `:path` held a raw `#`.
+    pub fragments: Vec<Fragment>,
     /// Heads (HTTP/1) or header blocks (HTTP/2) completed.
     pub heads: u32,
     /// The flags of the connection's first HTTP/1 head, when it completed in this call.
@@ -113,6 +128,8 @@ pub struct Framing {
     head_limit: usize,
     /// Header slots for parsing a head (hyper refuses more headers).
     max_headers: usize,
+    /// HTTP/2 header list size limit (as configured for hyper).
+    max_header_list: usize,
     heads_seen: u64,
 }
 
@@ -165,6 +182,93 @@ struct H2 {
     frame_since: u64,
     /// When the header block in progress started (its HEADERS frame's first byte).
     block_since: Option<u64>,
+    max_header_list: usize,
+    /// Decodes header blocks (created with the first one); `None` inside once it failed.
+    decoder: Option<Box<BlockDecoder>>,
+    decoder_failed: bool,
+}
+
+/// In-memory input of the header block decoder.
+#[derive(Default)]
+struct Feed(bytes::BytesMut);
+
+impl tokio::io::AsyncRead for Feed {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.0.is_empty() {
+            return std::task::Poll::Pending;
+        }
+        let n = buf.remaining().min(self.0.len());
+        let chunk = self.0.split_to(n);
+        buf.put_slice(&chunk);
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncWrite for Feed {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// The `h2` frame codec over the header-block frames of one connection (see the module doc).
+struct BlockDecoder(h2::Codec<Feed, bytes::Bytes>);
+
+impl BlockDecoder {
+    fn new(max_header_list: usize) -> BlockDecoder {
+        let mut codec = h2::Codec::new(Feed::default());
+        codec.set_max_recv_header_list_size(max_header_list);
+        BlockDecoder(codec)
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.0.get_mut().0.extend_from_slice(bytes);
+    }
+
+    /// Decodes the complete frames pushed so far; `Err` once the codec failed.
+    fn decode(&mut self, fragments: &mut Vec<Fragment>) -> Result<(), ()> {
+        use futures_util::Stream;
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        loop {
+            match std::pin::Pin::new(&mut self.0).poll_next(&mut cx) {
+                std::task::Poll::Ready(Some(Ok(h2::frame::Frame::Headers(headers)))) => {
+                    let (pseudo, _) = headers.into_parts();
+                    if let Some((target, _)) =
+                        pseudo.path.as_deref().and_then(|p| p.split_once('#'))
+                    {
+                        fragments.push(Fragment {
+                            method: pseudo.method,
+                            target: target.to_owned(),
+                        });
+                    }
+                }
+                std::task::Poll::Ready(Some(Ok(_))) => {}
+                std::task::Poll::Ready(Some(Err(_)) | None) => return Err(()),
+                std::task::Poll::Pending => return Ok(()),
+            }
+        }
+    }
 }
 
 /// How the body of a parsed head is framed.
@@ -176,7 +280,7 @@ enum BodyFraming {
 }
 
 impl Framing {
-    pub fn new(head_limit: usize, max_headers: usize) -> Framing {
+    pub fn new(head_limit: usize, max_headers: usize, max_header_list: usize) -> Framing {
         Framing {
             state: State::Detect {
                 matched: 0,
@@ -184,6 +288,7 @@ impl Framing {
             },
             head_limit,
             max_headers: max_headers.max(1),
+            max_header_list,
             heads_seen: 0,
         }
     }
@@ -226,7 +331,10 @@ impl Framing {
                     if rest[..n] == want[..n] {
                         *matched += n;
                         if *matched == PREFACE.len() {
-                            self.state = State::H2(H2::default());
+                            self.state = State::H2(H2 {
+                                max_header_list: self.max_header_list,
+                                ..H2::default()
+                            });
                         }
                         &rest[n..]
                     } else {
@@ -391,6 +499,7 @@ impl Framing {
 
 impl Progress {
     fn merge(&mut self, other: Progress) {
+        self.fragments.extend(other.fragments);
         self.heads += other.heads;
         self.first_head = self.first_head.or(other.first_head);
         self.active |= other.active;
@@ -411,6 +520,10 @@ impl H2 {
             if self.have >= 4 && self.header[3] == H2_HEADERS && self.block_since.is_none() {
                 self.block_since = Some(self.frame_since);
             }
+            if self.have == 9 && self.is_block_frame() {
+                let header = self.header;
+                self.decode_push(&header);
+            }
             if self.have == 9 {
                 self.remaining =
                     u32::from_be_bytes([0, self.header[0], self.header[1], self.header[2]]);
@@ -421,6 +534,9 @@ impl H2 {
             return &bytes[n..];
         }
         let n = bytes.len().min(self.remaining as usize);
+        if self.is_block_frame() {
+            self.decode_push(&bytes[..n]);
+        }
         self.remaining -= n as u32;
         if self.remaining == 0 {
             self.frame_complete(progress);
@@ -428,8 +544,27 @@ impl H2 {
         &bytes[n..]
     }
 
+    fn is_block_frame(&self) -> bool {
+        matches!(self.header[3], H2_HEADERS | H2_CONTINUATION) && !self.decoder_failed
+    }
+
+    fn decode_push(&mut self, bytes: &[u8]) {
+        let max_header_list = self.max_header_list;
+        self.decoder
+            .get_or_insert_with(|| Box::new(BlockDecoder::new(max_header_list)))
+            .push(bytes);
+    }
+
     fn frame_complete(&mut self, progress: &mut Progress) {
         progress.active = true;
+        if self.is_block_frame() {
+            if let Some(decoder) = self.decoder.as_mut() {
+                if decoder.decode(&mut progress.fragments).is_err() {
+                    self.decoder = None;
+                    self.decoder_failed = true;
+                }
+            }
+        }
         let (kind, flags) = (self.header[3], self.header[4]);
         if matches!(kind, H2_HEADERS | H2_CONTINUATION)
             && flags & H2_END_HEADERS != 0
@@ -530,7 +665,7 @@ GET /b HTTP/1.1\nHost: x\n\n\
 POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\nX-T: 1\r\n\r\n\
 PUT /d HTTP/1.1\r\nContent-Length: 2, 2\r\n\r\nokGET /e";
         for step in [1, 2, 3, 7, 64, stream.len()] {
-            let mut framing = Framing::new(64 * 1024, 100);
+            let mut framing = Framing::new(64 * 1024, 100, 65536);
             let progress = feed_all(&mut framing, stream, step);
             assert_eq!(progress.heads, 4, "step {step}");
             assert_eq!(progress.first_head, Some(HeadFlags(0)), "step {step}");
@@ -549,7 +684,7 @@ PUT /d HTTP/1.1\r\nContent-Length: 2, 2\r\n\r\nokGET /e";
             bytes.extend_from_slice(
                 b"POST /a#f HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
             );
-            let mut framing = Framing::new(64 * 1024, 100);
+            let mut framing = Framing::new(64 * 1024, 100, 65536);
             let progress = framing.feed(&bytes, 0);
             assert_eq!(
                 progress.first_head,
@@ -568,7 +703,7 @@ PUT /d HTTP/1.1\r\nContent-Length: 2, 2\r\n\r\nokGET /e";
             head.extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
         }
         head.extend_from_slice(b"\r\n");
-        let mut framing = Framing::new(64 * 1024, 2000);
+        let mut framing = Framing::new(64 * 1024, 2000, 65536);
         let started = std::time::Instant::now();
         let progress = feed_all(&mut framing, &head, 1);
         assert_eq!(progress.heads, 1);
@@ -590,7 +725,7 @@ PUT /d HTTP/1.1\r\nContent-Length: 2, 2\r\n\r\nokGET /e";
             b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
             b"\x00\x01 garbage\r\n\r\n",
         ] {
-            let mut framing = Framing::new(64 * 1024, 100);
+            let mut framing = Framing::new(64 * 1024, 100, 65536);
             framing.feed(bytes, 0);
             assert!(!framing.tracking(), "{:?}", String::from_utf8_lossy(bytes));
         }
@@ -605,7 +740,7 @@ PUT /d HTTP/1.1\r\nContent-Length: 2, 2\r\n\r\nokGET /e";
 
     #[test]
     fn http2_header_blocks_are_timed_from_their_first_byte() {
-        let mut framing = Framing::new(64 * 1024, 100);
+        let mut framing = Framing::new(64 * 1024, 100, 65536);
         let mut hello = PREFACE.to_vec();
         hello.extend(frame(4, 0, &[]));
         let progress = framing.feed(&hello, 1);
@@ -638,7 +773,7 @@ PUT /d HTTP/1.1\r\nContent-Length: 2, 2\r\n\r\nokGET /e";
 
     #[test]
     fn a_tunnel_is_all_activity() {
-        let mut framing = Framing::new(64 * 1024, 100);
+        let mut framing = Framing::new(64 * 1024, 100, 65536);
         framing.feed(b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", 0);
         framing.tunnel();
         let progress = framing.feed(b"\x81\x05hello", 1);

@@ -262,6 +262,42 @@ async fn h2_bytes_that_complete_no_frame_do_not_keep_a_connection_alive() {
     );
 }
 
+#[tokio::test]
+async fn h2_a_path_with_a_raw_hash_is_refused_as_over_http1() {
+    let (echo, gateway) = start("").await;
+    let mut conn = h2::Raw::connect(gateway.http_addr()).await;
+    // First request, literal :path.
+    conn.stream
+        .write_all(&h2::headers_frame(1, "/public/a#frag", true))
+        .await
+        .expect("write");
+    assert_eq!(conn.status(1, TIMEOUT).await, Some(400));
+    // A later request, :path added to the dynamic table, then one taken from it.
+    conn.stream
+        .write_all(&h2::headers_frame(3, "/public/ok", true))
+        .await
+        .expect("write");
+    assert_eq!(conn.status(3, TIMEOUT).await, Some(200));
+    conn.stream
+        .write_all(&h2::indexed_path_frame(5, Some("/public/b?q=1#x")))
+        .await
+        .expect("write");
+    assert_eq!(conn.status(5, TIMEOUT).await, Some(400));
+    conn.stream
+        .write_all(&h2::indexed_path_frame(7, None))
+        .await
+        .expect("write");
+    assert_eq!(conn.status(7, TIMEOUT).await, Some(400));
+    // Control: the same path without the fragment is served.
+    conn.stream
+        .write_all(&h2::headers_frame(9, "/public/b?q=1", true))
+        .await
+        .expect("write");
+    assert_eq!(conn.status(9, TIMEOUT).await, Some(200));
+    let seen: Vec<String> = echo.requests_seen().into_iter().map(|s| s.path).collect();
+    assert_eq!(seen, ["/public/ok", "/public/b?q=1"]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Drain
 
@@ -402,6 +438,22 @@ mod h2 {
         literal(&mut block, ":authority", "t");
         let flags = END_HEADERS | if end_stream { END_STREAM } else { 0 };
         frame(HEADERS, flags, stream, &block)
+    }
+
+    /// A GET header block whose `:path` is added to the HPACK dynamic table (RFC 7541
+    /// §6.2.1), or taken from it (`indexed`: dynamic index 62, the newest entry).
+    pub fn indexed_path_frame(stream: u32, path: Option<&str>) -> Vec<u8> {
+        let mut block = vec![0x82, 0x86];
+        match path {
+            Some(path) => {
+                block.push(0x44); // literal with incremental indexing, name :path (static 4)
+                block.push(path.len() as u8);
+                block.extend_from_slice(path.as_bytes());
+            }
+            None => block.push(0x80 | 62),
+        }
+        literal(&mut block, ":authority", "t");
+        frame(HEADERS, END_HEADERS | END_STREAM, stream, &block)
     }
 
     pub struct Raw {

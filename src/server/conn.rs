@@ -21,7 +21,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::io::{expired, Activity, Expired, Timeouts, Watched};
+use super::io::{expired, Activity, Expired, FramingLimits, Timeouts, Watched};
 use super::ServerState;
 use crate::http_head::HeadFlags;
 use crate::logging::Throttle;
@@ -328,9 +328,12 @@ async fn serve_connection(
     let local = stream.local_addr().unwrap_or(peer);
     let activity = Activity::new();
     let settings = state.shared.load().server.clone();
-    // hyper's HTTP/1 read buffer: a longer head is refused there.
-    let head_limit = settings.max_header_bytes.max(8192) + 1;
-    let max_headers = settings.max_headers;
+    let limits = FramingLimits {
+        // hyper's HTTP/1 read buffer: a longer head is refused there.
+        head: settings.max_header_bytes.max(8192) + 1,
+        headers: settings.max_headers,
+        header_list: settings.max_header_bytes,
+    };
     match tls {
         None => {
             let conn = ConnInfo {
@@ -342,7 +345,7 @@ async fn serve_connection(
             // Boxed (here and below): the task then holds a pointer, not the largest of the
             // plaintext and TLS connection states; it keeps idle connections small.
             Box::pin(serve_http(
-                TokioIo::new(Watched::new(stream, &activity, head_limit, max_headers)),
+                TokioIo::new(Watched::new(stream, &activity, limits)),
                 conn,
                 activity,
                 settings,
@@ -384,7 +387,7 @@ async fn serve_connection(
                 client_cert,
             };
             Box::pin(serve_http(
-                TokioIo::new(Watched::new(stream, &activity, head_limit, max_headers)),
+                TokioIo::new(Watched::new(stream, &activity, limits)),
                 conn,
                 activity,
                 settings,
@@ -452,7 +455,14 @@ async fn serve_http<I>(
             let exchange = activity.exchange();
             let mut request = request;
             let first = activity.requests.fetch_add(1, Ordering::Relaxed) == 0;
-            let flags = activity.head_flags(first);
+            let mut flags = activity.head_flags(first);
+            // HTTP/2: a `:path` the parser cut at `#` (SPEC §3 refuses a raw `#`).
+            if request.version() == http::Version::HTTP_2 {
+                let target = request.uri().path_and_query().map_or("", |pq| pq.as_str());
+                if activity.take_fragment(request.method(), target) {
+                    flags = HeadFlags::from_bits(flags.bits() | HeadFlags::FRAGMENT);
+                }
+            }
             if flags != HeadFlags::default() {
                 request.extensions_mut().insert(flags);
             }

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
-use crate::http_head::{Framing, HeadFlags};
+use crate::http_head::{Fragment, Framing, HeadFlags};
 use crate::proxy::TunnelFuture;
 
 /// Milliseconds since the first call: a cheap shared clock for idle tracking.
@@ -66,6 +66,8 @@ pub struct Activity {
     /// A 101 was answered: the connection is a tunnel.
     tunnel: AtomicBool,
     tunnel_future: Mutex<Option<TunnelFuture>>,
+    /// HTTP/2 requests whose `:path` held a raw `#`, until their request arrives.
+    fragments: Mutex<Vec<Fragment>>,
     /// Wakes the timer when a deadline may have moved earlier.
     changed: Notify,
 }
@@ -147,6 +149,19 @@ impl Activity {
         }
     }
 
+    /// Whether this HTTP/2 request's `:path` held a raw `#` (which the parser cut): the
+    /// oldest matching report of the framing tracker, consumed.
+    pub fn take_fragment(&self, method: &http::Method, target: &str) -> bool {
+        let mut fragments = self
+            .fragments
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let found = fragments.iter().position(|fragment| {
+            fragment.target == target && fragment.method.as_ref().is_none_or(|m| m == method)
+        });
+        found.map(|index| fragments.remove(index)).is_some()
+    }
+
     /// Hands the connection a tunnel to run once hyper releases it (after the 101).
     pub fn set_tunnel(&self, tunnel: TunnelFuture) {
         *self
@@ -225,6 +240,21 @@ pub async fn expired(activity: &Activity, timeouts: Timeouts) -> Expired {
     }
 }
 
+/// hyper's limits, which the framing tracker follows (past them hyper refuses the request).
+#[derive(Debug, Clone, Copy)]
+pub struct FramingLimits {
+    /// Longest HTTP/1 head.
+    pub head: usize,
+    /// Most HTTP/1 header fields.
+    pub headers: usize,
+    /// HTTP/2 header list size.
+    pub header_list: usize,
+}
+
+/// Most HTTP/2 `#` targets remembered per connection until their request arrives (a stream
+/// hyper refuses never does; the oldest are forgotten).
+const FRAGMENTS_KEPT: usize = 64;
+
 /// Wraps a client connection's (decrypted) stream: every read goes through the framing
 /// tracker, every write marks activity (see the module doc).
 pub struct Watched<T> {
@@ -234,17 +264,11 @@ pub struct Watched<T> {
 }
 
 impl<T> Watched<T> {
-    /// `head_limit` and `max_headers` are hyper's limits: past them it refuses the request.
-    pub fn new(
-        inner: T,
-        activity: &Arc<Activity>,
-        head_limit: usize,
-        max_headers: usize,
-    ) -> Watched<T> {
+    pub fn new(inner: T, activity: &Arc<Activity>, limits: FramingLimits) -> Watched<T> {
         Watched {
             inner,
             activity: Arc::clone(activity),
-            framing: Framing::new(head_limit, max_headers),
+            framing: Framing::new(limits.head, limits.headers, limits.header_list),
         }
     }
 
@@ -261,6 +285,15 @@ impl<T> Watched<T> {
         }
         let before = self.framing.head_since();
         let progress = self.framing.feed(bytes, clock_ms());
+        if !progress.fragments.is_empty() {
+            let mut fragments = activity
+                .fragments
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            fragments.extend(progress.fragments);
+            let excess = fragments.len().saturating_sub(FRAGMENTS_KEPT);
+            fragments.drain(..excess);
+        }
         if let Some(flags) = progress.first_head {
             activity.first_head.store(flags.bits(), Ordering::Relaxed);
         }
