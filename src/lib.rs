@@ -22,6 +22,8 @@
 //! - [`routing`], [`network`], [`auth`]: the steps of the pipeline;
 //! - [`proxy`]: header rewriting and forwarding;
 //! - [`server`]: listeners, TLS, admin endpoints, reload, shutdown;
+//! - [`http_head`]: request framing as it arrives, for the connection timers and the checks
+//!   of what the HTTP parser hides;
 //! - [`metrics`], [`access_log`]: what operators see;
 //! - [`demo`], [`explain`]: the newcomer path.
 

@@ -600,6 +600,32 @@ PUT /d HTTP/1.1\r\nContent-Length: 2, 2\r\n\r\nokGET /e";
     }
 
     #[test]
+    fn http2_paths_with_a_raw_hash_are_reported_across_continuation_frames() {
+        let mut framing = Framing::new(64 * 1024, 100, 65536);
+        framing.feed(PREFACE, 0);
+        // :method GET, :scheme http, :path literal (not indexed), split over two frames.
+        let path = b"/a?q#frag";
+        let mut block = vec![0x82, 0x86, 0x04, path.len() as u8];
+        block.extend_from_slice(path);
+        let mut bytes = frame(1, 0x1, &block[..5]); // END_STREAM, no END_HEADERS
+        bytes.extend(frame(9, 0x4, &block[5..]));
+        let mut fragments = Vec::new();
+        for byte in &bytes {
+            fragments.extend(framing.feed(std::slice::from_ref(byte), 1).fragments);
+        }
+        assert_eq!(
+            fragments,
+            [Fragment {
+                method: Some(http::Method::GET),
+                target: "/a?q".into(),
+            }]
+        );
+        // A clean path reports nothing.
+        let block = [0x82, 0x86, 0x84]; // :path "/" (static 4)
+        assert!(framing.feed(&frame(1, 0x5, &block), 2).fragments.is_empty());
+    }
+
+    #[test]
     fn a_tunnel_is_all_activity() {
         let mut framing = Framing::new(64 * 1024, 100, 65536);
         framing.feed(b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", 0);
