@@ -37,6 +37,9 @@ pub enum Deny {
     BadGateway,
     /// 503: an issuer has no usable key set yet.
     Unavailable,
+    /// 503: the upstream requests in flight are at their cap (`max_upstream_requests`, an
+    /// upstream's `max_concurrent_requests`).
+    UpstreamBusy,
     /// 504: the upstream or the request deadline ran out.
     GatewayTimeout,
 }
@@ -76,7 +79,7 @@ impl Deny {
             Deny::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Deny::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Deny::BadGateway => StatusCode::BAD_GATEWAY,
-            Deny::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Deny::Unavailable | Deny::UpstreamBusy => StatusCode::SERVICE_UNAVAILABLE,
             Deny::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -95,7 +98,7 @@ impl Deny {
             Deny::MethodNotAllowed(_) => "method_not_allowed",
             Deny::PayloadTooLarge => "payload_too_large",
             Deny::BadGateway => "bad_gateway",
-            Deny::Unavailable => "unavailable",
+            Deny::Unavailable | Deny::UpstreamBusy => "unavailable",
             Deny::GatewayTimeout => "gateway_timeout",
         }
     }
@@ -131,6 +134,7 @@ impl Deny {
             Deny::PayloadTooLarge => "the request body is too large",
             Deny::BadGateway => "the upstream could not be reached",
             Deny::Unavailable => "the token issuer's keys are not available yet",
+            Deny::UpstreamBusy => "the upstream has too many requests in flight",
             Deny::GatewayTimeout => "the upstream did not answer in time",
         }
     }
@@ -174,7 +178,7 @@ impl Deny {
             Deny::MethodNotAllowed(allow) => {
                 headers.insert(ALLOW, allow.clone());
             }
-            Deny::Unavailable => {
+            Deny::Unavailable | Deny::UpstreamBusy => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
             }
             Deny::InvalidRequest(_)
@@ -229,6 +233,7 @@ mod tests {
             (Deny::PayloadTooLarge, 413, "payload_too_large"),
             (Deny::BadGateway, 502, "bad_gateway"),
             (Deny::Unavailable, 503, "unavailable"),
+            (Deny::UpstreamBusy, 503, "unavailable"),
             (Deny::GatewayTimeout, 504, "gateway_timeout"),
         ];
         for (deny, status, code) in cases {

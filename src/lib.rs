@@ -23,6 +23,8 @@
 //! - [`proxy`]: header rewriting and forwarding;
 //! - [`server`]: listeners, TLS, admin endpoints, reload, shutdown;
 //! - [`tls`]: PEM files, trust roots and the listener's rustls config (one loader for all);
+//! - [`http_head`]: request framing as it arrives, for the connection timers and the checks
+//!   of what the HTTP parser hides;
 //! - [`metrics`], [`access_log`]: what operators see;
 //! - [`demo`], [`explain`]: the newcomer path.
 
@@ -33,6 +35,7 @@ pub mod demo;
 pub mod deny;
 pub mod explain;
 pub mod header_names;
+pub mod http_head;
 pub mod logging;
 pub mod metrics;
 pub mod network;

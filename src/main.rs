@@ -159,6 +159,8 @@ async fn run(path: PathBuf) -> Result<(), Failure> {
     let snapshot = origin
         .load(&metrics, None)
         .map_err(|e| Failure::Input(e.into()))?;
+    let fds = server::fds::raise_and_check(&snapshot).map_err(|e| Failure::Input(e.into()))?;
+    tracing::debug!(limit = fds, "file descriptor limit");
     metrics.config_loaded(true);
     let bound = server::bind(origin, snapshot, metrics)
         .await

@@ -46,6 +46,8 @@ pub struct Metrics {
     auth_decisions: IntCounterVec,
     request_duration: HistogramVec,
     upstream_duration: HistogramVec,
+    upstream_in_flight: IntGaugeVec,
+    upstream_refused: IntCounterVec,
     jwks_refresh: IntCounterVec,
     jwks_unknown_kid: IntCounterVec,
     jwks_keys: IntGaugeVec,
@@ -174,6 +176,18 @@ impl Metrics {
                 "Time the upstream took to answer with response headers.",
                 "upstream",
             ),
+            upstream_in_flight: gauge_vec(
+                r,
+                "authgate_upstream_requests_in_flight",
+                "Requests in flight to an upstream, until their response body is done.",
+                &["upstream"],
+            ),
+            upstream_refused: counter_vec(
+                r,
+                "authgate_upstream_requests_refused_total",
+                "Requests answered 503 because an upstream request cap was reached.",
+                &["upstream"],
+            ),
             jwks_refresh: counter_vec(
                 r,
                 "authgate_jwks_refresh_total",
@@ -259,6 +273,8 @@ impl Metrics {
     pub fn upstream(&self, name: &str) -> UpstreamMetrics {
         UpstreamMetrics {
             duration: self.upstream_duration.with_label_values(&[name]),
+            in_flight: self.upstream_in_flight.with_label_values(&[name]),
+            refused: self.upstream_refused.with_label_values(&[name]),
         }
     }
 
@@ -406,6 +422,10 @@ impl RouteMetrics {
 #[derive(Clone)]
 pub struct UpstreamMetrics {
     pub duration: Histogram,
+    /// Requests in flight to the upstream (holding a place under its caps).
+    pub in_flight: IntGauge,
+    /// Requests refused because a cap was reached.
+    pub refused: IntCounter,
 }
 
 /// Status codes as label text without allocating: one table of their texts, built once.

@@ -26,11 +26,11 @@ use crate::auth::jwt::{self, TokenError, Unverified};
 use crate::auth::scopes;
 use crate::deny::{Deny, InvalidRequest};
 use crate::header_names::X_REQUEST_ID;
+pub use crate::http_head::HeadFlags;
 use crate::network::client_addr;
 pub use crate::network::mtls::ClientCert;
 use crate::proxy::{self, headers, Body};
 use crate::routing::{canonicalize, request_host, Lookup, PathError, RequestHost};
-pub use crate::server::HeadFlags;
 use crate::snapshot::{Route, Shared, Snapshot};
 
 /// Facts about the client connection, captured once at accept time.

@@ -18,6 +18,7 @@ use crate::auth::jwks::{KeyStore, RefreshPolicy};
 use crate::auth::jwt::TokenPolicy;
 use crate::metrics::{Metrics, RouteMetrics, UpstreamMetrics};
 use crate::network::CidrSet;
+use crate::proxy::capacity::UpstreamCapacity;
 use crate::proxy::client::UpstreamClient;
 use crate::routing::{RouteSpec, RouteTable};
 pub use crate::tls::server::ClientCertMode;
@@ -65,6 +66,7 @@ pub struct ServerSettings {
     pub max_connections: usize,
     pub max_connections_per_client: usize,
     pub http2_max_concurrent_streams: u32,
+    pub max_upstream_requests: usize,
     pub shutdown_timeout: Duration,
 }
 
@@ -154,6 +156,8 @@ pub struct Upstream {
     pub preserve_host: bool,
     pub timeout: Duration,
     pub client: Arc<UpstreamClient>,
+    /// Caps on the requests in flight (shared with the previous snapshot when unchanged).
+    pub capacity: UpstreamCapacity,
     pub metrics: UpstreamMetrics,
 }
 

@@ -20,6 +20,7 @@ use crate::auth::cache::TokenCache;
 use crate::logging::error_chain;
 use crate::metrics::Metrics;
 use crate::network::{allowlist, CidrSet};
+use crate::proxy::capacity::{Capacity, UpstreamCapacity};
 use crate::proxy::client::{ClientIdentity, UpstreamClient};
 use crate::proxy::host_value;
 use crate::routing::{canonicalize, HostPattern, RouteSpec, RouteTable};
@@ -198,6 +199,11 @@ pub fn compile(config: &raw::Config, context: CompileContext<'_>) -> Result<Snap
             100,
         )?)
         .unwrap_or(u32::MAX),
+        max_upstream_requests: positive(
+            &s.max_upstream_requests,
+            "server.max_upstream_requests",
+            1024,
+        )? as usize,
         shutdown_timeout: duration(&s.shutdown_timeout, Duration::from_secs(30)),
     };
     for (key, value) in [
@@ -248,7 +254,13 @@ pub fn compile(config: &raw::Config, context: CompileContext<'_>) -> Result<Snap
     claim_header_names.dedup();
 
     // [[upstreams]]
-    let upstreams = compile_upstreams(&ctx, &config.upstreams, previous, &metrics)?;
+    let upstreams = compile_upstreams(
+        &ctx,
+        &config.upstreams,
+        previous,
+        &metrics,
+        server.max_upstream_requests,
+    )?;
 
     // [[routes]]
     if config.routes.is_empty() {
@@ -394,8 +406,18 @@ fn compile_upstreams(
     raws: &[Spanned<raw::Upstream>],
     previous: Option<&Snapshot>,
     metrics: &Metrics,
+    max_upstream_requests: usize,
 ) -> Result<Vec<Upstream>, ConfigError> {
     let mut upstreams: Vec<Upstream> = Vec::with_capacity(raws.len());
+    // One global cap for every upstream, carried over a reload that keeps its size.
+    let previous_upstreams = previous.into_iter().flat_map(|p| p.upstreams.iter());
+    let global = Capacity::carried(
+        previous_upstreams
+            .clone()
+            .next()
+            .map(|upstream| &upstream.capacity.global),
+        max_upstream_requests,
+    );
     for (index, spanned) in raws.iter().enumerate() {
         let raw = spanned.get_ref();
         let key = |field: &str| format!("upstreams[{index}].{field}");
@@ -460,7 +482,28 @@ fn compile_upstreams(
                 UpstreamClient::new(identity).map_err(|m| ctx.at(key("ca_file"), spanned, m))?,
             ),
         };
+        let own = match &raw.max_concurrent_requests {
+            Some(value) if *value.get_ref() == 0 => {
+                return Err(ctx.at(
+                    key("max_concurrent_requests"),
+                    value,
+                    "must be greater than 0",
+                ))
+            }
+            Some(value) => Some(Capacity::carried(
+                previous_upstreams
+                    .clone()
+                    .find(|upstream| upstream.name == name)
+                    .and_then(|upstream| upstream.capacity.own.as_ref()),
+                *value.get_ref() as usize,
+            )),
+            None => None,
+        };
         upstreams.push(Upstream {
+            capacity: UpstreamCapacity {
+                global: Arc::clone(&global),
+                own,
+            },
             name: name.to_owned(),
             host: host_value(&authority),
             scheme,

@@ -53,6 +53,8 @@ pub struct Server {
     pub max_connections_per_client: Option<S<u64>>,
     /// Most concurrent HTTP/2 streams per connection. Default 100.
     pub http2_max_concurrent_streams: Option<S<u64>>,
+    /// Most requests in flight to all upstreams together. Default 1024.
+    pub max_upstream_requests: Option<S<u64>>,
     /// How long SIGTERM waits for in-flight requests. Default 30s.
     pub shutdown_timeout: Option<S<Dur>>,
     /// Most verified tokens kept in the token cache (entries). Default 10000.
@@ -188,6 +190,8 @@ pub struct Upstream {
     pub max_response_header_bytes: Option<S<u64>>,
     /// Extra PEM roots for an https upstream.
     pub ca_file: Option<S<EnvString>>,
+    /// Most requests in flight to this upstream. Default: only `max_upstream_requests`.
+    pub max_concurrent_requests: Option<S<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

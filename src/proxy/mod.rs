@@ -1,9 +1,14 @@
 //! Forwarding (SPEC §4): the authorized request goes to its upstream with the canonical path,
 //! bodies streamed both ways, WebSocket upgrades spliced after authorization.
 
+pub mod capacity;
 pub mod client;
 pub mod headers;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,7 +21,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::deny::Deny;
-use crate::logging::error_chain;
+use crate::logging::{error_chain, Throttle};
 use crate::snapshot::Upstream;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -72,6 +77,15 @@ pub async fn forward(
         request.headers_mut().insert(HOST, upstream.host.clone());
     }
     let websocket = client_upgrade.is_some();
+    // A place under the upstream request caps, held until the response body is done.
+    let Some(permits) = upstream.capacity.try_take(&upstream.metrics.in_flight) else {
+        upstream.metrics.refused.inc();
+        static REFUSED: Throttle = Throttle::every_10s();
+        if let Some(suppressed) = REFUSED.admit() {
+            tracing::warn!(upstream = %upstream.name, suppressed, "upstream request refused: request cap reached");
+        }
+        return Err(Deny::UpstreamBusy);
+    };
 
     let limit = Instant::now() + upstream.timeout;
     let started = std::time::Instant::now();
@@ -86,18 +100,93 @@ pub async fn forward(
         Ok(Err(error)) => return Err(classify(upstream, &error)),
 
         Err(_) => {
-            tracing::warn!(upstream = %upstream.name, "upstream did not answer in time");
+            static SLOW: Throttle = Throttle::every_10s();
+            if let Some(suppressed) = SLOW.admit() {
+                tracing::warn!(upstream = %upstream.name, suppressed, "upstream did not answer in time");
+            }
             return Err(Deny::GatewayTimeout);
         }
     };
 
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-    if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
-        let upstream_upgrade = hyper::upgrade::on(&mut response);
-        tokio::spawn(splice(client_upgrade, upstream_upgrade));
-    }
+    // The permits go with the tunnel, or with the response body.
+    let (tunnel, permits) = match (switching, client_upgrade) {
+        (true, Some(client_upgrade)) => {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            let splice = splice(client_upgrade, upstream_upgrade);
+            let tunnel = Tunnel::new(Box::pin(async move {
+                let _permits = permits;
+                splice.await;
+            }));
+            (Some(tunnel), None)
+        }
+        (true, None) | (false, _) => (None, Some(permits)),
+    };
     headers::remove_hop_by_hop(response.headers_mut(), switching && websocket);
-    Ok(response.map(boxed::<Incoming>))
+    let mut response = response.map(|body| match permits {
+        Some(permits) => hold(boxed::<Incoming>(body), permits),
+        None => boxed::<Incoming>(body),
+    });
+    if let Some(tunnel) = tunnel {
+        response.extensions_mut().insert(tunnel);
+    }
+    Ok(response)
+}
+
+/// A running tunnel's work: copies both ways until either side closes.
+pub type TunnelFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A WebSocket tunnel travelling in its 101 response's extensions to the connection that
+/// carries it: the connection runs it on its own task, so the tunnel keeps the connection's
+/// limits, timers and drain tracking (SPEC §6). Dropped unrun, it closes both sides.
+#[derive(Clone)]
+pub struct Tunnel(Arc<Mutex<Option<TunnelFuture>>>);
+
+impl Tunnel {
+    fn new(future: TunnelFuture) -> Tunnel {
+        Tunnel(Arc::new(Mutex::new(Some(future))))
+    }
+
+    /// The tunnel's future, once.
+    pub fn take(&self) -> Option<TunnelFuture> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take()
+    }
+}
+
+/// `body` holding `guard` until it is dropped (when its response is done).
+pub fn hold<G: Send + Unpin + 'static>(body: Body, guard: G) -> Body {
+    boxed(Held {
+        body,
+        _guard: guard,
+    })
+}
+
+struct Held<G> {
+    body: Body,
+    _guard: G,
+}
+
+impl<G: Unpin> http_body::Body for Held<G> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Who is at fault when sending failed: the client's body (too long: 413; unreadable: 400) or
@@ -115,7 +204,10 @@ fn classify(upstream: &Upstream, error: &(dyn std::error::Error + 'static)) -> D
         tracing::debug!(upstream = %upstream.name, error = %error_chain(error), "client body failed");
         return Deny::InvalidRequest(crate::deny::InvalidRequest::Body);
     }
-    tracing::warn!(upstream = %upstream.name, error = %error_chain(error), "upstream request failed");
+    static FAILED: Throttle = Throttle::every_10s();
+    if let Some(suppressed) = FAILED.admit() {
+        tracing::warn!(upstream = %upstream.name, error = %error_chain(error), suppressed, "upstream request failed");
+    }
     Deny::BadGateway
 }
 

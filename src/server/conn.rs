@@ -8,6 +8,7 @@ use std::convert::Infallible;
 use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -16,25 +17,22 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::io::{clock_ms, idle_for, Activity, HeadFlags, Watched};
+use super::io::{expired, Activity, Expired, FramingLimits, Timeouts, Watched};
 use super::tls::{handshake_reason, TlsListener};
 use super::ServerState;
+use crate::http_head::HeadFlags;
+use crate::logging::Throttle;
 use crate::network::mtls::client_cert;
 use crate::pipeline::{self, ConnInfo};
 use crate::proxy;
+use crate::snapshot::ServerSettings;
 
-/// Logs a connection refused by `max_connections_per_client`, at most once per 10 s (a flood
-/// must not flood the log too).
+/// Logs a connection refused by `max_connections_per_client`, throttled (a flood must not
+/// flood the log too).
 fn refused_per_client(addr: std::net::IpAddr) {
-    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let now = clock_ms();
-    let last = LAST.load(Ordering::Relaxed);
-    if (last == 0 || now.saturating_sub(last) >= 10_000)
-        && LAST
-            .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
-        tracing::warn!(client = %addr, "connection refused: max_connections_per_client reached");
+    static REFUSED: Throttle = Throttle::every_10s();
+    if let Some(suppressed) = REFUSED.admit() {
+        tracing::warn!(client = %addr, suppressed, "connection refused: max_connections_per_client reached");
     }
 }
 
@@ -104,7 +102,11 @@ pub async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    tracing::warn!(listener = name, error = %error, "accept failed");
+                    // Out of descriptors, this repeats every backoff: throttled.
+                    static FAILED: Throttle = Throttle::every_10s();
+                    if let Some(suppressed) = FAILED.admit() {
+                        tracing::warn!(listener = name, error = %error, suppressed, "accept failed");
+                    }
                     tokio::time::sleep(super::ACCEPT_BACKOFF).await;
                     continue;
                 }
@@ -142,6 +144,13 @@ async fn serve_connection(
     let peer = std::net::SocketAddr::new(peer.ip().to_canonical(), peer.port());
     let local = stream.local_addr().unwrap_or(peer);
     let activity = Activity::new();
+    let settings = state.shared.load().server.clone();
+    let limits = FramingLimits {
+        // hyper's HTTP/1 read buffer: a longer head is refused there.
+        head: settings.max_header_bytes.max(8192) + 1,
+        headers: settings.max_headers,
+        header_list: settings.max_header_bytes,
+    };
     match tls {
         None => {
             let conn = ConnInfo {
@@ -153,9 +162,10 @@ async fn serve_connection(
             // Boxed (here and below): the task then holds a pointer, not the largest of the
             // plaintext and TLS connection states; it keeps idle connections small.
             Box::pin(serve_http(
-                TokioIo::new(Watched::new(stream, &activity)),
+                TokioIo::new(Watched::new(stream, &activity, limits)),
                 conn,
                 activity,
+                settings,
                 state,
             ))
             .await;
@@ -194,9 +204,10 @@ async fn serve_connection(
                 client_cert,
             };
             Box::pin(serve_http(
-                TokioIo::new(Watched::new(stream, &activity)),
+                TokioIo::new(Watched::new(stream, &activity, limits)),
                 conn,
                 activity,
+                settings,
                 state,
             ))
             .await;
@@ -204,18 +215,22 @@ async fn serve_connection(
     }
 }
 
-async fn serve_http<I>(io: I, conn: ConnInfo, activity: Arc<Activity>, state: &Arc<ServerState>)
-where
+async fn serve_http<I>(
+    io: I,
+    conn: ConnInfo,
+    activity: Arc<Activity>,
+    settings: ServerSettings,
+    state: &Arc<ServerState>,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let snapshot = state.shared.load();
-    let settings = snapshot.server.clone();
-    drop(snapshot);
+    activity.start();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
+        // Off: it re-arms between keep-alive requests; heads are timed by `io::expired`.
+        .header_read_timeout(None)
         .max_buf_size(settings.max_header_bytes.max(8192))
         .max_headers(settings.max_headers)
         .keep_alive(true);
@@ -236,46 +251,107 @@ where
         // connection, and this future is large. Boxing costs one allocation per request and
         // saves kilobytes per idle keep-alive connection.
         Box::pin(async move {
+            let exchange = activity.exchange();
             let mut request = request;
             let first = activity.requests.fetch_add(1, Ordering::Relaxed) == 0;
-            let flags = activity.head_flags(first);
+            let mut flags = activity.head_flags(first);
+            // HTTP/2: a `:path` the parser cut at `#` (SPEC §3 refuses a raw `#`).
+            if request.version() == http::Version::HTTP_2 {
+                let target = request.uri().path_and_query().map_or("", |pq| pq.as_str());
+                if activity.take_fragment(request.method(), target) {
+                    flags = HeadFlags::from_bits(flags.bits() | HeadFlags::FRAGMENT);
+                }
+            }
             if flags != HeadFlags::default() {
                 request.extensions_mut().insert(flags);
             }
-            activity.in_flight.fetch_add(1, Ordering::Relaxed);
-            let response = pipeline::handle(&shared, &conn, request.map(proxy::boxed)).await;
-            activity.in_flight.fetch_sub(1, Ordering::Relaxed);
-            activity.last_ms.store(clock_ms(), Ordering::Relaxed);
-            Ok::<_, Infallible>(response)
+            activity.request_sent();
+            let mut response = pipeline::handle(&shared, &conn, request.map(proxy::boxed)).await;
+            activity.request_answered();
+            // A WebSocket tunnel runs on this connection's task once hyper releases the
+            // connection after the 101: it keeps the connection's limits (SPEC §6).
+            if let Some(tunnel) = response
+                .extensions_mut()
+                .remove::<proxy::Tunnel>()
+                .and_then(|tunnel| tunnel.take())
+            {
+                activity.set_tunnel(tunnel);
+            }
+            Ok::<_, Infallible>(response.map(|body| proxy::hold(body, exchange)))
         })
     });
 
+    let timeouts = Timeouts {
+        header_read: settings.header_read_timeout,
+        idle: settings.idle_timeout,
+    };
     let mut connection = pin!(builder.serve_connection_with_upgrades(io, service));
     let mut stop = state.stop.clone();
-    let idle = idle_for(&activity, settings.idle_timeout);
-    let mut idle = pin!(idle);
     tokio::select! {
         result = connection.as_mut() => {
             if let Err(error) = result {
                 tracing::debug!(error = %error, "connection ended with an error");
             }
+            if let Some(tunnel) = activity.take_tunnel() {
+                run_tunnel(tunnel, &activity, timeouts, &mut stop).await;
+            }
             return;
         }
-        // No I/O and no request waiting for its response for idle_timeout: a response body
-        // that stalls that long is cut, like an idle keep-alive connection is closed.
-        _ = &mut idle => {
-            tracing::debug!("closing idle connection");
+        why = expired(&activity, timeouts) => {
+            match why {
+                Expired::Head => tracing::debug!("closing connection: request head not complete in time"),
+                Expired::Idle => tracing::debug!("closing idle connection"),
+            }
             return;
         }
         _ = stop.changed() => {}
     }
-    // Shutting down: finish the request in flight (bounded), then close.
+    // Shutting down. Nothing in flight (idle, or a head not complete): close at once.
+    if !activity.busy() {
+        return;
+    }
+    // Finish the requests in flight (bounded), then close.
     connection.as_mut().graceful_shutdown();
-    match tokio::time::timeout(settings.shutdown_timeout, connection).await {
+    let deadline = tokio::time::Instant::now() + settings.shutdown_timeout;
+    let finished = tokio::select! {
+        result = tokio::time::timeout_at(deadline, connection.as_mut()) => Some(result),
+        _ = activity.quiet() => None,
+    };
+    let result = match finished {
+        Some(result) => result,
+        // The last response is out: let hyper flush and close (an HTTP/2 client that does
+        // not answer the shutdown PING gets a short grace, not the whole drain).
+        None => {
+            let grace = deadline.min(tokio::time::Instant::now() + DRAIN_GRACE);
+            tokio::time::timeout_at(grace, connection.as_mut()).await
+        }
+    };
+    match result {
         Ok(Err(error)) => {
             tracing::debug!(error = %error, "connection ended with an error while closing")
         }
         Ok(Ok(())) => {}
         Err(_) => tracing::debug!("connection still busy at the end of the drain; closed"),
+    }
+}
+
+/// How long a draining connection may take to close once its last response is out.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
+
+/// Runs a WebSocket tunnel until either side closes, `idle_timeout` passes without a byte
+/// either way, or the server shuts down.
+async fn run_tunnel(
+    tunnel: proxy::TunnelFuture,
+    activity: &Activity,
+    timeouts: Timeouts,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) {
+    if *stop.borrow() {
+        return;
+    }
+    tokio::select! {
+        _ = tunnel => {}
+        _ = expired(activity, timeouts) => tracing::debug!("closing idle websocket tunnel"),
+        _ = stop.changed() => tracing::debug!("shutting down: websocket tunnel closed"),
     }
 }

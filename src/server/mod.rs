@@ -6,11 +6,10 @@
 
 mod admin;
 mod conn;
+pub mod fds;
 mod io;
-mod tls;
-
-pub use io::HeadFlags;
 mod reload;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
