@@ -16,10 +16,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::request::Parts;
-use http::{Method, Request, Response};
+use http::{HeaderName, Method, Request, Response};
 use hyper::upgrade::OnUpgrade;
 
 use crate::access_log::{self, AccessRecord};
+use crate::auth::api_keys::{self, ApiKeyError, ApiKeySource, KeyHeader};
 use crate::auth::bearer::{self, BearerError};
 use crate::auth::cache::{TokenCache, Verified};
 use crate::auth::jwt::{self, TokenError, Unverified};
@@ -189,7 +190,7 @@ pub async fn decide<'r>(
             verified: None,
         });
     }
-    let verified = match authenticate(snapshot, route, parts, conn, trace).await {
+    let verified = match authenticate_credential(snapshot, route, parts, conn, trace).await {
         Ok(verified) => verified,
         Err(deny) => return Err(denied(deny, path, client)),
     };
@@ -395,6 +396,155 @@ async fn authenticate(
                 format!("no usable key set for {}", without_keys.join(", "))
             });
             Err(Deny::Unavailable)
+        }
+    }
+}
+
+/// The credential a request presents on its route (SPEC §7.1).
+#[derive(Debug, PartialEq, Eq)]
+enum Credential<'p> {
+    /// Judged as a JWT by [`authenticate`].
+    Token,
+    /// Judged as an API key; `header` is the named key header it came from, `None` for
+    /// `Authorization: Bearer`.
+    Key {
+        key: &'p str,
+        header: Option<&'p HeaderName>,
+    },
+}
+
+/// Step 6 with API keys: picks the credential, then judges it as a key or as a token, never
+/// both. Routes without `api_keys` go straight to [`authenticate`].
+async fn authenticate_credential(
+    snapshot: &Snapshot,
+    route: &Route,
+    parts: &Parts,
+    conn: &ConnInfo,
+    trace: &mut impl Trace,
+) -> Result<Arc<Verified>, Deny> {
+    let credential = credential(snapshot, route, &parts.headers).inspect_err(|deny| {
+        trace.step("credential", false, || deny.description().into());
+    })?;
+    match credential {
+        Credential::Token => authenticate(snapshot, route, parts, conn, trace).await,
+        Credential::Key { key, header } => {
+            authenticate_api_key(snapshot, route, key, header, trace).await
+        }
+    }
+}
+
+/// Which credential a request carries on `route` (SPEC §7.1):
+/// - a source with a named `header` (e.g. `X-API-Key`) reads that header only, its whole
+///   value being the key;
+/// - `Authorization: Bearer <value>` is an API key when the value has no `.` and a source of
+///   the route reads Authorization, a JWT otherwise (the route must take tokens, else 401);
+/// - a named key header together with a bearer credential the route would read is refused
+///   (400): which of the two is the caller would be a guess.
+///
+/// Deciding by shape means one value is never tried as both a key and a token.
+fn credential<'p>(
+    snapshot: &Snapshot,
+    route: &Route,
+    headers: &'p http::HeaderMap,
+) -> Result<Credential<'p>, Deny> {
+    if route.api_keys.is_empty() {
+        return Ok(Credential::Token);
+    }
+    let sources = route.api_keys.iter().map(|&index| &snapshot.api_keys[index]);
+    let bearer_keys = sources
+        .clone()
+        .any(|source| source.header == KeyHeader::Authorization);
+    let takes_tokens = !route.issuers.is_empty();
+    let mut named: Option<(&'p HeaderName, &'p str)> = None;
+    for source in sources {
+        let KeyHeader::Named(name) = &source.header else {
+            continue;
+        };
+        let mut values = headers.get_all(name).iter();
+        let Some(value) = values.next() else {
+            continue;
+        };
+        if values.next().is_some() {
+            return Err(Deny::InvalidRequest(InvalidRequest::ApiKeyHeader));
+        }
+        let key = key_header_value(value)?;
+        // The `HeaderName` borrowed from the request's map, not from the snapshot.
+        let name = headers
+            .keys()
+            .find(|present| *present == name)
+            .ok_or(Deny::InvalidRequest(InvalidRequest::ApiKeyHeader))?;
+        match named {
+            Some((seen, _)) if seen != name => {
+                return Err(Deny::InvalidRequest(InvalidRequest::TwoCredentials))
+            }
+            _ => named = Some((name, key)),
+        }
+    }
+    let bearer = (takes_tokens || bearer_keys).then(|| bearer::extract(headers));
+    match (named, bearer) {
+        (Some(_), Some(Ok(_))) => Err(Deny::InvalidRequest(InvalidRequest::TwoCredentials)),
+        (_, Some(Err(BearerError::Malformed))) => {
+            Err(Deny::InvalidRequest(InvalidRequest::Authorization))
+        }
+        (Some((name, key)), _) => Ok(Credential::Key {
+            key,
+            header: Some(name),
+        }),
+        (None, None | Some(Err(BearerError::Missing))) => Err(Deny::MissingToken),
+        (None, Some(Ok(value))) if bearer_keys && !value.contains('.') => Ok(Credential::Key {
+            key: value,
+            header: None,
+        }),
+        (None, Some(Ok(_))) if takes_tokens => Ok(Credential::Token),
+        (None, Some(Ok(_))) => Err(Deny::InvalidApiKey(ApiKeyError::NotAnApiKey)),
+    }
+}
+
+/// A named key header's value: one word of visible ASCII, optional whitespace around it.
+fn key_header_value(value: &HeaderValue) -> Result<&str, Deny> {
+    let malformed = Deny::InvalidRequest(InvalidRequest::ApiKeyHeader);
+    let text = value
+        .to_str()
+        .map_err(|_| malformed.clone())?
+        .trim_matches([' ', '\t']);
+    if text.is_empty() || text.contains([' ', '\t']) {
+        return Err(malformed);
+    }
+    Ok(text)
+}
+
+/// Step 6 for an API key: looked up in the route's sources that read where it came from.
+/// Not put in the token cache: the lookup is one SHA-256 and a map probe (argon2id entries
+/// remember their verified digest themselves).
+async fn authenticate_api_key(
+    snapshot: &Snapshot,
+    route: &Route,
+    key: &str,
+    header: Option<&HeaderName>,
+    trace: &mut impl Trace,
+) -> Result<Arc<Verified>, Deny> {
+    let sources: Vec<Arc<ApiKeySource>> = route
+        .api_keys
+        .iter()
+        .map(|&index| &snapshot.api_keys[index])
+        .filter(|source| match (&source.header, header) {
+            (KeyHeader::Authorization, None) => true,
+            (KeyHeader::Named(name), Some(presented)) => name == presented,
+            (KeyHeader::Authorization, Some(_)) | (KeyHeader::Named(_), None) => false,
+        })
+        .cloned()
+        .collect();
+    match api_keys::authenticate(&sources, key, now_seconds()).await {
+        Ok((verified, source)) => {
+            trace.step("api key", true, || {
+                let id = verified.principal.key_id.as_deref().unwrap_or_default();
+                format!("valid API key, id {id}, source {source}")
+            });
+            Ok(verified)
+        }
+        Err(error) => {
+            trace.step("api key", false, || error.description().into());
+            Err(Deny::InvalidApiKey(error))
         }
     }
 }

@@ -272,6 +272,8 @@ pub struct Principal {
     /// The key that verified the signature: a cached verification counts only while the
     /// issuer's current key set still holds it (SPEC §6).
     pub verified_by: VerifiedBy,
+    /// The API key's `id` when the credential was an API key (SPEC §7.1); `None` for tokens.
+    pub key_id: Option<String>,
 }
 
 /// Which key verified a token: its `kid` (for the lookup) and its content digest.
@@ -380,6 +382,7 @@ pub fn verify(
             kid: key.kid().map(Box::from),
             digest: key.digest(),
         },
+        key_id: None,
     })
 }
 
@@ -612,7 +615,7 @@ fn identity_headers(
 /// A claim as header text (SPEC §4): strings as they are, numbers and booleans as their JSON
 /// text, arrays of strings joined by a space, anything else compact JSON. `null` counts as a
 /// missing claim.
-fn render_claim(value: &Value) -> Option<String> {
+pub(crate) fn render_claim(value: &Value) -> Option<String> {
     match value {
         Value::Null => None,
         Value::String(text) => Some(text.clone()),
@@ -631,7 +634,7 @@ fn render_claim(value: &Value) -> Option<String> {
 /// Visible ASCII and spaces only, without surrounding whitespace (which a receiver would strip,
 /// changing the value). Tabs, control characters and non-ASCII fail the token: a claim value
 /// is never injected raw.
-fn header_value(text: &str) -> Result<HeaderValue, TokenError> {
+pub(crate) fn header_value(text: &str) -> Result<HeaderValue, TokenError> {
     let clean = text
         .bytes()
         .all(|byte| byte == b' ' || byte.is_ascii_graphic())

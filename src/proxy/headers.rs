@@ -103,6 +103,7 @@ pub fn is_reserved(name: &HeaderName) -> bool {
         "x-auth-issuer",
         "x-auth-client-id",
         "x-auth-scopes",
+        "x-auth-key-id",
         "x-request-id",
         "x-forwarded-for",
         "x-forwarded-proto",

@@ -1,0 +1,753 @@
+//! API keys (SPEC §7.1): the compiled key store of one `[[api_keys]]` source and the lookup of a
+//! presented key in it. It sits at SPEC §3 step 6, beside JWT verification: the pipeline picks
+//! the credential (bearer by shape, or the source's header) and hands a key here; what comes
+//! back is the same [`Verified`] a token yields, so scopes, identity headers and the access log
+//! need no second path.
+//!
+//! This module does not read the key file (`config::api_keys` does, with line-numbered errors)
+//! or choose between a key and a token (`pipeline`).
+//!
+//! # Stored form
+//! Keys are never stored, only hashes of the exact key string:
+//! - `sha256:<64 lowercase hex>`: for high-entropy keys (what `authgate apikey new` makes). The
+//!   presented key is hashed once and looked up by its digest.
+//! - an argon2id PHC string (`$argon2id$v=19$m=...,t=...,p=...$<salt>$<hash>`): for keys of low
+//!   entropy that must resist offline guessing if the key file leaks. A salted hash cannot be
+//!   looked up by digest, and trying every entry would cost one argon2 run per entry and
+//!   request, so such a key must name its entry: it is presented as `agk_<id>_<secret>`, and
+//!   only the entry with that `id` is verified (one argon2 run, on a blocking thread). A key
+//!   verified once is remembered by its SHA-256 digest until the next reload, so a client
+//!   costs one argon2 run per reload, not per request; failed attempts are never remembered.
+//!
+//! # Key format
+//! `agk_<id>_<secret>` with `<secret>` 32 random bytes in base64url (what `authgate apikey new`
+//! prints): the prefix lets leaked-secret scanners recognize the key and the id names it
+//! without revealing anything. sha256 entries accept any key string without `.`, spaces or
+//! control characters (keys from another system keep working); PHC entries need the format.
+//!
+//! # Timing
+//! The lookup is constant-time with respect to the secret: the presented key is hashed first,
+//! the map is searched by that digest (its timing depends on a one-way function of the key,
+//! never on how many leading bytes of a stored secret match), and the match is confirmed with
+//! a constant-time comparison. argon2 verification compares in constant time itself.
+//!
+//! # Refusals
+//! Unknown, expired and disabled keys are all 401 `invalid_token`; the description names the
+//! reason, never the key. The key's `id` is the only thing about it that is logged.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use argon2::password_hash::PasswordHash;
+use argon2::{Argon2, PasswordVerifier};
+use aws_lc_rs::{constant_time, digest, rand};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use http::{HeaderName, HeaderValue};
+use serde_json::{Map, Value};
+
+use super::cache::Verified;
+use super::jwt::{header_value, render_claim, Principal, TokenError, VerifiedBy};
+use super::keys::KeyDigest;
+
+/// The prefix of keys made by `authgate apikey new` (and required for PHC entries).
+pub const KEY_PREFIX: &str = "agk_";
+/// Longest key id.
+pub const MAX_ID_LEN: usize = 64;
+/// Longer presented values are refused unhashed (real keys are under 100 bytes).
+pub const MAX_KEY_BYTES: usize = 1024;
+/// `Verified::issuer_generation` of an API key: no issuer generation is ever 0, and API key
+/// verifications are never put in the token cache.
+pub const API_KEY_GENERATION: u64 = 0;
+
+/// Why a presented API key was refused: 401 invalid_token. `as_str` is the metrics reason.
+/// A known key's id travels along for the access log (`key_id`), never to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiKeyError {
+    /// No key of the route's sources has this value.
+    Unknown,
+    /// The key's `expires` has passed.
+    Expired { key_id: Box<str> },
+    /// The key is `disabled = true`.
+    Disabled { key_id: Box<str> },
+    /// A keys-only route got a bearer value shaped like a JWT (it has a `.`).
+    NotAnApiKey,
+}
+
+impl ApiKeyError {
+    /// The bounded, snake_case metrics reason.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ApiKeyError::Unknown => "api_key_unknown",
+            ApiKeyError::Expired { .. } => "api_key_expired",
+            ApiKeyError::Disabled { .. } => "api_key_disabled",
+            ApiKeyError::NotAnApiKey => "api_key_expected",
+        }
+    }
+
+    /// `error_description` text: the reason, never the key; no `"` or `\`.
+    pub fn description(&self) -> &'static str {
+        match self {
+            ApiKeyError::Unknown => "the API key is not known",
+            ApiKeyError::Expired { .. } => "the API key has expired",
+            ApiKeyError::Disabled { .. } => "the API key is disabled",
+            ApiKeyError::NotAnApiKey => "this route accepts only API keys",
+        }
+    }
+
+    /// The id of the refused key, when the key is known.
+    pub fn key_id(&self) -> Option<&str> {
+        match self {
+            ApiKeyError::Expired { key_id } | ApiKeyError::Disabled { key_id } => Some(key_id),
+            ApiKeyError::Unknown | ApiKeyError::NotAnApiKey => None,
+        }
+    }
+}
+
+/// Where a source's keys are read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyHeader {
+    /// `Authorization: Bearer <key>`, told apart from a JWT by shape (no `.`).
+    Authorization,
+    /// The whole value of this header (e.g. `X-API-Key`); Authorization is not read for keys.
+    Named(HeaderName),
+}
+
+/// A stored key hash.
+enum StoredHash {
+    Sha256([u8; 32]),
+    /// An argon2id PHC string, checked at load; `verified` remembers the SHA-256 of the key
+    /// that verified against it (until the next reload compiles a new store).
+    Phc {
+        phc: String,
+        verified: OnceLock<[u8; 32]>,
+    },
+}
+
+impl StoredHash {
+    /// Parses `sha256:<64 lowercase hex>` or an argon2id PHC string.
+    fn parse(text: &str) -> Result<StoredHash, String> {
+        if let Some(hex_digits) = text.strip_prefix("sha256:") {
+            let lowercase_hex = hex_digits.len() == 64
+                && hex_digits
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if !lowercase_hex {
+                return Err("a sha256 hash must be \"sha256:\" and 64 lowercase hex digits".into());
+            }
+            let mut digest = [0u8; 32];
+            hex::decode_to_slice(hex_digits, &mut digest)
+                .map_err(|_| "a sha256 hash must be 64 lowercase hex digits".to_owned())?;
+            return Ok(StoredHash::Sha256(digest));
+        }
+        if text.starts_with('$') {
+            let parsed = PasswordHash::new(text)
+                .map_err(|e| format!("not a valid PHC password hash string: {e}"))?;
+            if parsed.algorithm.as_str() != "argon2id" {
+                return Err(format!(
+                    "unsupported password hash \"{}\" (only argon2id)",
+                    parsed.algorithm.as_str()
+                ));
+            }
+            argon2::Params::try_from(&parsed)
+                .map_err(|e| format!("invalid argon2id parameters: {e}"))?;
+            if parsed.hash.is_none() || parsed.salt.is_none() {
+                return Err("the argon2id PHC string lacks its salt or hash".into());
+            }
+            return Ok(StoredHash::Phc {
+                phc: text.to_owned(),
+                verified: OnceLock::new(),
+            });
+        }
+        Err("hash must be \"sha256:<64 lowercase hex>\" or an argon2id PHC string".into())
+    }
+}
+
+/// One stored key: its rules and the identity it grants, rendered once at load.
+pub struct ApiKey {
+    pub id: String,
+    hash: StoredHash,
+    /// Seconds since the epoch; `None`: never.
+    pub expires_at: Option<u64>,
+    pub disabled: bool,
+    /// What a request with this key is allowed as; `principal.key_id` is `id`.
+    pub verified: Arc<Verified>,
+}
+
+impl fmt::Debug for ApiKey {
+    // The hash is not a secret, but it is not logged either: only the id identifies a key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("id", &self.id)
+            .field("expires_at", &self.expires_at)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one key entry says, before its hash is parsed.
+pub struct KeySpec<'a> {
+    pub id: &'a str,
+    pub hash: &'a str,
+    pub client_id: &'a str,
+    pub scopes: Vec<String>,
+    pub claims: Map<String, Value>,
+    pub expires_at: Option<u64>,
+    pub disabled: bool,
+}
+
+/// Why a key entry cannot be compiled (the config module adds file and line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyEntryError {
+    Id(String),
+    Hash(String),
+    /// A value that would go upstream cannot be a header value.
+    Header(&'static str),
+}
+
+impl ApiKey {
+    /// Compiles one entry of source `source`, rendering the identity headers it grants.
+    pub fn new(
+        source: &str,
+        claim_headers: &[(HeaderName, String)],
+        spec: KeySpec<'_>,
+    ) -> Result<ApiKey, KeyEntryError> {
+        if !valid_id(spec.id) {
+            return Err(KeyEntryError::Id(format!(
+                "id \"{}\" must be 1 to {MAX_ID_LEN} characters of A-Z a-z 0-9 -",
+                spec.id.escape_default()
+            )));
+        }
+        let hash = StoredHash::parse(spec.hash).map_err(KeyEntryError::Hash)?;
+        let issuer = format!("apikey:{source}");
+        let header = |what: &'static str, text: &str| {
+            header_value(text).map_err(|_: TokenError| KeyEntryError::Header(what))
+        };
+        if spec.scopes.iter().any(|s| s.is_empty() || s.contains(' ')) {
+            return Err(KeyEntryError::Header("scopes (each non-empty, without spaces)"));
+        }
+        let mut headers = vec![
+            (
+                HeaderName::from_static("x-auth-subject"),
+                header("client_id", spec.client_id)?,
+            ),
+            (
+                HeaderName::from_static("x-auth-issuer"),
+                header("name of the source", &issuer)?,
+            ),
+            (
+                HeaderName::from_static("x-auth-client-id"),
+                header("client_id", spec.client_id)?,
+            ),
+        ];
+        if !spec.scopes.is_empty() {
+            headers.push((
+                HeaderName::from_static("x-auth-scopes"),
+                header("scopes", &spec.scopes.join(" "))?,
+            ));
+        }
+        headers.push((
+            HeaderName::from_static("x-auth-key-id"),
+            HeaderValue::from_str(spec.id).map_err(|_| KeyEntryError::Header("id"))?,
+        ));
+        for (name, claim) in claim_headers {
+            if let Some(text) = spec.claims.get(claim).and_then(render_claim) {
+                headers.push((name.clone(), header("claims", &text)?));
+            }
+        }
+        let principal = Principal {
+            subject: Some(spec.client_id.to_owned()),
+            issuer: issuer.clone(),
+            client_id: Some(spec.client_id.to_owned()),
+            scopes: spec.scopes,
+            headers,
+            expires_at: spec.expires_at.unwrap_or(u64::MAX),
+            bound_cert_sha256: None,
+            verified_by: VerifiedBy {
+                kid: Some(spec.id.into()),
+                digest: KeyDigest::of(&[b"apikey", issuer.as_bytes(), spec.hash.as_bytes()]),
+            },
+            key_id: Some(spec.id.to_owned()),
+        };
+        Ok(ApiKey {
+            id: spec.id.to_owned(),
+            hash,
+            expires_at: spec.expires_at,
+            disabled: spec.disabled,
+            verified: Arc::new(Verified {
+                issuer_generation: API_KEY_GENERATION,
+                principal,
+            }),
+        })
+    }
+
+    /// Whether this entry stores a salted password hash (argon2id).
+    pub fn is_password_hash(&self) -> bool {
+        matches!(self.hash, StoredHash::Phc { .. })
+    }
+}
+
+/// A key id: 1 to 64 of `A-Z a-z 0-9 -` (no `_`, so `agk_<id>_<secret>` splits uniquely; no
+/// `.`, so a key is never shaped like a JWT).
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// The id named by a key of the form `agk_<id>_<secret>`.
+pub fn named_id(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix(KEY_PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    (valid_id(id) && !secret.is_empty()).then_some(id)
+}
+
+/// SHA-256 of the exact key string.
+pub fn sha256(key: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest::digest(&digest::SHA256, key.as_bytes()).as_ref());
+    out
+}
+
+/// The stored form of a high-entropy key: `sha256:<64 lowercase hex>`.
+pub fn sha256_hash(key: &str) -> String {
+    format!("sha256:{}", hex::encode(sha256(key)))
+}
+
+/// A new key `agk_<id>_<secret>`, 32 bytes from the system CSPRNG.
+pub fn generate(id: &str) -> Result<String, aws_lc_rs::error::Unspecified> {
+    let mut secret = [0u8; 32];
+    rand::fill(&mut secret)?;
+    Ok(format!(
+        "{KEY_PREFIX}{id}_{}",
+        URL_SAFE_NO_PAD.encode(secret)
+    ))
+}
+
+/// `authgate apikey new`: a new key and the `[[keys]]` entry holding only its hash (TOML).
+pub fn new_entry(id: &str, client_id: &str, scopes: &[String]) -> Result<(String, String), String> {
+    #[derive(serde::Serialize)]
+    struct Entry<'a> {
+        id: &'a str,
+        hash: String,
+        client_id: &'a str,
+        scopes: &'a [String],
+    }
+    #[derive(serde::Serialize)]
+    struct File<'a> {
+        keys: [Entry<'a>; 1],
+    }
+    if !valid_id(id) {
+        return Err(format!(
+            "invalid --id \"{}\": 1 to {MAX_ID_LEN} characters of A-Z a-z 0-9 -",
+            id.escape_default()
+        ));
+    }
+    if client_id.is_empty() {
+        return Err("--client-id must be non-empty".into());
+    }
+    if let Some(bad) = scopes.iter().find(|s| s.is_empty() || s.contains(char::is_whitespace)) {
+        return Err(format!("invalid scope \"{}\"", bad.escape_default()));
+    }
+    let key = generate(id).map_err(|_| "the system random generator failed".to_owned())?;
+    let file = File {
+        keys: [Entry {
+            id,
+            hash: sha256_hash(&key),
+            client_id,
+            scopes,
+        }],
+    };
+    let entry = toml::to_string(&file).map_err(|e| format!("cannot render the entry: {e}"))?;
+    Ok((key, entry))
+}
+
+/// One compiled `[[api_keys]]` source: its keys, indexed by digest and by id.
+pub struct ApiKeySource {
+    pub name: String,
+    pub header: KeyHeader,
+    keys: Vec<ApiKey>,
+    by_digest: HashMap<[u8; 32], usize>,
+    by_id: HashMap<String, usize>,
+}
+
+impl fmt::Debug for ApiKeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeySource")
+            .field("name", &self.name)
+            .field("header", &self.header)
+            .field("keys", &self.keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A duplicate found while building a source: the index of the later entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Duplicate {
+    Id(usize),
+    Hash(usize),
+}
+
+/// Where a presented key led.
+enum Found {
+    Key(usize),
+    /// The PHC entry the key names, still to be verified.
+    Unverified(usize),
+    Nothing,
+}
+
+impl ApiKeySource {
+    /// Indexes `keys`; a repeated id or hash is refused (two entries for one key would make
+    /// its identity depend on order).
+    pub fn new(name: &str, header: KeyHeader, keys: Vec<ApiKey>) -> Result<Self, Duplicate> {
+        let mut by_digest = HashMap::new();
+        let mut by_id = HashMap::new();
+        let mut phcs: Vec<&str> = Vec::new();
+        for (index, key) in keys.iter().enumerate() {
+            if by_id.insert(key.id.clone(), index).is_some() {
+                return Err(Duplicate::Id(index));
+            }
+            let repeated = match &key.hash {
+                StoredHash::Sha256(digest) => by_digest.insert(*digest, index).is_some(),
+                StoredHash::Phc { phc, .. } => {
+                    let seen = phcs.contains(&phc.as_str());
+                    phcs.push(phc);
+                    seen
+                }
+            };
+            if repeated {
+                return Err(Duplicate::Hash(index));
+            }
+        }
+        Ok(ApiKeySource {
+            name: name.to_owned(),
+            header,
+            keys,
+            by_digest,
+            by_id,
+        })
+    }
+
+    pub fn keys(&self) -> &[ApiKey] {
+        &self.keys
+    }
+
+    /// Keys neither disabled nor expired at `now` (the `authgate_api_keys` gauge).
+    pub fn active(&self, now: u64) -> usize {
+        self.keys
+            .iter()
+            .filter(|key| !key.disabled && key.expires_at.is_none_or(|at| at > now))
+            .count()
+    }
+
+    fn find(&self, digest: &[u8; 32], presented: &str) -> Found {
+        if let Some(&index) = self.by_digest.get(digest) {
+            if let StoredHash::Sha256(stored) = &self.keys[index].hash {
+                if constant_time::verify_slices_are_equal(stored, digest).is_ok() {
+                    return Found::Key(index);
+                }
+            }
+        }
+        let Some(&index) = named_id(presented).and_then(|id| self.by_id.get(id)) else {
+            return Found::Nothing;
+        };
+        match &self.keys[index].hash {
+            StoredHash::Phc { verified, .. } => match verified.get() {
+                Some(known) if constant_time::verify_slices_are_equal(known, digest).is_ok() => {
+                    Found::Key(index)
+                }
+                _ => Found::Unverified(index),
+            },
+            // The named entry is a sha256 one and the digest did not match it.
+            StoredHash::Sha256(_) => Found::Nothing,
+        }
+    }
+
+    /// Verifies `presented` against PHC entry `index` (blocking: one argon2 run).
+    fn verify_password(&self, index: usize, presented: &str, digest: [u8; 32]) -> bool {
+        let StoredHash::Phc { phc, verified } = &self.keys[index].hash else {
+            return false;
+        };
+        let Ok(parsed) = PasswordHash::new(phc) else {
+            return false;
+        };
+        let ok = Argon2::default()
+            .verify_password(presented.as_bytes(), &parsed)
+            .is_ok();
+        if ok {
+            // A concurrent verification of the same key stored the same digest.
+            let _ = verified.set(digest);
+        }
+        ok
+    }
+}
+
+/// Looks `presented` up in `sources`, in order; the first source holding it decides. `now` is
+/// seconds since the epoch.
+pub async fn authenticate(
+    sources: &[Arc<ApiKeySource>],
+    presented: &str,
+    now: u64,
+) -> Result<(Arc<Verified>, String), ApiKeyError> {
+    if presented.len() > MAX_KEY_BYTES {
+        return Err(ApiKeyError::Unknown);
+    }
+    let digest = sha256(presented);
+    for source in sources {
+        let index = match source.find(&digest, presented) {
+            Found::Key(index) => index,
+            Found::Unverified(index) => {
+                let source = Arc::clone(source);
+                let key = presented.to_owned();
+                let verified = tokio::task::spawn_blocking(move || {
+                    source.verify_password(index, &key, digest)
+                })
+                .await
+                .unwrap_or(false);
+                if !verified {
+                    continue;
+                }
+                index
+            }
+            Found::Nothing => continue,
+        };
+        let key = &source.keys[index];
+        if key.disabled {
+            return Err(ApiKeyError::Disabled {
+                key_id: key.id.as_str().into(),
+            });
+        }
+        if key.expires_at.is_some_and(|at| at <= now) {
+            return Err(ApiKeyError::Expired {
+                key_id: key.id.as_str().into(),
+            });
+        }
+        return Ok((Arc::clone(&key.verified), source.name.clone()));
+    }
+    Err(ApiKeyError::Unknown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use argon2::password_hash::{PasswordHasher, SaltString};
+
+    fn spec<'a>(id: &'a str, hash: &'a str) -> KeySpec<'a> {
+        KeySpec {
+            id,
+            hash,
+            client_id: "partner-a",
+            scopes: vec!["read:assets".into()],
+            claims: Map::new(),
+            expires_at: None,
+            disabled: false,
+        }
+    }
+
+    fn source(keys: Vec<ApiKey>) -> Arc<ApiKeySource> {
+        Arc::new(ApiKeySource::new("partners", KeyHeader::Authorization, keys).unwrap())
+    }
+
+    fn argon2id(key: &str) -> String {
+        // Small parameters keep the test fast; the format is what matters here.
+        let params = argon2::Params::new(1024, 1, 1, None).unwrap();
+        let argon = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        argon.hash_password(key.as_bytes(), &salt).unwrap().to_string()
+    }
+
+    #[test]
+    fn sha256_hash_is_of_the_exact_key_string() {
+        assert_eq!(
+            sha256_hash("abc"),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn generated_keys_name_their_id_and_differ() {
+        let one = generate("k1").unwrap();
+        let two = generate("k1").unwrap();
+        assert_ne!(one, two);
+        assert_eq!(named_id(&one), Some("k1"));
+        assert!(!one.contains('.') && one.len() == 4 + 2 + 1 + 43, "{one}");
+    }
+
+    #[test]
+    fn hash_formats() {
+        let good = sha256_hash("x");
+        assert!(StoredHash::parse(&good).is_ok());
+        for bad in [
+            "",
+            "plaintext-key",
+            "sha256:",
+            &good.to_uppercase(),
+            &format!("sha256:{}", "A".repeat(64)),
+            &format!("sha256:{}", "a".repeat(63)),
+            &format!("sha256:{}", "g".repeat(64)),
+            "$argon2id$v=19$m=notanumber",
+            "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW",
+        ] {
+            assert!(StoredHash::parse(bad).is_err(), "{bad:?} must be refused");
+        }
+        assert!(StoredHash::parse(&argon2id("agk_k1_secret")).is_ok());
+    }
+
+    #[tokio::test]
+    async fn sha256_lookup_finds_only_the_exact_key() {
+        let key = "agk_k1_0123456789";
+        let hash = sha256_hash(key);
+        let sources = [source(vec![ApiKey::new("partners", &[], spec("k1", &hash)).unwrap()])];
+        let (verified, source) = authenticate(&sources, key, 0).await.unwrap();
+        assert_eq!(source, "partners");
+        assert_eq!(verified.principal.key_id.as_deref(), Some("k1"));
+        assert_eq!(verified.principal.client_id.as_deref(), Some("partner-a"));
+        for wrong in ["agk_k1_012345678", "agk_k1_0123456789 ", "AGK_k1_0123456789", ""] {
+            assert_eq!(
+                authenticate(&sources, wrong, 0).await.err(),
+                Some(ApiKeyError::Unknown),
+                "{wrong:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn argon2id_entries_are_found_by_the_id_the_key_names() {
+        let key = "agk_low-1_hunter2";
+        let hash = argon2id(key);
+        let sources = [source(vec![
+            ApiKey::new("partners", &[], spec("low-1", &hash)).unwrap(),
+        ])];
+        for _ in 0..2 {
+            // The second time comes from the remembered digest.
+            let (verified, _) = authenticate(&sources, key, 0).await.unwrap();
+            assert_eq!(verified.principal.key_id.as_deref(), Some("low-1"));
+        }
+        for wrong in ["agk_low-1_hunter3", "hunter2", "agk_other_hunter2"] {
+            assert_eq!(
+                authenticate(&sources, wrong, 0).await.err(),
+                Some(ApiKeyError::Unknown),
+                "{wrong:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn expired_and_disabled_keys_are_refused_with_their_reason() {
+        let expired = sha256_hash("old");
+        let disabled = sha256_hash("off");
+        let sources = [source(vec![
+            ApiKey::new(
+                "partners",
+                &[],
+                KeySpec {
+                    expires_at: Some(100),
+                    ..spec("old", &expired)
+                },
+            )
+            .unwrap(),
+            ApiKey::new(
+                "partners",
+                &[],
+                KeySpec {
+                    disabled: true,
+                    ..spec("off", &disabled)
+                },
+            )
+            .unwrap(),
+        ])];
+        assert!(authenticate(&sources, "old", 99).await.is_ok());
+        assert_eq!(
+            authenticate(&sources, "old", 100).await.err(),
+            Some(ApiKeyError::Expired {
+                key_id: "old".into()
+            })
+        );
+        assert_eq!(
+            authenticate(&sources, "off", 0).await.err(),
+            Some(ApiKeyError::Disabled {
+                key_id: "off".into()
+            })
+        );
+        assert_eq!(sources[0].active(99), 1);
+        assert_eq!(sources[0].active(100), 0);
+    }
+
+    #[test]
+    fn duplicates_are_refused() {
+        let hash = sha256_hash("k");
+        let twice = |a: &str, b: &str, ha: &str, hb: &str| {
+            ApiKeySource::new(
+                "s",
+                KeyHeader::Authorization,
+                vec![
+                    ApiKey::new("s", &[], spec(a, ha)).unwrap(),
+                    ApiKey::new("s", &[], spec(b, hb)).unwrap(),
+                ],
+            )
+            .err()
+        };
+        assert_eq!(
+            twice("a", "a", &hash, &sha256_hash("other")),
+            Some(Duplicate::Id(1))
+        );
+        assert_eq!(twice("a", "b", &hash, &hash), Some(Duplicate::Hash(1)));
+    }
+
+    #[test]
+    fn identity_headers_and_claims() {
+        let mut claims = Map::new();
+        claims.insert("org".into(), Value::String("org-456".into()));
+        claims.insert("tier".into(), Value::from(3));
+        let key = ApiKey::new(
+            "partners",
+            &[
+                (HeaderName::from_static("x-auth-org"), "org".into()),
+                (HeaderName::from_static("x-auth-tier"), "tier".into()),
+                (HeaderName::from_static("x-auth-missing"), "nope".into()),
+            ],
+            KeySpec {
+                claims,
+                ..spec("k1", &sha256_hash("x"))
+            },
+        )
+        .unwrap();
+        let headers: Vec<(String, String)> = key
+            .verified
+            .principal
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        let expected = [
+            ("x-auth-subject", "partner-a"),
+            ("x-auth-issuer", "apikey:partners"),
+            ("x-auth-client-id", "partner-a"),
+            ("x-auth-scopes", "read:assets"),
+            ("x-auth-key-id", "k1"),
+            ("x-auth-org", "org-456"),
+            ("x-auth-tier", "3"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect();
+        assert_eq!(headers, expected);
+    }
+
+    #[test]
+    fn ids_and_key_names() {
+        for good in ["k1", "partner-a-2027", &"a".repeat(64)] {
+            assert!(valid_id(good), "{good}");
+        }
+        for bad in ["", "a_b", "a.b", "a b", "ü", &"a".repeat(65)] {
+            assert!(!valid_id(bad), "{bad}");
+        }
+        assert_eq!(named_id("agk_k1_s3cr_et"), Some("k1"));
+        assert_eq!(named_id("agk_k1_"), None);
+        assert_eq!(named_id("agk__x"), None);
+        assert_eq!(named_id("sk_k1_x"), None);
+        assert!(ApiKey::new("s", &[], spec("a_b", &sha256_hash("x"))).is_err());
+    }
+}
