@@ -95,11 +95,12 @@ fn main() -> ExitCode {
         Command::Check { config } => check(config_path(config)),
         Command::Run { config } => runtime().and_then(|rt| rt.block_on(run(config_path(config)))),
         Command::Apikey {
-            command: Apikey::New {
-                id,
-                client_id,
-                scopes,
-            },
+            command:
+                Apikey::New {
+                    id,
+                    client_id,
+                    scopes,
+                },
         } => apikey_new(&id, client_id.as_deref().unwrap_or(&id), &scopes),
         Command::Demo => runtime().and_then(|rt| {
             rt.block_on(authgate::demo::run())

@@ -450,7 +450,10 @@ fn credential<'p>(
     if route.api_keys.is_empty() {
         return Ok(Credential::Token);
     }
-    let sources = route.api_keys.iter().map(|&index| &snapshot.api_keys[index]);
+    let sources = route
+        .api_keys
+        .iter()
+        .map(|&index| &snapshot.api_keys[index]);
     let bearer_keys = sources
         .clone()
         .any(|source| source.header == KeyHeader::Authorization);

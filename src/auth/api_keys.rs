@@ -225,7 +225,9 @@ impl ApiKey {
             header_value(text).map_err(|_: TokenError| KeyEntryError::Header(what))
         };
         if spec.scopes.iter().any(|s| s.is_empty() || s.contains(' ')) {
-            return Err(KeyEntryError::Header("scopes (each non-empty, without spaces)"));
+            return Err(KeyEntryError::Header(
+                "scopes (each non-empty, without spaces)",
+            ));
         }
         let mut headers = vec![
             (
@@ -347,7 +349,10 @@ pub fn new_entry(id: &str, client_id: &str, scopes: &[String]) -> Result<(String
     if client_id.is_empty() {
         return Err("--client-id must be non-empty".into());
     }
-    if let Some(bad) = scopes.iter().find(|s| s.is_empty() || s.contains(char::is_whitespace)) {
+    if let Some(bad) = scopes
+        .iter()
+        .find(|s| s.is_empty() || s.contains(char::is_whitespace))
+    {
         return Err(format!("invalid scope \"{}\"", bad.escape_default()));
     }
     let key = generate(id).map_err(|_| "the system random generator failed".to_owned())?;
@@ -554,7 +559,10 @@ mod tests {
         let params = argon2::Params::new(1024, 1, 1, None).unwrap();
         let argon = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
-        argon.hash_password(key.as_bytes(), &salt).unwrap().to_string()
+        argon
+            .hash_password(key.as_bytes(), &salt)
+            .unwrap()
+            .to_string()
     }
 
     #[test]
@@ -598,12 +606,22 @@ mod tests {
     async fn sha256_lookup_finds_only_the_exact_key() {
         let key = "agk_k1_0123456789";
         let hash = sha256_hash(key);
-        let sources = [source(vec![ApiKey::new("partners", &[], spec("k1", &hash)).unwrap()])];
+        let sources = [source(vec![ApiKey::new(
+            "partners",
+            &[],
+            spec("k1", &hash),
+        )
+        .unwrap()])];
         let (verified, source) = authenticate(&sources, key, 0).await.unwrap();
         assert_eq!(source, "partners");
         assert_eq!(verified.principal.key_id.as_deref(), Some("k1"));
         assert_eq!(verified.principal.client_id.as_deref(), Some("partner-a"));
-        for wrong in ["agk_k1_012345678", "agk_k1_0123456789 ", "AGK_k1_0123456789", ""] {
+        for wrong in [
+            "agk_k1_012345678",
+            "agk_k1_0123456789 ",
+            "AGK_k1_0123456789",
+            "",
+        ] {
             assert_eq!(
                 authenticate(&sources, wrong, 0).await.err(),
                 Some(ApiKeyError::Unknown),
@@ -616,9 +634,12 @@ mod tests {
     async fn argon2id_entries_are_found_by_the_id_the_key_names() {
         let key = "agk_low-1_hunter2";
         let hash = argon2id(key);
-        let sources = [source(vec![
-            ApiKey::new("partners", &[], spec("low-1", &hash)).unwrap(),
-        ])];
+        let sources = [source(vec![ApiKey::new(
+            "partners",
+            &[],
+            spec("low-1", &hash),
+        )
+        .unwrap()])];
         for _ in 0..2 {
             // The second time comes from the remembered digest.
             let (verified, _) = authenticate(&sources, key, 0).await.unwrap();

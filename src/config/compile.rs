@@ -519,7 +519,11 @@ fn compile_route(
         })?;
     let route_api_keys = match &raw.api_keys {
         Some(_) if raw.public => {
-            return Err(ctx.at(key("api_keys"), &raw.name, "a public route takes no API keys"))
+            return Err(ctx.at(
+                key("api_keys"),
+                &raw.name,
+                "a public route takes no API keys",
+            ))
         }
         Some(list) => super::api_keys::route_sources(ctx, &key("api_keys"), list, api_keys)?,
         None => Vec::new(),
