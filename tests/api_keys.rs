@@ -658,3 +658,40 @@ fn every_example_config_with_api_keys_passes_check() {
     let output = authgate(&["check", "-c", &path], &envs);
     assert!(output.status.success(), "{output:?}");
 }
+
+#[test]
+fn explain_shows_the_credential_was_an_api_key_and_its_id() {
+    let path = config_dir().join("api-keys.toml").display().to_string();
+    // The issuer's keys are not needed for a key: an unreachable loopback JWKS fails at once.
+    let envs = [
+        ("PARTNER_ISSUER", "https://127.0.0.1:1/".to_owned()),
+        ("PARTNER_JWKS_URI", "https://127.0.0.1:1/jwks".to_owned()),
+    ];
+    let explain = |key: &str| {
+        authgate(
+            &[
+                "explain",
+                "-c",
+                &path,
+                "--path",
+                "/assets/1",
+                "--token",
+                key,
+            ],
+            &envs,
+        )
+    };
+    let allowed = explain(PARTNER_A);
+    assert_eq!(allowed.status.code(), Some(0), "{allowed:?}");
+    let text = String::from_utf8_lossy(&allowed.stdout);
+    assert!(
+        text.contains("api key") && text.contains("valid API key, id partner-a-1, source partners"),
+        "{text}"
+    );
+    assert!(text.contains("x-auth-key-id: partner-a-1"), "{text}");
+    let denied = explain(PARTNER_A_OLD);
+    assert_eq!(denied.status.code(), Some(3), "{denied:?}");
+    let text = String::from_utf8_lossy(&denied.stdout);
+    assert!(text.contains("the API key is disabled"), "{text}");
+    assert!(!text.contains(secret(PARTNER_A_OLD)), "{text}");
+}
