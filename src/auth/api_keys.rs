@@ -57,6 +57,11 @@ pub const KEY_PREFIX: &str = "agk_";
 pub const MAX_ID_LEN: usize = 64;
 /// Longer presented values are refused unhashed (real keys are under 100 bytes).
 pub const MAX_KEY_BYTES: usize = 1024;
+/// Largest argon2id memory cost accepted in a stored hash, KiB (64 MiB; the argon2 default is
+/// 19 MiB): one verification must not be able to exhaust the host.
+pub const MAX_ARGON2_MEMORY_KIB: u32 = 64 * 1024;
+/// Largest argon2id time cost (passes) accepted in a stored hash.
+pub const MAX_ARGON2_PASSES: u32 = 10;
 /// `Verified::issuer_generation` of an API key: no issuer generation is ever 0, and API key
 /// verifications are never put in the token cache.
 pub const API_KEY_GENERATION: u64 = 0;
@@ -150,8 +155,13 @@ impl StoredHash {
                     parsed.algorithm.as_str()
                 ));
             }
-            argon2::Params::try_from(&parsed)
+            let params = argon2::Params::try_from(&parsed)
                 .map_err(|e| format!("invalid argon2id parameters: {e}"))?;
+            if params.m_cost() > MAX_ARGON2_MEMORY_KIB || params.t_cost() > MAX_ARGON2_PASSES {
+                return Err(format!(
+                    "argon2id cost above the limit (m at most {MAX_ARGON2_MEMORY_KIB} KiB, t at most {MAX_ARGON2_PASSES})"
+                ));
+            }
             if parsed.hash.is_none() || parsed.salt.is_none() {
                 return Err("the argon2id PHC string lacks its salt or hash".into());
             }
@@ -488,6 +498,15 @@ impl ApiKeySource {
     }
 }
 
+/// Bounds concurrent argon2 verifications to the number of cores.
+fn argon2_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        tokio::sync::Semaphore::new(cores)
+    })
+}
+
 /// Looks `presented` up in `sources`, in order; the first source holding it decides. `now` is
 /// seconds since the epoch.
 pub async fn authenticate(
@@ -503,6 +522,11 @@ pub async fn authenticate(
         let index = match source.find(&digest, presented) {
             Found::Key(index) => index,
             Found::Unverified(index) => {
+                // At most one argon2 run per core at a time: guesses at a PHC key's id cannot
+                // pile up blocking threads (and their memory); requests beyond wait here.
+                let Ok(_slot) = argon2_slots().acquire().await else {
+                    return Err(ApiKeyError::Unknown);
+                };
                 let source = Arc::clone(source);
                 let key = presented.to_owned();
                 let verified = tokio::task::spawn_blocking(move || {
@@ -595,6 +619,9 @@ mod tests {
             &format!("sha256:{}", "a".repeat(63)),
             &format!("sha256:{}", "g".repeat(64)),
             "$argon2id$v=19$m=notanumber",
+            // Above the cost limits.
+            "$argon2id$v=19$m=1048576,t=1,p=1$c2FsdHNhbHRzYWx0$2sbGgqlNxKSGJ3pA3Pr1Ex2YQiNMi5Vp/tvJ+n9PqEU",
+            "$argon2id$v=19$m=1024,t=50,p=1$c2FsdHNhbHRzYWx0$2sbGgqlNxKSGJ3pA3Pr1Ex2YQiNMi5Vp/tvJ+n9PqEU",
             "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW",
         ] {
             assert!(StoredHash::parse(bad).is_err(), "{bad:?} must be refused");
