@@ -695,3 +695,76 @@ fn explain_shows_the_credential_was_an_api_key_and_its_id() {
     assert!(text.contains("the API key is disabled"), "{text}");
     assert!(!text.contains(secret(PARTNER_A_OLD)), "{text}");
 }
+
+/// A route taking tokens and keys from `X-API-Key`: the key header alone, a token alone, never
+/// both at once.
+#[tokio::test]
+async fn named_key_header_beside_tokens() {
+    let idp = Idp::start().await;
+    let echo = Echo::start().await;
+    let key = "agk_hdr-1_Zm91cnRoLXJhbmRvbS1ieXRlcy1mb3ItdGhlLXRlc3Q";
+    let files = Files::new(
+        |name| {
+            keys_config(&echo, &idp, name).replace("file = \"", "header = \"X-API-Key\"\nfile = \"")
+        },
+        &key_entry("hdr-1", key, ""),
+    );
+    let gateway = Gateway::from_file(&files.config.0).start().await;
+    let token = idp.token().sign();
+
+    let seen = call(&gateway, Method::GET, "/both/1", &[("x-api-key", key)])
+        .await
+        .echoed();
+    assert_eq!(seen.header("x-auth-key-id"), Some("hdr-1"));
+    // The key header is forwarded like Authorization is.
+    assert_eq!(seen.header("x-api-key"), Some(key));
+    let seen = call(
+        &gateway,
+        Method::GET,
+        "/both/1",
+        &[("authorization", &bearer(&token))],
+    )
+    .await
+    .echoed();
+    assert_eq!(seen.header("x-auth-issuer"), Some(idp.issuer().as_str()));
+
+    let both = call(
+        &gateway,
+        Method::GET,
+        "/both/1",
+        &[("x-api-key", key), ("authorization", &bearer(&token))],
+    )
+    .await;
+    both.assert_error(400, "invalid_request");
+    assert_eq!(
+        both.json()["error_description"],
+        "send either an API key or a bearer token, not both"
+    );
+    // Authorization is not a key source here: a dotless bearer value is judged as a JWT.
+    let reply = call(
+        &gateway,
+        Method::GET,
+        "/both/1",
+        &[("authorization", &bearer(key))],
+    )
+    .await;
+    reply.assert_error(401, "invalid_token");
+    assert_eq!(
+        reply.json()["error_description"],
+        "the token is not a well-formed JWT"
+    );
+    for bad in ["", "two words", "  "] {
+        call(&gateway, Method::GET, "/both/1", &[("x-api-key", bad)])
+            .await
+            .assert_error(400, "invalid_request");
+    }
+    // Whitespace around the value is optional whitespace (RFC 9110), not part of the key.
+    let padded = format!("  {key}\t");
+    assert_eq!(
+        call(&gateway, Method::GET, "/keys/1", &[("x-api-key", &padded)])
+            .await
+            .status,
+        403,
+        "the key (no scopes) is found, then lacks the route's scope"
+    );
+}
