@@ -23,6 +23,7 @@ use crate::access_log::{self, AccessRecord};
 use crate::auth::api_keys::{self, ApiKeyError, ApiKeySource, KeyHeader};
 use crate::auth::bearer::{self, BearerError};
 use crate::auth::cache::{TokenCache, Verified};
+use crate::auth::credential::{self, Credential, CredentialError};
 use crate::auth::jwt::{self, TokenError, Unverified};
 use crate::auth::scopes;
 use crate::deny::{Deny, InvalidRequest};
@@ -400,21 +401,9 @@ async fn authenticate(
     }
 }
 
-/// The credential a request presents on its route (SPEC §7.1).
-#[derive(Debug, PartialEq, Eq)]
-enum Credential<'p> {
-    /// Judged as a JWT by [`authenticate`].
-    Token,
-    /// Judged as an API key; `header` is the named key header it came from, `None` for
-    /// `Authorization: Bearer`.
-    Key {
-        key: &'p str,
-        header: Option<&'p HeaderName>,
-    },
-}
-
-/// Step 6 with API keys: picks the credential, then judges it as a key or as a token, never
-/// both. Routes without `api_keys` go straight to [`authenticate`].
+/// Step 6 with API keys: picks the credential by where it is and its shape (auth::credential),
+/// then judges it as a key or as a token, never both. Routes without `api_keys` go straight
+/// to [`authenticate`].
 async fn authenticate_credential(
     snapshot: &Snapshot,
     route: &Route,
@@ -422,98 +411,35 @@ async fn authenticate_credential(
     conn: &ConnInfo,
     trace: &mut impl Trace,
 ) -> Result<Arc<Verified>, Deny> {
-    let credential = credential(snapshot, route, &parts.headers).inspect_err(|deny| {
-        trace.step("credential", false, || deny.description().into());
-    })?;
-    match credential {
+    let key_headers = route
+        .api_keys
+        .iter()
+        .map(|&index| &snapshot.api_keys[index].header);
+    let takes_tokens = !route.issuers.is_empty();
+    let chosen =
+        credential::choose(&parts.headers, key_headers, takes_tokens).map_err(|error| {
+            let deny = match error {
+                CredentialError::Missing => Deny::MissingToken,
+                CredentialError::MalformedAuthorization => {
+                    Deny::InvalidRequest(InvalidRequest::Authorization)
+                }
+                CredentialError::MalformedKeyHeader => {
+                    Deny::InvalidRequest(InvalidRequest::ApiKeyHeader)
+                }
+                CredentialError::TwoCredentials => {
+                    Deny::InvalidRequest(InvalidRequest::TwoCredentials)
+                }
+                CredentialError::NotAnApiKey => Deny::InvalidApiKey(ApiKeyError::NotAnApiKey),
+            };
+            trace.step("credential", false, || deny.description().into());
+            deny
+        })?;
+    match chosen {
         Credential::Token => authenticate(snapshot, route, parts, conn, trace).await,
         Credential::Key { key, header } => {
             authenticate_api_key(snapshot, route, key, header, trace).await
         }
     }
-}
-
-/// Which credential a request carries on `route` (SPEC §7.1):
-/// - a source with a named `header` (e.g. `X-API-Key`) reads that header only, its whole
-///   value being the key;
-/// - `Authorization: Bearer <value>` is an API key when the value has no `.` and a source of
-///   the route reads Authorization, a JWT otherwise (the route must take tokens, else 401);
-/// - a named key header together with a bearer credential the route would read is refused
-///   (400): which of the two is the caller would be a guess.
-///
-/// Deciding by shape means one value is never tried as both a key and a token.
-fn credential<'p>(
-    snapshot: &Snapshot,
-    route: &Route,
-    headers: &'p http::HeaderMap,
-) -> Result<Credential<'p>, Deny> {
-    if route.api_keys.is_empty() {
-        return Ok(Credential::Token);
-    }
-    let sources = route
-        .api_keys
-        .iter()
-        .map(|&index| &snapshot.api_keys[index]);
-    let bearer_keys = sources
-        .clone()
-        .any(|source| source.header == KeyHeader::Authorization);
-    let takes_tokens = !route.issuers.is_empty();
-    let mut named: Option<(&'p HeaderName, &'p str)> = None;
-    for source in sources {
-        let KeyHeader::Named(name) = &source.header else {
-            continue;
-        };
-        let mut values = headers.get_all(name).iter();
-        let Some(value) = values.next() else {
-            continue;
-        };
-        if values.next().is_some() {
-            return Err(Deny::InvalidRequest(InvalidRequest::ApiKeyHeader));
-        }
-        let key = key_header_value(value)?;
-        // The `HeaderName` borrowed from the request's map, not from the snapshot.
-        let name = headers
-            .keys()
-            .find(|present| *present == name)
-            .ok_or(Deny::InvalidRequest(InvalidRequest::ApiKeyHeader))?;
-        match named {
-            Some((seen, _)) if seen != name => {
-                return Err(Deny::InvalidRequest(InvalidRequest::TwoCredentials))
-            }
-            _ => named = Some((name, key)),
-        }
-    }
-    let bearer = (takes_tokens || bearer_keys).then(|| bearer::extract(headers));
-    match (named, bearer) {
-        (Some(_), Some(Ok(_))) => Err(Deny::InvalidRequest(InvalidRequest::TwoCredentials)),
-        (_, Some(Err(BearerError::Malformed))) => {
-            Err(Deny::InvalidRequest(InvalidRequest::Authorization))
-        }
-        (Some((name, key)), _) => Ok(Credential::Key {
-            key,
-            header: Some(name),
-        }),
-        (None, None | Some(Err(BearerError::Missing))) => Err(Deny::MissingToken),
-        (None, Some(Ok(value))) if bearer_keys && !value.contains('.') => Ok(Credential::Key {
-            key: value,
-            header: None,
-        }),
-        (None, Some(Ok(_))) if takes_tokens => Ok(Credential::Token),
-        (None, Some(Ok(_))) => Err(Deny::InvalidApiKey(ApiKeyError::NotAnApiKey)),
-    }
-}
-
-/// A named key header's value: one word of visible ASCII, optional whitespace around it.
-fn key_header_value(value: &HeaderValue) -> Result<&str, Deny> {
-    let malformed = Deny::InvalidRequest(InvalidRequest::ApiKeyHeader);
-    let text = value
-        .to_str()
-        .map_err(|_| malformed.clone())?
-        .trim_matches([' ', '\t']);
-    if text.is_empty() || text.contains([' ', '\t']) {
-        return Err(malformed);
-    }
-    Ok(text)
 }
 
 /// Step 6 for an API key: looked up in the route's sources that read where it came from.

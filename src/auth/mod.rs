@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod bearer;
 pub mod cache;
+pub mod credential;
 pub mod jwks;
 pub mod jwt;
 pub mod keys;
