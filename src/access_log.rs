@@ -33,6 +33,8 @@ pub struct AccessRecord {
     pub reason: &'static str,
     pub subject: String,
     pub client_id: String,
+    /// The API key's `id` when the credential was an API key (allowed, expired or disabled).
+    pub key_id: String,
     pub upstream: String,
     pub duration: Duration,
     pub bytes_in: Option<u64>,
@@ -78,6 +80,7 @@ impl AccessRecord {
         if let Some(verified) = &allowed.verified {
             self.subject = verified.principal.subject.clone().unwrap_or_default();
             self.client_id = verified.principal.client_id.clone().unwrap_or_default();
+            self.key_id = verified.principal.key_id.clone().unwrap_or_default();
         }
     }
 
@@ -87,6 +90,9 @@ impl AccessRecord {
         }
         self.decision = "deny";
         self.reason = denied.deny.reason();
+        if let Deny::InvalidApiKey(error) = &denied.deny {
+            self.key_id = error.key_id().unwrap_or_default().to_owned();
+        }
         if let Some(path) = &denied.path {
             self.path = path.to_string();
         }
@@ -126,6 +132,7 @@ pub fn emit(record: &AccessRecord) {
         reason = %record.reason,
         subject = %record.subject,
         client_id = %record.client_id,
+        key_id = %record.key_id,
         upstream = %record.upstream,
         duration_ms = record.duration.as_secs_f64() * 1000.0,
         bytes_in = record.bytes_in,

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
+use crate::auth::api_keys::ApiKeyError;
 use crate::auth::jwt::TokenError;
 use crate::routing::{HostError, PathError};
 
@@ -19,6 +20,8 @@ pub enum Deny {
     MissingToken,
     /// 401: a presented token failed a check.
     InvalidToken(TokenError),
+    /// 401 invalid_token: a presented API key is unknown, expired or disabled (SPEC §7.1).
+    InvalidApiKey(ApiKeyError),
     /// 403: the route's scopes; carries the `scope` challenge value (space-separated).
     InsufficientScope(HeaderValue),
     /// 403: an allowlist refused the client address.
@@ -52,6 +55,10 @@ pub enum InvalidRequest {
     Target,
     /// Several Authorization headers, `Bearer` without a token, or more than one word.
     Authorization,
+    /// The API key header is repeated, empty, has inner whitespace or non-ASCII bytes.
+    ApiKeyHeader,
+    /// Both an API key header and an Authorization bearer token: which one is the caller?
+    TwoCredentials,
     /// A request target longer than `max_request_line_bytes`.
     TargetTooLong,
     /// Ambiguous message framing: Transfer-Encoding with Content-Length, a transfer coding
@@ -70,7 +77,9 @@ impl Deny {
     pub fn status(&self) -> StatusCode {
         match self {
             Deny::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            Deny::MissingToken | Deny::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Deny::MissingToken | Deny::InvalidToken(_) | Deny::InvalidApiKey(_) => {
+                StatusCode::UNAUTHORIZED
+            }
             Deny::InsufficientScope(_)
             | Deny::IpNotAllowed
             | Deny::ClientCertificateRequired
@@ -89,7 +98,7 @@ impl Deny {
         match self {
             Deny::InvalidRequest(_) => "invalid_request",
             Deny::MissingToken => "missing_token",
-            Deny::InvalidToken(_) => "invalid_token",
+            Deny::InvalidToken(_) | Deny::InvalidApiKey(_) => "invalid_token",
             Deny::InsufficientScope(_) => "insufficient_scope",
             Deny::IpNotAllowed => "ip_not_allowed",
             Deny::ClientCertificateRequired => "client_certificate_required",
@@ -107,6 +116,7 @@ impl Deny {
     pub fn reason(&self) -> &'static str {
         match self {
             Deny::InvalidToken(error) => error.as_str(),
+            Deny::InvalidApiKey(error) => error.as_str(),
             other => other.code(),
         }
     }
@@ -123,8 +133,15 @@ impl Deny {
             Deny::InvalidRequest(InvalidRequest::Authorization) => {
                 "the Authorization header must be exactly one \"Bearer <token>\""
             }
+            Deny::InvalidRequest(InvalidRequest::ApiKeyHeader) => {
+                "the API key header must be exactly one value without spaces"
+            }
+            Deny::InvalidRequest(InvalidRequest::TwoCredentials) => {
+                "send either an API key or a bearer token, not both"
+            }
             Deny::MissingToken => "a bearer token is required",
             Deny::InvalidToken(error) => error.description(),
+            Deny::InvalidApiKey(error) => error.description(),
             Deny::InsufficientScope(_) => "the token lacks a scope this route requires",
             Deny::IpNotAllowed => "the client address is not allowed",
             Deny::ClientCertificateRequired => "a verified client certificate is required",
@@ -157,10 +174,10 @@ impl Deny {
                     HeaderValue::from_static("Bearer realm=\"authgate\""),
                 );
             }
-            Deny::InvalidToken(error) => {
+            Deny::InvalidToken(_) | Deny::InvalidApiKey(_) => {
                 let challenge = format!(
                     "Bearer realm=\"authgate\", error=\"invalid_token\", error_description=\"{}\"",
-                    error.description()
+                    self.description()
                 );
                 if let Ok(value) = HeaderValue::from_str(&challenge) {
                     headers.insert(WWW_AUTHENTICATE, value);
@@ -207,6 +224,11 @@ mod tests {
                 "invalid_request",
             ),
             (Deny::MissingToken, 401, "missing_token"),
+            (
+                Deny::InvalidApiKey(ApiKeyError::Unknown),
+                401,
+                "invalid_token",
+            ),
             (
                 Deny::InvalidToken(TokenError::Expired),
                 401,

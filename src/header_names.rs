@@ -34,6 +34,7 @@ pub const X_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject")
 pub const X_AUTH_ISSUER: HeaderName = HeaderName::from_static("x-auth-issuer");
 pub const X_AUTH_CLIENT_ID: HeaderName = HeaderName::from_static("x-auth-client-id");
 pub const X_AUTH_SCOPES: HeaderName = HeaderName::from_static("x-auth-scopes");
+pub const X_AUTH_KEY_ID: HeaderName = HeaderName::from_static("x-auth-key-id");
 pub const X_CLIENT_CERT_SUBJECT: HeaderName = HeaderName::from_static("x-client-cert-subject");
 pub const X_CLIENT_CERT_SHA256: HeaderName = HeaderName::from_static("x-client-cert-sha256");
 

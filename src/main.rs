@@ -47,6 +47,27 @@ enum Command {
     Demo,
     /// Trace the decision for one request, nothing proxied.
     Explain(authgate::explain::Args),
+    /// API key helpers.
+    Apikey {
+        #[command(subcommand)]
+        command: Apikey,
+    },
+}
+
+#[derive(Subcommand)]
+enum Apikey {
+    /// Make a random key: prints it once, then the `[[keys]]` entry holding only its hash.
+    New {
+        /// Key id (A-Z a-z 0-9 -): logged, and part of the key.
+        #[arg(long)]
+        id: String,
+        /// Client id the key authenticates as; default: the id.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Granted scopes.
+        #[arg(long, num_args = 1.., value_delimiter = ',')]
+        scopes: Vec<String>,
+    },
 }
 
 /// How a command failed, which decides the exit code.
@@ -76,6 +97,14 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { config } => check(config_path(config)),
         Command::Run { config } => runtime().and_then(|rt| rt.block_on(run(config_path(config)))),
+        Command::Apikey {
+            command:
+                Apikey::New {
+                    id,
+                    client_id,
+                    scopes,
+                },
+        } => apikey_new(&id, client_id.as_deref().unwrap_or(&id), &scopes),
         Command::Demo => runtime().and_then(|rt| {
             rt.block_on(authgate::demo::run())
                 .map_err(|e| Failure::Runtime(e.into()))
@@ -136,6 +165,16 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::Runtime(anyhow::Error::new(e).context("cannot start the runtime")))
+}
+
+fn apikey_new(id: &str, client_id: &str, scopes: &[String]) -> Result<(), Failure> {
+    let (key, entry) = authgate::auth::api_keys::new_entry(id, client_id, scopes)
+        .map_err(|message| Failure::Input(anyhow::anyhow!(message)))?;
+    println!("key: {key}");
+    println!("# The key is shown only now: give it to the client. Add this entry to the key file");
+    println!("# (it holds only the key's hash), then reload authgate (SIGHUP).");
+    print!("{entry}");
+    Ok(())
 }
 
 fn check(path: PathBuf) -> Result<(), Failure> {

@@ -61,6 +61,7 @@ pub struct Metrics {
     config_last_reload: IntGauge,
     config_last_reload_successful: IntGauge,
     reload_without_keys: IntCounter,
+    api_keys: IntGaugeVec,
     /// Last key-store counter values copied into the JWKS counters, per issuer name.
     jwks_seen: Mutex<HashMap<String, JwksSeen>>,
 }
@@ -236,6 +237,12 @@ impl Metrics {
             config_last_reload,
             config_last_reload_successful,
             reload_without_keys,
+            api_keys: gauge_vec(
+                r,
+                "authgate_api_keys",
+                "API keys per source, neither disabled nor expired.",
+                &["source"],
+            ),
             registry,
             jwks_seen: Mutex::new(HashMap::new()),
         });
@@ -309,6 +316,16 @@ impl Metrics {
     /// The text exposition, after copying in the key stores' figures.
     pub fn render(&self, snapshot: &Snapshot) -> String {
         self.sync_jwks(snapshot);
+        // Sources removed by a reload disappear; the figures are the current snapshot's.
+        self.api_keys.reset();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        for source in &snapshot.api_keys {
+            self.api_keys
+                .with_label_values(&[&source.name])
+                .set(source.active(now) as i64);
+        }
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for well-formed families.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);

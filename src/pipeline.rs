@@ -16,12 +16,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::request::Parts;
-use http::{Method, Request, Response};
+use http::{HeaderName, Method, Request, Response};
 use hyper::upgrade::OnUpgrade;
 
 use crate::access_log::{self, AccessRecord};
+use crate::auth::api_keys::{self, ApiKeyError, ApiKeySource, KeyHeader};
 use crate::auth::bearer::{self, BearerError};
 use crate::auth::cache::{TokenCache, Verified};
+use crate::auth::credential::{self, Credential, CredentialError};
 use crate::auth::jwt::{self, TokenError, Unverified};
 use crate::auth::scopes;
 use crate::deny::{Deny, InvalidRequest};
@@ -187,7 +189,7 @@ pub async fn decide<'r>(
             verified: None,
         });
     }
-    let verified = match authenticate(snapshot, route, parts, conn, trace).await {
+    let verified = match authenticate_credential(snapshot, route, parts, conn, trace).await {
         Ok(verified) => verified,
         Err(deny) => return Err(denied(deny, path, client)),
     };
@@ -473,6 +475,83 @@ async fn authenticate(
                 format!("no usable key set for {}", without_keys.join(", "))
             });
             Err(Deny::Unavailable)
+        }
+    }
+}
+
+/// Step 6 with API keys: picks the credential by where it is and its shape (auth::credential),
+/// then judges it as a key or as a token, never both. Routes without `api_keys` go straight
+/// to [`authenticate`].
+async fn authenticate_credential(
+    snapshot: &Snapshot,
+    route: &Route,
+    parts: &Parts,
+    conn: &ConnInfo,
+    trace: &mut impl Trace,
+) -> Result<Arc<Verified>, Deny> {
+    let key_headers = route
+        .api_keys
+        .iter()
+        .map(|&index| &snapshot.api_keys[index].header);
+    let takes_tokens = !route.issuers.is_empty();
+    let chosen =
+        credential::choose(&parts.headers, key_headers, takes_tokens).map_err(|error| {
+            let deny = match error {
+                CredentialError::Missing => Deny::MissingToken,
+                CredentialError::MalformedAuthorization => {
+                    Deny::InvalidRequest(InvalidRequest::Authorization)
+                }
+                CredentialError::MalformedKeyHeader => {
+                    Deny::InvalidRequest(InvalidRequest::ApiKeyHeader)
+                }
+                CredentialError::TwoCredentials => {
+                    Deny::InvalidRequest(InvalidRequest::TwoCredentials)
+                }
+                CredentialError::NotAnApiKey => Deny::InvalidApiKey(ApiKeyError::NotAnApiKey),
+            };
+            trace.step("credential", false, || deny.description().into());
+            deny
+        })?;
+    match chosen {
+        Credential::Token => authenticate(snapshot, route, parts, conn, trace).await,
+        Credential::Key { key, header } => {
+            authenticate_api_key(snapshot, route, key, header, trace).await
+        }
+    }
+}
+
+/// Step 6 for an API key: looked up in the route's sources that read where it came from.
+/// Not put in the token cache: the lookup is one SHA-256 and a map probe (argon2id entries
+/// remember their verified digest themselves).
+async fn authenticate_api_key(
+    snapshot: &Snapshot,
+    route: &Route,
+    key: &str,
+    header: Option<&HeaderName>,
+    trace: &mut impl Trace,
+) -> Result<Arc<Verified>, Deny> {
+    let sources: Vec<Arc<ApiKeySource>> = route
+        .api_keys
+        .iter()
+        .map(|&index| &snapshot.api_keys[index])
+        .filter(|source| match (&source.header, header) {
+            (KeyHeader::Authorization, None) => true,
+            (KeyHeader::Named(name), Some(presented)) => name == presented,
+            (KeyHeader::Authorization, Some(_)) | (KeyHeader::Named(_), None) => false,
+        })
+        .cloned()
+        .collect();
+    match api_keys::authenticate(&sources, key, now_seconds()).await {
+        Ok((verified, source)) => {
+            trace.step("api key", true, || {
+                let id = verified.principal.key_id.as_deref().unwrap_or_default();
+                format!("valid API key, id {id}, source {source}")
+            });
+            Ok(verified)
+        }
+        Err(error) => {
+            trace.step("api key", false, || error.description().into());
+            Err(Deny::InvalidApiKey(error))
         }
     }
 }

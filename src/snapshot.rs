@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use http::uri::{Authority, Scheme};
 use http::HeaderValue;
 
+use crate::auth::api_keys::ApiKeySource;
 use crate::auth::cache::TokenCache;
 use crate::auth::jwks::{KeyStore, RefreshPolicy};
 use crate::auth::jwt::TokenPolicy;
@@ -44,6 +45,8 @@ pub struct Snapshot {
     pub upstreams: Vec<Upstream>,
     pub routes: Vec<Route>,
     pub table: RouteTable,
+    /// `[[api_keys]]` sources, re-read from their files at every load.
+    pub api_keys: Vec<Arc<ApiKeySource>>,
     /// Normalized (lowercase, `_` as `-`) configured claim header names, stripped from clients.
     pub claim_header_names: Vec<String>,
     pub token_cache: Arc<TokenCache>,
@@ -171,6 +174,8 @@ pub struct Route {
     pub public: bool,
     /// Indexes into `Snapshot::issuers`, in config order.
     pub issuers: Vec<usize>,
+    /// Indexes into `Snapshot::api_keys`, in route order; empty: no API keys.
+    pub api_keys: Vec<usize>,
     pub scopes: Vec<String>,
     pub any_scopes: Vec<String>,
     /// The `scope` attribute of the 403 challenge: scopes, then any_scopes.

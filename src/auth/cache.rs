@@ -116,6 +116,7 @@ mod tests {
             expires_at,
             bound_cert_sha256: None,
             verified_by: verified_by(),
+            key_id: None,
         }
     }
 

@@ -290,6 +290,8 @@ pub struct Principal {
     /// The key that verified the signature: a cached verification counts only while the
     /// issuer's current key set still holds it (SPEC §6).
     pub verified_by: VerifiedBy,
+    /// The API key's `id` when the credential was an API key (SPEC §7.1); `None` for tokens.
+    pub key_id: Option<String>,
 }
 
 /// Which key verified a token: its `kid` (for the lookup) and its content digest.
@@ -402,6 +404,7 @@ pub fn verify(
             kid: key.kid().map(Box::from),
             digest: key.digest(),
         },
+        key_id: None,
     })
 }
 
@@ -634,7 +637,7 @@ fn identity_headers(
 /// A claim as header text (SPEC §4): strings as they are, numbers and booleans as their JSON
 /// text, arrays of strings joined by a space, anything else compact JSON. `null` counts as a
 /// missing claim.
-fn render_claim(value: &Value) -> Option<String> {
+pub(crate) fn render_claim(value: &Value) -> Option<String> {
     match value {
         Value::Null => None,
         Value::String(text) => Some(text.clone()),
@@ -678,7 +681,7 @@ const NOT_ATTR_CHAR: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHAN
 ///   `UTF-8''` followed by the UTF-8 bytes, percent-encoding every byte outside `attr-char`
 ///   (`Zürich` -> `UTF-8''Z%C3%BCrich`). A value that starts with `UTF-8''` is always
 ///   encoded, so an upstream can tell the two forms apart without ambiguity.
-fn header_value(text: &str) -> Result<HeaderValue, TokenError> {
+pub(crate) fn header_value(text: &str) -> Result<HeaderValue, TokenError> {
     let control = |c: char| c.is_control();
     if text.chars().any(control) {
         return Err(TokenError::InvalidClaimValue);

@@ -157,7 +157,7 @@ pub struct KeyDigest([u8; 32]);
 
 impl KeyDigest {
     /// The digest of length-prefixed `parts`, so that no two part lists share a byte string.
-    fn of(parts: &[&[u8]]) -> KeyDigest {
+    pub(crate) fn of(parts: &[&[u8]]) -> KeyDigest {
         let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
         for part in parts {
             context.update(&(part.len() as u64).to_be_bytes());

@@ -3,6 +3,7 @@
 //!
 //! Loading never binds a port or fetches anything, so `authgate check` is `load` alone.
 
+mod api_keys;
 mod clients;
 mod compile;
 mod env;

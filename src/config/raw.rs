@@ -28,6 +28,9 @@ pub struct Config {
     pub routes: Vec<S<Route>>,
     #[serde(default)]
     pub clients: Vec<S<Client>>,
+    /// API key sources (SPEC §7.1), each a file of hashed keys.
+    #[serde(default)]
+    pub api_keys: Vec<S<ApiKeySource>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -214,4 +217,53 @@ pub struct Route {
     pub client_cert: Option<S<EnvString>>,
     /// Largest request body in bytes (413 above). Default unlimited.
     pub max_body_bytes: Option<S<u64>>,
+    /// `[[api_keys]]` sources whose keys this route takes. Without `issuers` beside it, the
+    /// route takes API keys only. Default none.
+    pub api_keys: Option<S<Vec<EnvString>>>,
+}
+
+/// One `[[api_keys]]` source (SPEC §7.1).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySource {
+    /// Unique; routes name it in `api_keys`; `X-Auth-Issuer: apikey:<name>`.
+    pub name: S<EnvString>,
+    /// The key file, relative to the config file's directory; re-read at every reload.
+    pub file: S<EnvString>,
+    /// `Authorization` (default: `Bearer <key>`) or another header whose whole value is the key.
+    pub header: Option<S<EnvString>>,
+    /// Upstream header -> claim of a key's `claims`, encoded as for tokens.
+    pub claim_headers: Option<S<BTreeMap<String, EnvString>>>,
+}
+
+/// A key file: `[[keys]]` entries only. Plain strings: a key file is data, no `${VAR}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    #[serde(default)]
+    pub keys: Vec<S<KeyEntry>>,
+}
+
+/// One API key, stored hashed (SPEC §7.1).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEntry {
+    /// Unique in the file; `[A-Za-z0-9-]`, at most 64 characters; logged, never the key.
+    pub id: S<String>,
+    /// `sha256:<64 lowercase hex>` of the exact key string, or an argon2id PHC string.
+    pub hash: S<String>,
+    /// `X-Auth-Subject` and `X-Auth-Client-Id`.
+    pub client_id: S<String>,
+    /// Granted scopes. Default none.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Claims for the source's `claim_headers`. Default none.
+    pub claims: Option<S<BTreeMap<String, toml::Value>>>,
+    /// Shorthand for `claims.org`.
+    pub org: Option<S<String>>,
+    /// RFC 3339 time after which the key is refused. Default never.
+    pub expires: Option<S<String>>,
+    /// True: the key is refused. Default false.
+    #[serde(default)]
+    pub disabled: bool,
 }

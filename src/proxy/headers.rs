@@ -19,10 +19,11 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::header_names::{
-    FORWARDED, TRUE_CLIENT_IP, X_AUTH_CLIENT_ID, X_AUTH_ISSUER, X_AUTH_PREFIX, X_AUTH_SCOPES,
-    X_AUTH_SUBJECT, X_CLIENT_CERT_PREFIX, X_CLIENT_CERT_SHA256, X_CLIENT_CERT_SUBJECT, X_CLIENT_IP,
-    X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PREFIX, X_FORWARDED_PROTO,
-    X_FORWARDED_SERVER, X_ORIGINAL_URL, X_REAL_IP, X_REQUEST_ID, X_REWRITE_URL,
+    FORWARDED, TRUE_CLIENT_IP, X_AUTH_CLIENT_ID, X_AUTH_ISSUER, X_AUTH_KEY_ID, X_AUTH_PREFIX,
+    X_AUTH_SCOPES, X_AUTH_SUBJECT, X_CLIENT_CERT_PREFIX, X_CLIENT_CERT_SHA256,
+    X_CLIENT_CERT_SUBJECT, X_CLIENT_IP, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT,
+    X_FORWARDED_PREFIX, X_FORWARDED_PROTO, X_FORWARDED_SERVER, X_ORIGINAL_URL, X_REAL_IP,
+    X_REQUEST_ID, X_REWRITE_URL,
 };
 
 /// Hop-by-hop headers (RFC 9110 7.6.1 plus the legacy ones), removed in both directions.
@@ -109,11 +110,12 @@ pub fn is_identity_header(name: &HeaderName, claim_names: &[String]) -> bool {
 
 /// Headers a `claim_headers` entry may not name: the gateway's own and hop-by-hop ones.
 pub fn is_reserved(name: &HeaderName) -> bool {
-    const OWN: [HeaderName; 11] = [
+    const OWN: [HeaderName; 12] = [
         X_AUTH_SUBJECT,
         X_AUTH_ISSUER,
         X_AUTH_CLIENT_ID,
         X_AUTH_SCOPES,
+        X_AUTH_KEY_ID,
         X_REQUEST_ID,
         X_FORWARDED_FOR,
         X_FORWARDED_PROTO,

@@ -1,0 +1,563 @@
+//! API keys (SPEC §7.1): the compiled key store of one `[[api_keys]]` source and the lookup of a
+//! presented key in it. It sits at SPEC §3 step 6, beside JWT verification: the pipeline picks
+//! the credential (bearer by shape, or the source's header) and hands a key here; what comes
+//! back is the same [`Verified`] a token yields, so scopes, identity headers and the access log
+//! need no second path.
+//!
+//! This module does not read the key file (`config::api_keys` does, with line-numbered errors)
+//! or choose between a key and a token (`pipeline`).
+//!
+//! # Stored form
+//! Keys are never stored, only hashes of the exact key string:
+//! - `sha256:<64 lowercase hex>`: for high-entropy keys (what `authgate apikey new` makes). The
+//!   presented key is hashed once and looked up by its digest.
+//! - an argon2id PHC string (`$argon2id$v=19$m=...,t=...,p=...$<salt>$<hash>`): for keys of low
+//!   entropy that must resist offline guessing if the key file leaks. A salted hash cannot be
+//!   looked up by digest, and trying every entry would cost one argon2 run per entry and
+//!   request, so such a key must name its entry: it is presented as `agk_<id>_<secret>`, and
+//!   only the entry with that `id` is verified (one argon2 run, on a blocking thread). A key
+//!   verified once is remembered by its SHA-256 digest until the next reload, so a client
+//!   costs one argon2 run per reload, not per request; failed attempts are never remembered.
+//!
+//! # Key format
+//! `agk_<id>_<secret>` with `<secret>` 32 random bytes in base64url (what `authgate apikey new`
+//! prints): the prefix lets leaked-secret scanners recognize the key and the id names it
+//! without revealing anything. sha256 entries accept any key string without `.`, spaces or
+//! control characters (keys from another system keep working); PHC entries need the format.
+//!
+//! # Timing
+//! The lookup is constant-time with respect to the secret: the presented key is hashed first,
+//! the map is searched by that digest (its timing depends on a one-way function of the key,
+//! never on how many leading bytes of a stored secret match), and the match is confirmed with
+//! a constant-time comparison. argon2 verification compares in constant time itself.
+//!
+//! # Refusals
+//! Unknown, expired and disabled keys are all 401 `invalid_token`; the description names the
+//! reason, never the key. The key's `id` is the only thing about it that is logged.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use argon2::password_hash::PasswordHash;
+use argon2::{Argon2, PasswordVerifier};
+use aws_lc_rs::{constant_time, digest, rand};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use http::{HeaderName, HeaderValue};
+use serde_json::{Map, Value};
+
+use super::cache::Verified;
+use super::jwt::{header_value, render_claim, Principal, TokenError, VerifiedBy};
+use super::keys::KeyDigest;
+
+/// The prefix of keys made by `authgate apikey new` (and required for PHC entries).
+pub const KEY_PREFIX: &str = "agk_";
+/// Longest key id.
+pub const MAX_ID_LEN: usize = 64;
+/// Longer presented values are refused unhashed (real keys are under 100 bytes).
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Largest argon2id memory cost accepted in a stored hash, KiB (64 MiB; the argon2 default is
+/// 19 MiB): one verification must not be able to exhaust the host.
+pub const MAX_ARGON2_MEMORY_KIB: u32 = 64 * 1024;
+/// Largest argon2id time cost (passes) accepted in a stored hash.
+pub const MAX_ARGON2_PASSES: u32 = 10;
+/// `Verified::issuer_generation` of an API key: no issuer generation is ever 0, and API key
+/// verifications are never put in the token cache.
+pub const API_KEY_GENERATION: u64 = 0;
+
+/// Why a presented API key was refused: 401 invalid_token. `as_str` is the metrics reason.
+/// A known key's id travels along for the access log (`key_id`), never to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiKeyError {
+    /// No key of the route's sources has this value.
+    Unknown,
+    /// The key's `expires` has passed.
+    Expired { key_id: Box<str> },
+    /// The key is `disabled = true`.
+    Disabled { key_id: Box<str> },
+    /// A keys-only route got a bearer value shaped like a JWT (it has a `.`).
+    NotAnApiKey,
+}
+
+impl ApiKeyError {
+    /// The bounded, snake_case metrics reason.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ApiKeyError::Unknown => "api_key_unknown",
+            ApiKeyError::Expired { .. } => "api_key_expired",
+            ApiKeyError::Disabled { .. } => "api_key_disabled",
+            ApiKeyError::NotAnApiKey => "api_key_expected",
+        }
+    }
+
+    /// `error_description` text: the reason, never the key; no `"` or `\`.
+    pub fn description(&self) -> &'static str {
+        match self {
+            ApiKeyError::Unknown => "the API key is not known",
+            ApiKeyError::Expired { .. } => "the API key has expired",
+            ApiKeyError::Disabled { .. } => "the API key is disabled",
+            ApiKeyError::NotAnApiKey => "this route accepts only API keys",
+        }
+    }
+
+    /// The id of the refused key, when the key is known.
+    pub fn key_id(&self) -> Option<&str> {
+        match self {
+            ApiKeyError::Expired { key_id } | ApiKeyError::Disabled { key_id } => Some(key_id),
+            ApiKeyError::Unknown | ApiKeyError::NotAnApiKey => None,
+        }
+    }
+}
+
+/// Where a source's keys are read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyHeader {
+    /// `Authorization: Bearer <key>`, told apart from a JWT by shape (no `.`).
+    Authorization,
+    /// The whole value of this header (e.g. `X-API-Key`); Authorization is not read for keys.
+    Named(HeaderName),
+}
+
+/// A stored key hash.
+enum StoredHash {
+    Sha256([u8; 32]),
+    /// An argon2id PHC string, checked at load; `verified` remembers the SHA-256 of the key
+    /// that verified against it (until the next reload compiles a new store).
+    Phc {
+        phc: String,
+        verified: OnceLock<[u8; 32]>,
+    },
+}
+
+impl StoredHash {
+    /// Parses `sha256:<64 lowercase hex>` or an argon2id PHC string.
+    fn parse(text: &str) -> Result<StoredHash, String> {
+        if let Some(hex_digits) = text.strip_prefix("sha256:") {
+            let lowercase_hex = hex_digits.len() == 64
+                && hex_digits
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if !lowercase_hex {
+                return Err("a sha256 hash must be \"sha256:\" and 64 lowercase hex digits".into());
+            }
+            let mut digest = [0u8; 32];
+            hex::decode_to_slice(hex_digits, &mut digest)
+                .map_err(|_| "a sha256 hash must be 64 lowercase hex digits".to_owned())?;
+            return Ok(StoredHash::Sha256(digest));
+        }
+        if text.starts_with('$') {
+            let parsed = PasswordHash::new(text)
+                .map_err(|e| format!("not a valid PHC password hash string: {e}"))?;
+            if parsed.algorithm.as_str() != "argon2id" {
+                return Err(format!(
+                    "unsupported password hash \"{}\" (only argon2id)",
+                    parsed.algorithm.as_str()
+                ));
+            }
+            let params = argon2::Params::try_from(&parsed)
+                .map_err(|e| format!("invalid argon2id parameters: {e}"))?;
+            if params.m_cost() > MAX_ARGON2_MEMORY_KIB || params.t_cost() > MAX_ARGON2_PASSES {
+                return Err(format!(
+                    "argon2id cost above the limit (m at most {MAX_ARGON2_MEMORY_KIB} KiB, t at most {MAX_ARGON2_PASSES})"
+                ));
+            }
+            if parsed.hash.is_none() || parsed.salt.is_none() {
+                return Err("the argon2id PHC string lacks its salt or hash".into());
+            }
+            return Ok(StoredHash::Phc {
+                phc: text.to_owned(),
+                verified: OnceLock::new(),
+            });
+        }
+        Err("hash must be \"sha256:<64 lowercase hex>\" or an argon2id PHC string".into())
+    }
+}
+
+/// One stored key: its rules and the identity it grants, rendered once at load.
+pub struct ApiKey {
+    pub id: String,
+    hash: StoredHash,
+    /// Seconds since the epoch; `None`: never.
+    pub expires_at: Option<u64>,
+    pub disabled: bool,
+    /// What a request with this key is allowed as; `principal.key_id` is `id`.
+    pub verified: Arc<Verified>,
+}
+
+impl fmt::Debug for ApiKey {
+    // The hash is not a secret, but it is not logged either: only the id identifies a key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("id", &self.id)
+            .field("expires_at", &self.expires_at)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one key entry says, before its hash is parsed.
+pub struct KeySpec<'a> {
+    pub id: &'a str,
+    pub hash: &'a str,
+    pub client_id: &'a str,
+    pub scopes: Vec<String>,
+    pub claims: Map<String, Value>,
+    pub expires_at: Option<u64>,
+    pub disabled: bool,
+}
+
+/// Why a key entry cannot be compiled (the config module adds file and line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyEntryError {
+    Id(String),
+    Hash(String),
+    /// A value that would go upstream cannot be a header value.
+    Header(&'static str),
+}
+
+impl ApiKey {
+    /// Compiles one entry of source `source`, rendering the identity headers it grants.
+    pub fn new(
+        source: &str,
+        claim_headers: &[(HeaderName, String)],
+        spec: KeySpec<'_>,
+    ) -> Result<ApiKey, KeyEntryError> {
+        if !valid_id(spec.id) {
+            return Err(KeyEntryError::Id(format!(
+                "id \"{}\" must be 1 to {MAX_ID_LEN} characters of A-Z a-z 0-9 -",
+                spec.id.escape_default()
+            )));
+        }
+        let hash = StoredHash::parse(spec.hash).map_err(KeyEntryError::Hash)?;
+        let issuer = format!("apikey:{source}");
+        let header = |what: &'static str, text: &str| {
+            header_value(text).map_err(|_: TokenError| KeyEntryError::Header(what))
+        };
+        if spec.scopes.iter().any(|s| s.is_empty() || s.contains(' ')) {
+            return Err(KeyEntryError::Header(
+                "scopes (each non-empty, without spaces)",
+            ));
+        }
+        let mut headers = vec![
+            (
+                HeaderName::from_static("x-auth-subject"),
+                header("client_id", spec.client_id)?,
+            ),
+            (
+                HeaderName::from_static("x-auth-issuer"),
+                header("name of the source", &issuer)?,
+            ),
+            (
+                HeaderName::from_static("x-auth-client-id"),
+                header("client_id", spec.client_id)?,
+            ),
+        ];
+        if !spec.scopes.is_empty() {
+            headers.push((
+                HeaderName::from_static("x-auth-scopes"),
+                header("scopes", &spec.scopes.join(" "))?,
+            ));
+        }
+        headers.push((
+            crate::header_names::X_AUTH_KEY_ID,
+            HeaderValue::from_str(spec.id).map_err(|_| KeyEntryError::Header("id"))?,
+        ));
+        for (name, claim) in claim_headers {
+            if let Some(text) = spec.claims.get(claim).and_then(render_claim) {
+                headers.push((name.clone(), header("claims", &text)?));
+            }
+        }
+        let principal = Principal {
+            subject: Some(spec.client_id.to_owned()),
+            issuer: issuer.clone(),
+            client_id: Some(spec.client_id.to_owned()),
+            granted: super::scopes::Granted::exactly(&spec.scopes),
+            scopes: spec.scopes,
+            headers,
+            expires_at: spec.expires_at.unwrap_or(u64::MAX),
+            bound_cert_sha256: None,
+            verified_by: VerifiedBy {
+                kid: Some(spec.id.into()),
+                digest: KeyDigest::of(&[b"apikey", issuer.as_bytes(), spec.hash.as_bytes()]),
+            },
+            key_id: Some(spec.id.to_owned()),
+        };
+        Ok(ApiKey {
+            id: spec.id.to_owned(),
+            hash,
+            expires_at: spec.expires_at,
+            disabled: spec.disabled,
+            verified: Arc::new(Verified {
+                issuer_generation: API_KEY_GENERATION,
+                principal,
+            }),
+        })
+    }
+
+    /// Whether this entry stores a salted password hash (argon2id).
+    pub fn is_password_hash(&self) -> bool {
+        matches!(self.hash, StoredHash::Phc { .. })
+    }
+}
+
+/// A key id: 1 to 64 of `A-Z a-z 0-9 -` (no `_`, so `agk_<id>_<secret>` splits uniquely; no
+/// `.`, so a key is never shaped like a JWT).
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// The id named by a key of the form `agk_<id>_<secret>`.
+pub fn named_id(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix(KEY_PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    (valid_id(id) && !secret.is_empty()).then_some(id)
+}
+
+/// SHA-256 of the exact key string.
+pub fn sha256(key: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest::digest(&digest::SHA256, key.as_bytes()).as_ref());
+    out
+}
+
+/// The stored form of a high-entropy key: `sha256:<64 lowercase hex>`.
+pub fn sha256_hash(key: &str) -> String {
+    format!("sha256:{}", hex::encode(sha256(key)))
+}
+
+/// A new key `agk_<id>_<secret>`, 32 bytes from the system CSPRNG.
+pub fn generate(id: &str) -> Result<String, aws_lc_rs::error::Unspecified> {
+    let mut secret = [0u8; 32];
+    rand::fill(&mut secret)?;
+    Ok(format!(
+        "{KEY_PREFIX}{id}_{}",
+        URL_SAFE_NO_PAD.encode(secret)
+    ))
+}
+
+/// `authgate apikey new`: a new key and the `[[keys]]` entry holding only its hash (TOML).
+pub fn new_entry(id: &str, client_id: &str, scopes: &[String]) -> Result<(String, String), String> {
+    #[derive(serde::Serialize)]
+    struct Entry<'a> {
+        id: &'a str,
+        hash: String,
+        client_id: &'a str,
+        scopes: &'a [String],
+    }
+    #[derive(serde::Serialize)]
+    struct File<'a> {
+        keys: [Entry<'a>; 1],
+    }
+    if !valid_id(id) {
+        return Err(format!(
+            "invalid --id \"{}\": 1 to {MAX_ID_LEN} characters of A-Z a-z 0-9 -",
+            id.escape_default()
+        ));
+    }
+    if client_id.is_empty() {
+        return Err("--client-id must be non-empty".into());
+    }
+    if let Some(bad) = scopes
+        .iter()
+        .find(|s| s.is_empty() || s.contains(char::is_whitespace))
+    {
+        return Err(format!("invalid scope \"{}\"", bad.escape_default()));
+    }
+    let key = generate(id).map_err(|_| "the system random generator failed".to_owned())?;
+    let file = File {
+        keys: [Entry {
+            id,
+            hash: sha256_hash(&key),
+            client_id,
+            scopes,
+        }],
+    };
+    let entry = toml::to_string(&file).map_err(|e| format!("cannot render the entry: {e}"))?;
+    Ok((key, entry))
+}
+
+/// One compiled `[[api_keys]]` source: its keys, indexed by digest and by id.
+pub struct ApiKeySource {
+    pub name: String,
+    pub header: KeyHeader,
+    keys: Vec<ApiKey>,
+    by_digest: HashMap<[u8; 32], usize>,
+    by_id: HashMap<String, usize>,
+}
+
+impl fmt::Debug for ApiKeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeySource")
+            .field("name", &self.name)
+            .field("header", &self.header)
+            .field("keys", &self.keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A duplicate found while building a source: the index of the later entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Duplicate {
+    Id(usize),
+    Hash(usize),
+}
+
+/// Where a presented key led.
+enum Found {
+    Key(usize),
+    /// The PHC entry the key names, still to be verified.
+    Unverified(usize),
+    Nothing,
+}
+
+impl ApiKeySource {
+    /// Indexes `keys`; a repeated id or hash is refused (two entries for one key would make
+    /// its identity depend on order).
+    pub fn new(name: &str, header: KeyHeader, keys: Vec<ApiKey>) -> Result<Self, Duplicate> {
+        let mut by_digest = HashMap::new();
+        let mut by_id = HashMap::new();
+        let mut phcs: Vec<&str> = Vec::new();
+        for (index, key) in keys.iter().enumerate() {
+            if by_id.insert(key.id.clone(), index).is_some() {
+                return Err(Duplicate::Id(index));
+            }
+            let repeated = match &key.hash {
+                StoredHash::Sha256(digest) => by_digest.insert(*digest, index).is_some(),
+                StoredHash::Phc { phc, .. } => {
+                    let seen = phcs.contains(&phc.as_str());
+                    phcs.push(phc);
+                    seen
+                }
+            };
+            if repeated {
+                return Err(Duplicate::Hash(index));
+            }
+        }
+        Ok(ApiKeySource {
+            name: name.to_owned(),
+            header,
+            keys,
+            by_digest,
+            by_id,
+        })
+    }
+
+    pub fn keys(&self) -> &[ApiKey] {
+        &self.keys
+    }
+
+    /// Keys neither disabled nor expired at `now` (the `authgate_api_keys` gauge).
+    pub fn active(&self, now: u64) -> usize {
+        self.keys
+            .iter()
+            .filter(|key| !key.disabled && key.expires_at.is_none_or(|at| at > now))
+            .count()
+    }
+
+    fn find(&self, digest: &[u8; 32], presented: &str) -> Found {
+        if let Some(&index) = self.by_digest.get(digest) {
+            if let StoredHash::Sha256(stored) = &self.keys[index].hash {
+                if constant_time::verify_slices_are_equal(stored, digest).is_ok() {
+                    return Found::Key(index);
+                }
+            }
+        }
+        let Some(&index) = named_id(presented).and_then(|id| self.by_id.get(id)) else {
+            return Found::Nothing;
+        };
+        match &self.keys[index].hash {
+            StoredHash::Phc { verified, .. } => match verified.get() {
+                Some(known) if constant_time::verify_slices_are_equal(known, digest).is_ok() => {
+                    Found::Key(index)
+                }
+                _ => Found::Unverified(index),
+            },
+            // The named entry is a sha256 one and the digest did not match it.
+            StoredHash::Sha256(_) => Found::Nothing,
+        }
+    }
+
+    /// Verifies `presented` against PHC entry `index` (blocking: one argon2 run).
+    fn verify_password(&self, index: usize, presented: &str, digest: [u8; 32]) -> bool {
+        let StoredHash::Phc { phc, verified } = &self.keys[index].hash else {
+            return false;
+        };
+        let Ok(parsed) = PasswordHash::new(phc) else {
+            return false;
+        };
+        let ok = Argon2::default()
+            .verify_password(presented.as_bytes(), &parsed)
+            .is_ok();
+        if ok {
+            // A concurrent verification of the same key stored the same digest.
+            let _ = verified.set(digest);
+        }
+        ok
+    }
+}
+
+/// Bounds concurrent argon2 verifications to the number of cores.
+fn argon2_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        tokio::sync::Semaphore::new(cores)
+    })
+}
+
+/// Looks `presented` up in `sources`, in order; the first source holding it decides. `now` is
+/// seconds since the epoch.
+pub async fn authenticate(
+    sources: &[Arc<ApiKeySource>],
+    presented: &str,
+    now: u64,
+) -> Result<(Arc<Verified>, String), ApiKeyError> {
+    if presented.len() > MAX_KEY_BYTES {
+        return Err(ApiKeyError::Unknown);
+    }
+    let digest = sha256(presented);
+    for source in sources {
+        let index = match source.find(&digest, presented) {
+            Found::Key(index) => index,
+            Found::Unverified(index) => {
+                // At most one argon2 run per core at a time: guesses at a PHC key's id cannot
+                // pile up blocking threads (and their memory); requests beyond wait here.
+                let Ok(_slot) = argon2_slots().acquire().await else {
+                    return Err(ApiKeyError::Unknown);
+                };
+                let source = Arc::clone(source);
+                let key = presented.to_owned();
+                let verified = tokio::task::spawn_blocking(move || {
+                    source.verify_password(index, &key, digest)
+                })
+                .await
+                .unwrap_or(false);
+                if !verified {
+                    continue;
+                }
+                index
+            }
+            Found::Nothing => continue,
+        };
+        let key = &source.keys[index];
+        if key.disabled {
+            return Err(ApiKeyError::Disabled {
+                key_id: key.id.as_str().into(),
+            });
+        }
+        if key.expires_at.is_some_and(|at| at <= now) {
+            return Err(ApiKeyError::Expired {
+                key_id: key.id.as_str().into(),
+            });
+        }
+        return Ok((Arc::clone(&key.verified), source.name.clone()));
+    }
+    Err(ApiKeyError::Unknown)
+}
+
+#[cfg(test)]
+#[path = "api_keys_tests.rs"]
+mod tests;

@@ -1,0 +1,533 @@
+//! `[[api_keys]]` -> [`ApiKeySource`]s (SPEC §7.1): each source's key file is read and parsed
+//! here, at every load and reload, so a SIGHUP picks up added, removed, disabled and rotated
+//! keys. The key file is TOML with unknown fields refused, like the config; its errors name
+//! the key file, the entry's key (`keys[2].hash`) and the line.
+//!
+//! The file path is relative to the config file's directory (SPEC §2), so a config and its key
+//! files move together.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use http::HeaderName;
+use serde_json::{Map, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use toml::Spanned;
+
+use super::compile::{strings, Ctx};
+use super::raw;
+use super::{ConfigError, Source};
+use crate::auth::api_keys::{ApiKey, ApiKeySource, Duplicate, KeyEntryError, KeyHeader, KeySpec};
+
+pub(super) fn compile_api_keys(
+    ctx: &Ctx<'_>,
+    raws: &[Spanned<raw::ApiKeySource>],
+) -> Result<Vec<Arc<ApiKeySource>>, ConfigError> {
+    let mut sources: Vec<Arc<ApiKeySource>> = Vec::with_capacity(raws.len());
+    for (index, spanned) in raws.iter().enumerate() {
+        let raw = spanned.get_ref();
+        let key = |field: &str| format!("api_keys[{index}].{field}");
+        let name = raw.name.get_ref().as_str();
+        // The name goes upstream in `X-Auth-Issuer: apikey:<name>` and into metric labels.
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ctx.at(
+                key("name"),
+                &raw.name,
+                "api_keys name must be non-empty visible ASCII without spaces",
+            ));
+        }
+        if sources.iter().any(|source| source.name == name) {
+            return Err(ctx.at(
+                key("name"),
+                &raw.name,
+                format!("duplicate api_keys name \"{name}\""),
+            ));
+        }
+        let header = match &raw.header {
+            None => KeyHeader::Authorization,
+            Some(value)
+                if value
+                    .get_ref()
+                    .as_str()
+                    .eq_ignore_ascii_case("authorization") =>
+            {
+                KeyHeader::Authorization
+            }
+            Some(value) => {
+                let text = value.get_ref().as_str();
+                let name = HeaderName::from_bytes(text.as_bytes()).map_err(|_| {
+                    ctx.at(
+                        key("header"),
+                        value,
+                        format!("invalid header name \"{text}\""),
+                    )
+                })?;
+                if crate::proxy::headers::is_reserved(&name) {
+                    return Err(ctx.at(
+                        key("header"),
+                        value,
+                        format!("header \"{text}\" is reserved by the gateway"),
+                    ));
+                }
+                KeyHeader::Named(name)
+            }
+        };
+        let mut claim_headers = Vec::new();
+        if let Some(map) = &raw.claim_headers {
+            for (header, claim) in map.get_ref() {
+                let name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
+                    ctx.at(
+                        key("claim_headers"),
+                        map,
+                        format!("invalid header name \"{header}\""),
+                    )
+                })?;
+                if crate::proxy::headers::is_reserved(&name) {
+                    return Err(ctx.at(
+                        key("claim_headers"),
+                        map,
+                        format!("header \"{header}\" is reserved by the gateway"),
+                    ));
+                }
+                claim_headers.push((name, claim.as_str().to_owned()));
+            }
+        }
+        let path = relative_to_config(ctx, raw.file.get_ref().as_str());
+        let text = std::fs::read_to_string(&path).map_err(|error| {
+            ctx.at(
+                key("file"),
+                &raw.file,
+                format!("cannot read {}: {error}", path.display()),
+            )
+        })?;
+        let file = Source {
+            path: path.display().to_string(),
+            text,
+        };
+        let keys = read_keys(&file, name, &claim_headers)?;
+        // Duplicates were refused with their lines by `read_keys`; this is the store's own check.
+        let source = ApiKeySource::new(name, header, keys).map_err(|duplicate| {
+            let (index, field) = match duplicate {
+                Duplicate::Id(index) => (index, "id"),
+                Duplicate::Hash(index) => (index, "hash"),
+            };
+            invalid(
+                &file,
+                format!("keys[{index}].{field}"),
+                None,
+                format!("duplicate key {field}"),
+            )
+        })?;
+        sources.push(Arc::new(source));
+    }
+    Ok(sources)
+}
+
+/// Names of the route's `api_keys` as indexes into `sources`.
+pub(super) fn route_sources(
+    ctx: &Ctx<'_>,
+    key: &str,
+    list: &Spanned<Vec<super::value::EnvString>>,
+    sources: &[Arc<ApiKeySource>],
+) -> Result<Vec<usize>, ConfigError> {
+    let names = strings(list.get_ref());
+    if names.is_empty() {
+        return Err(ctx.at(key, list, "must not be empty (omit it for no API keys)"));
+    }
+    names
+        .iter()
+        .map(|wanted| {
+            sources
+                .iter()
+                .position(|source| source.name == *wanted)
+                .ok_or_else(|| ctx.at(key, list, format!("unknown api_keys source \"{wanted}\"")))
+        })
+        .collect()
+}
+
+/// A relative path resolves against the directory of the config file (SPEC §2).
+fn relative_to_config(ctx: &Ctx<'_>, file: &str) -> PathBuf {
+    let file = Path::new(file);
+    if file.is_absolute() {
+        return file.to_path_buf();
+    }
+    match Path::new(&ctx.source.path).parent() {
+        Some(dir) => dir.join(file),
+        None => file.to_path_buf(),
+    }
+}
+
+fn invalid(file: &Source, key: String, line: Option<usize>, message: String) -> ConfigError {
+    ConfigError::Invalid {
+        path: file.path.clone(),
+        key,
+        line,
+        message,
+    }
+}
+
+fn parse_key_file(file: &Source) -> Result<raw::KeyFile, ConfigError> {
+    toml::from_str(&file.text).map_err(|err| ConfigError::Syntax {
+        path: file.path.clone(),
+        line: err.span().map(|span| file.line_of(span.start)),
+        key: err.span().and_then(|span| file.key_at(span.start)),
+        message: err.message().to_owned(),
+    })
+}
+
+/// Parses and compiles every `[[keys]]` entry of one key file.
+fn read_keys(
+    file: &Source,
+    source: &str,
+    claim_headers: &[(HeaderName, String)],
+) -> Result<Vec<ApiKey>, ConfigError> {
+    let parsed = parse_key_file(file)?;
+    let mut keys = Vec::with_capacity(parsed.keys.len());
+    let mut ids = HashSet::new();
+    let mut hashes = HashSet::new();
+    for (index, spanned) in parsed.keys.iter().enumerate() {
+        let entry = spanned.get_ref();
+        let at = |field: &str, span: std::ops::Range<usize>, message: String| {
+            invalid(
+                file,
+                format!("keys[{index}].{field}"),
+                Some(file.line_of(span.start)),
+                message,
+            )
+        };
+        if !ids.insert(entry.id.get_ref().as_str()) {
+            return Err(at(
+                "id",
+                entry.id.span(),
+                format!(
+                    "duplicate key id \"{}\"",
+                    entry.id.get_ref().escape_default()
+                ),
+            ));
+        }
+        // Two entries for one key would make its identity depend on their order.
+        if !hashes.insert(entry.hash.get_ref().as_str()) {
+            return Err(at(
+                "hash",
+                entry.hash.span(),
+                "duplicate key hash (two entries for one key)".into(),
+            ));
+        }
+        let client_id = entry.client_id.get_ref().as_str();
+        if client_id.is_empty() {
+            return Err(at(
+                "client_id",
+                entry.client_id.span(),
+                "client_id must be non-empty".into(),
+            ));
+        }
+        let mut claims = Map::new();
+        if let Some(table) = &entry.claims {
+            for (name, value) in table.get_ref() {
+                claims.insert(name.clone(), json(value));
+            }
+        }
+        if let Some(org) = &entry.org {
+            if claims
+                .insert("org".into(), Value::String(org.get_ref().clone()))
+                .is_some()
+            {
+                return Err(at(
+                    "org",
+                    org.span(),
+                    "org is also set in claims; set it once".into(),
+                ));
+            }
+        }
+        let expires_at = match &entry.expires {
+            None => None,
+            Some(text) => {
+                let time = OffsetDateTime::parse(text.get_ref(), &Rfc3339).map_err(|error| {
+                    at(
+                        "expires",
+                        text.span(),
+                        format!("not an RFC 3339 time (e.g. 2027-01-01T00:00:00Z): {error}"),
+                    )
+                })?;
+                // Before 1970 means long expired.
+                Some(u64::try_from(time.unix_timestamp()).unwrap_or(0))
+            }
+        };
+        let spec = KeySpec {
+            id: entry.id.get_ref(),
+            hash: entry.hash.get_ref(),
+            client_id,
+            scopes: entry.scopes.clone(),
+            claims,
+            expires_at,
+            disabled: entry.disabled,
+        };
+        let key = ApiKey::new(source, claim_headers, spec).map_err(|error| match error {
+            KeyEntryError::Id(message) => at("id", entry.id.span(), message),
+            KeyEntryError::Hash(message) => at("hash", entry.hash.span(), message),
+            KeyEntryError::Header(what) => invalid(
+                file,
+                format!("keys[{index}]"),
+                Some(file.line_of(spanned.span().start)),
+                format!("{what} cannot be sent as a header value (visible ASCII and spaces only)"),
+            ),
+        })?;
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
+/// A TOML value as JSON, for claim headers rendered as for tokens (datetimes as their text).
+fn json(value: &toml::Value) -> Value {
+    match value {
+        toml::Value::String(text) => Value::String(text.clone()),
+        toml::Value::Integer(number) => Value::from(*number),
+        toml::Value::Float(number) => Value::from(*number),
+        toml::Value::Boolean(flag) => Value::Bool(*flag),
+        toml::Value::Datetime(datetime) => Value::String(datetime.to_string()),
+        toml::Value::Array(items) => Value::Array(items.iter().map(json).collect()),
+        toml::Value::Table(table) => Value::Object(
+            table
+                .iter()
+                .map(|(name, value)| (name.clone(), json(value)))
+                .collect(),
+        ),
+    }
+}
+
+/// The sources' claim header names, normalized as `Snapshot::claim_header_names` wants them
+/// (lowercase, `_` as `-`): clients cannot send them.
+pub(super) fn claim_header_names(
+    raws: &[Spanned<raw::ApiKeySource>],
+) -> impl Iterator<Item = String> + '_ {
+    raws.iter()
+        .filter_map(|source| source.get_ref().claim_headers.as_ref())
+        .flat_map(|map| map.get_ref().keys())
+        .map(|name| name.to_ascii_lowercase().replace('_', "-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::super::{compile, parse, CompileContext, Source};
+    use crate::metrics::Metrics;
+
+    const HASH_A: &str = "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+    const HASH_B: &str = "sha256:486ea46224d1bb4fb680f34f7c9ad96a8f24ec88be73ea8e5a6c65260e9cb8a7";
+
+    /// A directory of its own per test, holding `config.toml` and the key files.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(name: &str) -> Dir {
+            let dir = std::env::temp_dir()
+                .join(format!("authgate-apikeys-{}-{name}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Dir(dir)
+        }
+
+        fn write(&self, file: &str, text: &str) -> PathBuf {
+            let path = self.0.join(file);
+            std::fs::write(&path, text).unwrap();
+            path
+        }
+
+        /// Loads `config` as the file `config.toml` of this directory.
+        fn load(&self, config: &str) -> Result<crate::snapshot::Snapshot, String> {
+            let path = self.write("config.toml", config);
+            let source = Source {
+                path: path.display().to_string(),
+                text: config.into(),
+            };
+            let raw = parse(&source).map_err(|e| e.to_string())?;
+            compile(
+                &raw,
+                CompileContext {
+                    source: &source,
+                    metrics: Metrics::new(),
+                    previous: None,
+                },
+            )
+            .map_err(|e| e.to_string())
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// No issuer at all: a keys-only route needs none (SPEC §7.1).
+    fn config(source_extra: &str, route_extra: &str) -> String {
+        format!(
+            "[[upstreams]]\nname = \"u\"\nurl = \"http://127.0.0.1:9\"\n\n\
+             [[api_keys]]\nname = \"partners\"\nfile = \"keys.toml\"\n{source_extra}\n\n\
+             [[routes]]\nname = \"r\"\npath_prefix = \"/x\"\nupstream = \"u\"\n\
+             api_keys = [\"partners\"]\n{route_extra}\n"
+        )
+    }
+
+    fn key(id: &str, hash: &str, extra: &str) -> String {
+        format!("[[keys]]\nid = \"{id}\"\nhash = \"{hash}\"\nclient_id = \"c\"\n{extra}\n")
+    }
+
+    #[test]
+    fn a_keys_only_config_needs_no_issuer_and_resolves_the_file_next_to_it() {
+        let dir = Dir::new("valid");
+        dir.write(
+            "keys.toml",
+            &format!(
+                "{}{}",
+                key(
+                    "a",
+                    HASH_A,
+                    "scopes = [\"s\"]\nexpires = \"2030-01-01T00:00:00+01:00\""
+                ),
+                key("b", HASH_B, "disabled = true\norg = \"o\"")
+            ),
+        );
+        let snapshot = dir.load(&config("", "")).unwrap();
+        assert!(snapshot.issuers.is_empty());
+        assert_eq!(snapshot.routes[0].api_keys, vec![0]);
+        assert!(snapshot.routes[0].issuers.is_empty(), "keys only");
+        let source = &snapshot.api_keys[0];
+        assert_eq!(source.keys().len(), 2);
+        assert_eq!(source.keys()[0].expires_at, Some(1_893_452_400));
+        assert!(source.keys()[1].disabled);
+    }
+
+    #[test]
+    fn key_file_errors_name_the_key_file_and_line() {
+        let dir = Dir::new("errors");
+        let keys = dir.0.join("keys.toml").display().to_string();
+        let cases: Vec<(String, String)> = vec![
+            (
+                format!("{}bogus = 1\n", key("a", HASH_A, "")),
+                format!("{keys}:6: keys[0].bogus: unknown field `bogus`"),
+            ),
+            (
+                key("a", "plain-text-key", ""),
+                format!("{keys}:3: keys[0].hash: hash must be"),
+            ),
+            (
+                key("a", &HASH_A.to_uppercase().replace("SHA256", "sha256"), ""),
+                format!("{keys}:3: keys[0].hash: a sha256 hash must be"),
+            ),
+            (
+                format!("{}{}", key("a", HASH_A, ""), key("a", HASH_B, "")),
+                format!("{keys}:7: keys[1].id: duplicate key id \"a\""),
+            ),
+            (
+                format!("{}{}", key("a", HASH_A, ""), key("b", HASH_A, "")),
+                format!("{keys}:8: keys[1].hash: duplicate key hash"),
+            ),
+            (
+                key("a", HASH_A, "expires = \"next year\""),
+                format!("{keys}:5: keys[0].expires: not an RFC 3339 time"),
+            ),
+            (
+                key("a_b", HASH_A, ""),
+                format!("{keys}:2: keys[0].id: id \"a_b\" must be"),
+            ),
+            (
+                key("a", HASH_A, "claims = { org = \"x\" }\norg = \"y\""),
+                format!("{keys}:6: keys[0].org: org is also set in claims"),
+            ),
+            (
+                "[[keys]]\nid = \"a\"\nclient_id = \"c\"\n".into(),
+                format!("{keys}:1: missing field `hash`"),
+            ),
+            ("keys = 3\n".into(), format!("{keys}:1: keys: invalid type")),
+        ];
+        for (file, expected) in cases {
+            dir.write("keys.toml", &file);
+            let error = dir.load(&config("", "")).err().unwrap_or_default();
+            assert!(
+                error.starts_with(&expected),
+                "key file\n{file}\nexpected {expected:?}\ngot      {error:?}"
+            );
+            assert!(!error.contains("plain-text-key") || expected.contains("plain-text-key"));
+        }
+    }
+
+    #[test]
+    fn config_errors_about_api_keys() {
+        let dir = Dir::new("config");
+        dir.write("keys.toml", &key("a", HASH_A, ""));
+        let cases = [
+            (
+                config("", "public = true"),
+                "routes[0].api_keys: a public route takes no API keys",
+            ),
+            (
+                config("", "").replace("api_keys = [\"partners\"]", "api_keys = [\"nope\"]"),
+                "routes[0].api_keys: unknown api_keys source \"nope\"",
+            ),
+            (
+                config("", "").replace("api_keys = [\"partners\"]", "api_keys = []"),
+                "routes[0].api_keys: must not be empty",
+            ),
+            (
+                config("", "").replace("keys.toml", "missing.toml"),
+                "api_keys[0].file: cannot read",
+            ),
+            (
+                config("header = \"X-Request-Id\"", ""),
+                "api_keys[0].header: header \"X-Request-Id\" is reserved",
+            ),
+            (
+                config("claim_headers = { \"X-Auth-Key-Id\" = \"org\" }", ""),
+                "api_keys[0].claim_headers: header \"X-Auth-Key-Id\" is reserved",
+            ),
+            (
+                format!(
+                    "{}{}",
+                    config("", ""),
+                    "[[api_keys]]\nname = \"partners\"\nfile = \"keys.toml\"\n"
+                ),
+                "api_keys[1].name: duplicate api_keys name",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = dir.load(&text).err().unwrap_or_default();
+            assert!(
+                error.contains(expected),
+                "expected {expected:?}\ngot {error:?}"
+            );
+        }
+        // Without `api_keys` and without issuers a protected route is still invalid.
+        let error = dir
+            .load(&config("", "").replace("api_keys = [\"partners\"]", ""))
+            .err()
+            .unwrap_or_default();
+        assert!(error.contains("needs a token but no issuer"), "{error}");
+    }
+
+    #[test]
+    fn a_named_header_and_claim_headers_compile() {
+        let dir = Dir::new("header");
+        dir.write(
+            "keys.toml",
+            &key("a", HASH_A, "claims = { org = \"o\", n = 3 }"),
+        );
+        let snapshot = dir
+            .load(&config(
+                "header = \"X-API-Key\"\nclaim_headers = { \"X-Org\" = \"org\", \"X_N\" = \"n\" }",
+                "",
+            ))
+            .unwrap();
+        assert_eq!(
+            snapshot.api_keys[0].header,
+            crate::auth::api_keys::KeyHeader::Named(http::HeaderName::from_static("x-api-key"))
+        );
+        assert!(snapshot.claim_header_names.contains(&"x-org".to_owned()));
+        assert!(snapshot.claim_header_names.contains(&"x-n".to_owned()));
+        let headers = &snapshot.api_keys[0].keys()[0].verified.principal.headers;
+        assert!(headers.iter().any(|(n, v)| n == "x-org" && v == "o"));
+        assert!(headers.iter().any(|(n, v)| n == "x_n" && v == "3"));
+    }
+}
