@@ -28,6 +28,16 @@ pub struct Config {
     pub routes: Vec<S<Route>>,
     #[serde(default)]
     pub clients: Vec<S<Client>>,
+    #[serde(default)]
+    pub decision: Decision,
+}
+
+/// `[decision]` (SPEC §7.3): the decision listener for ingresses that ask before they proxy.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    /// Decision listener address. Default: off (no listener).
+    pub listen: Option<S<EnvString>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
