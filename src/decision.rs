@@ -37,7 +37,9 @@
 //! - **Allowed**: 200 with an empty body and the identity headers the upstream would get
 //!   (`X-Auth-Subject`, `X-Auth-Issuer`, `X-Auth-Client-Id`, `X-Auth-Scopes`, the issuer's
 //!   `claim_headers`), for the ingress to copy upstream. **Denied**: the proxy's refusal (same
-//!   status, JSON body, WWW-Authenticate, Allow, Retry-After).
+//!   status, JSON body, WWW-Authenticate, Allow, Retry-After). An Envoy answer also names, in
+//!   `x-envoy-auth-headers-to-remove`, every identity header it does not set, so Envoy strips
+//!   a client's spoofed ones (nginx and Traefik clear them by configuration).
 //! - **Metrics and logs**: the same families and labels as proxied requests; access-log lines
 //!   carry `mode = "decision"`. Refusals before a request is described (untrusted caller,
 //!   unknown path, malformed description) count under the route `none`.
@@ -50,7 +52,10 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 
 use crate::access_log::{self, AccessRecord};
 use crate::deny::{Deny, InvalidRequest};
-use crate::header_names::{X_FORWARDED_FOR, X_REQUEST_ID};
+use crate::header_names::{
+    X_AUTH_CLIENT_ID, X_AUTH_ISSUER, X_AUTH_SCOPES, X_AUTH_SUBJECT, X_CLIENT_CERT_SHA256,
+    X_CLIENT_CERT_SUBJECT, X_FORWARDED_FOR, X_REQUEST_ID,
+};
 use crate::pipeline::{self, ConnInfo, NoTrace};
 use crate::proxy::{self, headers, Body};
 use crate::routing::PathError;
@@ -66,6 +71,8 @@ const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-meth
 const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const X_ENVOY_AUTH_HEADERS_TO_REMOVE: HeaderName =
+    HeaderName::from_static("x-envoy-auth-headers-to-remove");
 
 /// Which ingress is asking, by the decision request's path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,6 +246,29 @@ pub fn describe(dialect: Dialect, request: &Parts) -> Result<Parts, Deny> {
     Ok(parts)
 }
 
+/// Envoy's HTTP ext_authz sets the answered identity headers upstream but keeps the client's
+/// other ones; `x-envoy-auth-headers-to-remove` names every identity header this answer does
+/// not set (the fixed ones and the configured claim headers), so Envoy removes the client's.
+fn envoy_headers_to_remove(headers: &mut HeaderMap, snapshot: &crate::snapshot::Snapshot) {
+    let fixed = [
+        X_AUTH_SUBJECT,
+        X_AUTH_ISSUER,
+        X_AUTH_CLIENT_ID,
+        X_AUTH_SCOPES,
+        X_CLIENT_CERT_SUBJECT,
+        X_CLIENT_CERT_SHA256,
+    ];
+    let names: Vec<&str> = fixed
+        .iter()
+        .map(HeaderName::as_str)
+        .chain(snapshot.claim_header_names.iter().map(String::as_str))
+        .filter(|name| !headers.contains_key(*name))
+        .collect();
+    if let Ok(value) = HeaderValue::from_str(&names.join(",")) {
+        headers.insert(X_ENVOY_AUTH_HEADERS_TO_REMOVE, value);
+    }
+}
+
 fn request_has_body(parts: &Parts) -> bool {
     parts.headers.contains_key(TRANSFER_ENCODING)
         || parts
@@ -265,7 +295,7 @@ pub async fn handle<B>(shared: &Shared, conn: &ConnInfo, request: Request<B>) ->
         .contains(conn.peer.ip().to_canonical());
     let described = if caller_trusted {
         match Dialect::from_path(parts.uri.path()) {
-            Some(dialect) => describe(dialect, &parts),
+            Some(dialect) => describe(dialect, &parts).map(|described| (dialect, described)),
             None => Err(Deny::NoRoute),
         }
     } else {
@@ -291,7 +321,7 @@ pub async fn handle<B>(shared: &Shared, conn: &ConnInfo, request: Request<B>) ->
                 record,
             )
         }
-        Ok(described) => {
+        Ok((dialect, described)) => {
             let mut record = AccessRecord::new(described, conn, &request_id);
             match pipeline::decide(&snapshot, described, &described_conn, &mut NoTrace).await {
                 Ok(allowed) => {
@@ -304,6 +334,9 @@ pub async fn handle<B>(shared: &Shared, conn: &ConnInfo, request: Request<B>) ->
                         for (name, value) in &verified.principal.headers {
                             response.headers_mut().insert(name.clone(), value.clone());
                         }
+                    }
+                    if *dialect == Dialect::Envoy {
+                        envoy_headers_to_remove(response.headers_mut(), &snapshot);
                     }
                     if has_body {
                         response

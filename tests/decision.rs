@@ -557,6 +557,20 @@ async fn envoy_ext_authz_http_service() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(reply.header("x-auth-subject"), Some("svc-1"));
     assert_eq!(reply.header("x-auth-tenant"), Some("acme"));
+    // Envoy keeps client headers the answer does not set: the answer names them for removal.
+    assert_eq!(
+        reply.header("x-envoy-auth-headers-to-remove"),
+        Some("x-client-cert-subject,x-client-cert-sha256")
+    );
+    let reply = envoy(Method::GET, "/authz/envoy/public/x", None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(
+        reply.header("x-envoy-auth-headers-to-remove"),
+        Some(
+            "x-auth-subject,x-auth-issuer,x-auth-client-id,x-auth-scopes,\
+             x-client-cert-subject,x-client-cert-sha256,x-auth-tenant"
+        )
+    );
     let reply = envoy(Method::DELETE, "/authz/envoy/orders/9", Some(auth.clone())).await;
     reply.assert_error(405, "method_not_allowed");
     let reply = envoy(Method::GET, "/authz/envoy/orders/9", None).await;
