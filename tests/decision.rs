@@ -81,10 +81,16 @@ fn capture() -> Captured {
 ///   GET/POST, scope `orders:read`), `office` (`/office`, allow 192.0.2.0/24),
 ///   `down` (`/down`, an issuer whose keys never load).
 async fn gateway(idp: &Idp, echo: &Echo, trusted: &str) -> Gateway {
+    gateway_with(idp, echo, trusted, "").await
+}
+
+/// [`gateway`] with more `[server]` settings.
+async fn gateway_with(idp: &Idp, echo: &Echo, trusted: &str, server: &str) -> Gateway {
     Gateway::from_toml(format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
+{server}
 
 [admin]
 listen = "127.0.0.1:0"
@@ -645,5 +651,37 @@ async fn a_declared_body_is_never_read() {
         Some("close"),
         "{}",
         reply.text()
+    );
+}
+
+#[tokio::test]
+async fn idle_decision_connections_are_closed() {
+    capture();
+    let idp = Idp::start().await;
+    let echo = Echo::start().await;
+    let gateway = gateway_with(
+        &idp,
+        &echo,
+        "127.0.0.1/32",
+        r#"header_read_timeout = "300ms""#,
+    )
+    .await;
+    // One keep-alive request, then silence: the listener closes the connection after
+    // header_read_timeout instead of holding it forever.
+    let head = "GET /authz/nginx HTTP/1.1\r\nhost: authgate\r\nx-original-method: GET\r\n\
+                x-original-uri: /public/a\r\n\r\n";
+    let started = std::time::Instant::now();
+    let reply = raw(
+        gateway.decision_addr(),
+        head.as_bytes(),
+        Duration::from_secs(4),
+    )
+    .await;
+    assert_eq!(reply.status(), 200, "{}", reply.text());
+    assert!(reply.closed, "idle decision connection still open after 4s");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
     );
 }
