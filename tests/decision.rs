@@ -27,7 +27,7 @@ use http_body_util::Empty;
 use serde_json::Value;
 
 use support::echo::Echo;
-use support::gateway::{raw, send, Gateway, Reply};
+use support::gateway::{raw, send, send_h2, Gateway, Reply};
 use support::idp::Idp;
 
 /// Everything logged by this test binary, as JSON lines.
@@ -684,4 +684,24 @@ async fn idle_decision_connections_are_closed() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test]
+async fn envoy_over_h2c_takes_the_authority() {
+    let setup = Setup::new().await;
+    let auth = bearer(&setup.token("orders:read"));
+    // Envoy may speak HTTP/2 to the authorization cluster: the host is then `:authority`.
+    let request = Request::get("/authz/envoy/orders/1")
+        .header("authorization", auth)
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let reply = send_h2(setup.gateway.decision_addr(), request).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.header("x-auth-subject"), Some("svc-1"));
+    let request = Request::get("/authz/envoy/orders/1")
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let reply = send_h2(setup.gateway.decision_addr(), request).await;
+    assert_refusal(&reply, 401, "missing_token", "");
+    setup.assert_upstream_untouched();
 }
