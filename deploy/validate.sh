@@ -25,7 +25,10 @@
 #   6. systemd unit: `systemd-analyze verify` and `security --offline` (when systemd-analyze
 #      exists) plus the directives the unit must keep;
 #   7. Dockerfile and .dockerignore, structurally (no daemon, no registry: the image itself is
-#      not built here; set DEPLOY_VALIDATE_DOCKER_BUILD=1 with a working daemon to build it).
+#      not built here; set DEPLOY_VALIDATE_DOCKER_BUILD=1 with a working daemon to build it);
+#   8. decision mode: `nginx -t` on deploy/nginx (example.conf wrapped in an http block), the
+#      ingress-nginx manifests against the API schemas, Traefik, Envoy and Istio structurally
+#      (no Envoy binary or CRD schemas offline).
 #
 # Tools are installed under target/deploy-tools (git-ignored via target/): a Python venv with
 # pinned PyYAML and kubernetes-validate from PyPI, and promtool extracted from Debian's
@@ -647,5 +650,110 @@ if [[ ${DEPLOY_VALIDATE_DOCKER_BUILD:-0} == 1 ]]; then
 else
   note "image not built (needs a Docker daemon and the base images; set DEPLOY_VALIDATE_DOCKER_BUILD=1)"
 fi
+
+# ---- 8. Decision mode -------------------------------------------------------------------
+step "8. decision mode: nginx -t on deploy/nginx, ingress-nginx manifests, Traefik/Envoy/Istio structure"
+NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+[[ -x $NGINX ]] || die "nginx not found (apt-get install -y nginx, or set NGINX): deploy/nginx is checked with nginx -t"
+ngx=$(mktemp -d)
+trap 'rm -rf "$ngx"' EXIT
+cp "$DEPLOY"/nginx/*.conf "$ngx"/
+# example.conf is an http-level file: wrap it, with every path nginx writes in the temp dir.
+cat > "$ngx/nginx.conf" <<NGX
+pid $ngx/nginx.pid;
+error_log $ngx/error.log;
+events {}
+http {
+    client_body_temp_path $ngx/client_body;
+    proxy_temp_path $ngx/proxy;
+    fastcgi_temp_path $ngx/fastcgi;
+    uwsgi_temp_path $ngx/uwsgi;
+    scgi_temp_path $ngx/scgi;
+    access_log off;
+    include $ngx/example.conf;
+}
+NGX
+"$NGINX" -t -q -p "$ngx" -e "$ngx/error.log" -c "$ngx/nginx.conf" || die "nginx -t failed on deploy/nginx"
+echo "   ok  deploy/nginx (nginx -t, $("$NGINX" -v 2>&1 | sed 's/.*: //'))"
+for version in $K8S_VERSIONS; do
+  "$VENV/bin/kubernetes-validate" --strict --quiet -k "$version" "$DEPLOY/decision/ingress-nginx.yaml" \
+    || die "kubernetes-validate failed on deploy/decision/ingress-nginx.yaml for Kubernetes $version"
+done
+echo "   ok  deploy/decision/ingress-nginx.yaml against Kubernetes $K8S_VERSIONS"
+"$PY" - <<'PY'
+import pathlib, re, sys, yaml
+errors = []
+def check(cond, msg):
+    if not cond:
+        errors.append(msg)
+d = pathlib.Path("deploy/decision")
+def docs(name):
+    return [x for x in yaml.safe_load_all((d / name).read_text()) if x]
+def kind(name, k):
+    found = [x for x in docs(name) if x.get("kind") == k]
+    check(len(found) == 1, f"{name}: one {k} expected")
+    return found[0] if found else {}
+ident = re.compile(r"(?i)^x[-_](auth|client[-_]cert)[-_]")
+# Traefik: the decision path, no trusted client X-Forwarded-*, identity headers by regex
+# (which also deletes the client's), the middleware used by the route.
+for name, fa in [
+    ("traefik.yaml", kind("traefik.yaml", "Middleware").get("spec", {}).get("forwardAuth", {})),
+    ("traefik-file-provider.yaml", docs("traefik-file-provider.yaml")[0]["http"]["middlewares"]["authgate"]["forwardAuth"]),
+]:
+    check(fa.get("address", "").endswith("/authz/traefik"), f"{name}: address must end in /authz/traefik")
+    check(fa.get("trustForwardHeader") is False, f"{name}: trustForwardHeader must be false")
+    rx = fa.get("authResponseHeadersRegex", "")
+    try:
+        compiled = re.compile(rx)
+        for h in ["X-Auth-Subject", "X_Auth_Subject", "X-Client-Cert-Sha256", "x-auth-tenant"]:
+            check(compiled.search(h), f"{name}: authResponseHeadersRegex misses {h}")
+        check(not compiled.search("Authorization"), f"{name}: authResponseHeadersRegex matches Authorization")
+    except re.error as e:
+        check(False, f"{name}: bad regex: {e}")
+route = kind("traefik.yaml", "IngressRoute")
+check(any(m.get("name") == "authgate" for r in route.get("spec", {}).get("routes", []) for m in r.get("middlewares", [])),
+      "traefik.yaml: the IngressRoute must use the authgate middleware")
+# Envoy: ext_authz before the router, the decision prefix, fail closed, identity headers up,
+# challenges down.
+hcm = docs("envoy.yaml")[0]["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+filters = [f["name"] for f in hcm["http_filters"]]
+check(filters == ["envoy.filters.http.ext_authz", "envoy.filters.http.router"], f"envoy.yaml: filters {filters}")
+authz = hcm["http_filters"][0]["typed_config"]
+check(authz["@type"].endswith("ext_authz.v3.ExtAuthz"), "envoy.yaml: ext_authz type")
+svc = authz["http_service"]
+check(svc["path_prefix"] == "/authz/envoy", "envoy.yaml: path_prefix must be /authz/envoy")
+check(authz.get("failure_mode_allow") is False, "envoy.yaml: failure_mode_allow must be false")
+clusters = {c["name"] for c in docs("envoy.yaml")[0]["static_resources"]["clusters"]}
+check(svc["server_uri"]["cluster"] in clusters, "envoy.yaml: server_uri.cluster is not defined")
+up = [p.get("prefix") or p.get("exact") for p in svc["authorization_response"]["allowed_upstream_headers"]["patterns"]]
+check("x-auth-" in up, "envoy.yaml: x-auth- headers must go upstream")
+down = [p.get("exact") for p in svc["authorization_response"]["allowed_client_headers"]["patterns"]]
+check({"www-authenticate", "retry-after"} <= set(down), "envoy.yaml: challenges must reach the client")
+req = [p.get("exact") for p in svc["authorization_request"]["allowed_headers"]["patterns"]]
+check("authorization" in req, "envoy.yaml: Authorization must reach authgate")
+# Istio: the provider, the Envoy dialect, a CUSTOM policy naming it.
+prov = kind("istio.yaml", "IstioOperator")["spec"]["meshConfig"]["extensionProviders"][0]
+http = prov.get("envoyExtAuthzHttp", {})
+check(http.get("pathPrefix") == "/authz/envoy", "istio.yaml: pathPrefix must be /authz/envoy")
+check(http.get("failOpen") is False, "istio.yaml: failOpen must be false")
+check("authorization" in http.get("includeRequestHeadersInCheck", []), "istio.yaml: authorization must be in the check")
+check("x-auth-subject" in http.get("headersToUpstreamOnAllow", []), "istio.yaml: identity headers upstream")
+pol = kind("istio.yaml", "AuthorizationPolicy")["spec"]
+check(pol.get("action") == "CUSTOM" and pol.get("provider", {}).get("name") == prov["name"],
+      "istio.yaml: AuthorizationPolicy must be CUSTOM with the authgate provider")
+# ingress-nginx: the decision path, the description headers, identity headers back.
+ing = kind("ingress-nginx.yaml", "Ingress")["metadata"]["annotations"]
+cm = kind("ingress-nginx.yaml", "ConfigMap")
+check(ing.get("nginx.ingress.kubernetes.io/auth-url", "").endswith("/authz/nginx"), "ingress-nginx.yaml: auth-url")
+check(ing.get("nginx.ingress.kubernetes.io/auth-proxy-set-headers") == f"{cm['metadata']['namespace']}/{cm['metadata']['name']}",
+      "ingress-nginx.yaml: auth-proxy-set-headers must name the ConfigMap")
+check(cm.get("data", {}).get("X-Original-URI") == "$request_uri", "ingress-nginx.yaml: X-Original-URI")
+check("X-Auth-Subject" in ing.get("nginx.ingress.kubernetes.io/auth-response-headers", ""), "ingress-nginx.yaml: auth-response-headers")
+if errors:
+    for e in errors:
+        print("   FAIL", e)
+    sys.exit(1)
+print("   ok  deploy/decision: traefik, envoy, istio, ingress-nginx")
+PY
 
 printf '\n== deploy/validate.sh passed in %ss\n' "$(($(date +%s) - START))"

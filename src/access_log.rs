@@ -23,6 +23,8 @@ pub struct AccessRecord {
     /// False when the access log is filtered out: then nothing is collected (no allocation).
     pub enabled: bool,
     pub request_id: String,
+    /// `proxy` (a proxied request) or `decision` (an ingress asking, SPEC §7.3).
+    pub mode: &'static str,
     pub peer: String,
     pub client: Option<IpAddr>,
     pub method: String,
@@ -58,6 +60,7 @@ impl AccessRecord {
         AccessRecord {
             enabled: true,
             request_id: request_id.to_str().unwrap_or_default().to_owned(),
+            mode: "proxy",
             peer: conn.peer.to_string(),
             method: parts.method.as_str().to_owned(),
             path: raw_path[..end].to_owned(),
@@ -122,6 +125,7 @@ pub fn emit(record: &AccessRecord) {
     tracing::info!(
         target: "authgate::access",
         request_id = %record.request_id,
+        mode = %record.mode,
         peer = %record.peer,
         client = %record.client.map(|ip| ip.to_string()).unwrap_or_default(),
         method = %record.method,

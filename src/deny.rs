@@ -9,6 +9,7 @@ use http::{Response, StatusCode};
 
 use crate::auth::api_keys::ApiKeyError;
 use crate::auth::jwt::TokenError;
+use crate::decision::DescriptionError;
 use crate::routing::{HostError, PathError};
 
 /// Why a request was not forwarded, or why forwarding failed. Each variant is one SPEC code.
@@ -68,6 +69,8 @@ pub enum InvalidRequest {
     Body,
     /// Several Host headers, or a malformed host (SPEC §3 step 2).
     Host(HostError),
+    /// A decision request whose description of the request is missing or malformed (§7.3).
+    Description(DescriptionError),
 }
 
 /// Seconds a client should wait after a 503 before retrying.
@@ -130,6 +133,7 @@ impl Deny {
             Deny::InvalidRequest(InvalidRequest::Framing) => "ambiguous message framing",
             Deny::InvalidRequest(InvalidRequest::Body) => "the request body is malformed",
             Deny::InvalidRequest(InvalidRequest::Host(error)) => error.description(),
+            Deny::InvalidRequest(InvalidRequest::Description(error)) => error.description(),
             Deny::InvalidRequest(InvalidRequest::Authorization) => {
                 "the Authorization header must be exactly one \"Bearer <token>\""
             }

@@ -19,6 +19,7 @@
 //! Modules:
 //! - [`config`]: TOML -> raw types -> [`snapshot::Snapshot`];
 //! - [`pipeline`]: the decision and the request handler;
+//! - [`decision`]: decision mode, the same decision asked for by an ingress (SPEC §7.3);
 //! - [`routing`], [`network`], [`auth`]: the steps of the pipeline;
 //! - [`proxy`]: header rewriting and forwarding;
 //! - [`server`]: listeners, TLS, admin endpoints, reload, shutdown;
@@ -31,6 +32,7 @@
 pub mod access_log;
 pub mod auth;
 pub mod config;
+pub mod decision;
 pub mod demo;
 pub mod deny;
 pub mod explain;

@@ -557,7 +557,7 @@ async fn authenticate_api_key(
 }
 
 /// A process-unique request id: a random prefix per process and a counter.
-fn new_request_id() -> HeaderValue {
+pub(crate) fn new_request_id() -> HeaderValue {
     static PREFIX: OnceLock<u32> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = *PREFIX.get_or_init(rand::random::<u32>);
@@ -647,7 +647,7 @@ pub async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Body>) ->
     response
 }
 
-fn deny_response(deny: Deny, close: bool) -> Response<Body> {
+pub(crate) fn deny_response(deny: Deny, close: bool) -> Response<Body> {
     // A malformed request says nothing good about what follows it on the connection.
     let close = close || matches!(deny, Deny::InvalidRequest(_));
     let mut response = deny.into_response().map(proxy::full);

@@ -31,6 +31,8 @@ pub type Shared = Arc<ArcSwap<Snapshot>>;
 pub struct Snapshot {
     pub server: ServerSettings,
     pub admin_listen: SocketAddr,
+    /// `[decision] listen`: the decision listener (SPEC §7.3); `None` = off.
+    pub decision_listen: Option<SocketAddr>,
     /// What `/readyz` requires.
     pub readiness: Readiness,
     pub tls: Option<TlsSettings>,

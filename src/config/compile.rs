@@ -225,6 +225,11 @@ pub fn compile(config: &raw::Config, context: CompileContext<'_>) -> Result<Snap
             .map_err(|_| ctx.err("admin.listen", None, "invalid default"))?,
     };
 
+    let decision_listen = match &config.decision.listen {
+        Some(listen) => Some(ctx.socket_addr("decision.listen", listen)?),
+        None => None,
+    };
+
     let readiness = match &config.admin.readiness {
         None => Readiness::LoadedOnce,
         Some(value) => Readiness::from_name(value.get_ref().as_str()).ok_or_else(|| {
@@ -324,6 +329,7 @@ pub fn compile(config: &raw::Config, context: CompileContext<'_>) -> Result<Snap
     Ok(Snapshot {
         server,
         admin_listen,
+        decision_listen,
         readiness,
         tls,
         trusted_proxies,

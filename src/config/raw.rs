@@ -31,6 +31,16 @@ pub struct Config {
     /// API key sources (SPEC §7.1), each a file of hashed keys.
     #[serde(default)]
     pub api_keys: Vec<S<ApiKeySource>>,
+    #[serde(default)]
+    pub decision: Decision,
+}
+
+/// `[decision]` (SPEC §7.3): the decision listener for ingresses that ask before they proxy.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    /// Decision listener address. Default: off (no listener).
+    pub listen: Option<S<EnvString>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

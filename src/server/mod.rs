@@ -6,6 +6,7 @@
 
 mod admin;
 mod conn;
+mod decision;
 pub mod fds;
 mod io;
 mod reload;
@@ -90,6 +91,8 @@ pub struct Addrs {
     pub http: Option<SocketAddr>,
     pub https: Option<SocketAddr>,
     pub admin: SocketAddr,
+    /// The decision listener (`[decision] listen`), when configured.
+    pub decision: Option<SocketAddr>,
 }
 
 /// Counts open client connections so shutdown can wait for them.
@@ -148,6 +151,7 @@ pub struct Bound {
     http: Option<TcpListener>,
     https: Option<(TcpListener, Arc<tls::TlsListener>)>,
     admin: TcpListener,
+    decision: Option<TcpListener>,
     addrs: Addrs,
 }
 
@@ -179,10 +183,15 @@ pub async fn bind(
         None => None,
     };
     let admin = bind_one("admin", snapshot.admin_listen).await?;
+    let decision = match snapshot.decision_listen {
+        Some(addr) => Some(bind_one("decision", addr).await?),
+        None => None,
+    };
     let addrs = Addrs {
         http: http.as_ref().and_then(|l| l.local_addr().ok()),
         https: https.as_ref().and_then(|(l, _)| l.local_addr().ok()),
         admin: admin.local_addr().unwrap_or(snapshot.admin_listen),
+        decision: decision.as_ref().and_then(|l| l.local_addr().ok()),
     };
     for issuer in &snapshot.issuers {
         issuer.store.start();
@@ -206,6 +215,7 @@ pub async fn bind(
         http,
         https,
         admin,
+        decision,
         addrs,
     })
 }
@@ -228,6 +238,7 @@ impl Bound {
             http,
             https,
             admin,
+            decision,
             addrs,
         } = self;
         let mut tasks: Vec<JoinHandle<()>> = Vec::new();
@@ -246,6 +257,9 @@ impl Bound {
             )));
         }
         tasks.push(tokio::spawn(admin::serve(admin, Arc::clone(&state))));
+        if let Some(listener) = decision {
+            tasks.push(tokio::spawn(decision::serve(listener, Arc::clone(&state))));
+        }
         state.ready.store(true, Ordering::SeqCst);
         tracing::info!(http = ?addrs.http, https = ?addrs.https, admin = %addrs.admin, "authgate listening");
 

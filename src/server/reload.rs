@@ -31,6 +31,7 @@ pub async fn reload(origin: &ConfigOrigin, state: &Arc<ServerState>, bound: &Add
     // Listeners are never rebound on reload: address changes need a restart.
     if snapshot.server.listen != previous.server.listen
         || snapshot.admin_listen != previous.admin_listen
+        || snapshot.decision_listen != previous.decision_listen
         || snapshot.tls.as_ref().map(|t| t.listen) != previous.tls.as_ref().map(|t| t.listen)
     {
         tracing::warn!(

@@ -61,10 +61,12 @@ impl GatewayBuilder {
         let handle = Handle::start(self.origin).await?;
         let http = handle.addrs.http.expect("config has a plaintext listener");
         let admin = handle.addrs.admin;
+        let decision = handle.addrs.decision;
         Ok(Gateway {
             handle: Some(handle),
             http,
             admin,
+            decision,
         })
     }
 }
@@ -74,6 +76,8 @@ pub struct Gateway {
     handle: Option<Handle>,
     http: SocketAddr,
     admin: SocketAddr,
+    /// The decision listener, when `[decision] listen` is configured.
+    decision: Option<SocketAddr>,
 }
 
 impl Drop for Gateway {
@@ -112,6 +116,11 @@ impl Gateway {
 
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin
+    }
+
+    /// The decision listener's address; panics when the config has none.
+    pub fn decision_addr(&self) -> SocketAddr {
+        self.decision.expect("config has a [decision] listener")
     }
 
     /// `http://127.0.0.1:PORT{path}` on the plaintext listener.
