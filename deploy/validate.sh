@@ -394,6 +394,25 @@ print("\n".join("check" if a == "run" else a for a in args))')
   "$BIN" --log-format json check -c config/authgate.toml </dev/null >/dev/null 2>"$work/stderr" \
     || { cat "$work/stderr" >&2; die "authgate check failed on config/authgate.toml (baked into the image)"; }
   echo "   ok  authgate --log-format json check -c config/authgate.toml  (image default)"
+  # Every example in config/ with the environment its header comment names (values of the
+  # right shape: https URLs for issuers and key URLs, a random secret, ids). demo.toml is a
+  # template the demo fills in ({{...}} placeholders), not a config of its own.
+  for example in config/*.toml; do
+    [[ $example == config/demo.toml ]] && continue
+    env_args=()
+    for var in $(grep -o '\${[A-Z_][A-Z0-9_]*' "$example" | sed 's/^\${//' | sort -u); do
+      grep -q "^#.*\b$var\b" "$example" || die "$example uses \${$var} but its header comment does not name it"
+      case $var in
+        *SECRET*) value=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(48))') ;;
+        *ISSUER*|*URI*|*URL*) value="https://idp.example.com/$var/" ;;
+        *) value="example-$var" ;;
+      esac
+      env_args+=("$var=$value")
+    done
+    env "${env_args[@]}" "$BIN" --log-format json check -c "$example" </dev/null >/dev/null 2>"$work/stderr" \
+      || { cat "$work/stderr" >&2; die "authgate check failed on $example"; }
+    echo "   ok  authgate check -c $example  (${env_args[*]%%=*})"
+  done
 else
   note "no authgate binary (set AUTHGATE_BIN or install cargo): configs not checked by authgate"
 fi

@@ -200,3 +200,89 @@ fn explain_traces_allow_and_every_deny_reason() {
     assert_eq!(code, 1, "bad input exits 1");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Issue "every identity provider": explain shows which client entry and which implied
+/// scopes applied (the API key credential is covered by tests/api_keys.rs).
+#[test]
+fn explain_shows_the_client_entry_and_implied_scopes() {
+    let dir = std::env::temp_dir().join(format!("authgate-explain-client-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("explain.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[issuers]]
+name = "internal"
+issuer = "https://auth.internal.example"
+hmac_secret = "{SECRET}"
+audiences = ["orders"]
+implied_scopes = {{ "admin" = ["*"], "orders:write" = ["orders:read"] }}
+
+[[clients]]
+client_id = "partner-a"
+allow = ["127.0.0.0/8"]
+
+[[upstreams]]
+name = "orders"
+url = "http://127.0.0.1:9/base"
+
+[[routes]]
+name = "orders-read"
+path_prefix = "/orders"
+upstream = "orders"
+scopes = ["orders:read"]
+"#
+        ),
+    )
+    .unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = |scope: &str| {
+        let claims = json!({
+            "iss": "https://auth.internal.example", "aud": "orders", "sub": "svc-7",
+            "client_id": "partner-a", "scope": scope, "exp": now + 300, "iat": now - 10,
+        });
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+
+    let (code, out) = explain(
+        &config,
+        &["--path", "/orders/1", "--token", &token("orders:write")],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("[[clients]] entry partner-a holds"), "{out}");
+    assert!(
+        out.contains("with implied: orders:write orders:read"),
+        "{out}"
+    );
+    let (code, out) = explain(
+        &config,
+        &["--path", "/orders/1", "--token", &token("admin")],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("implies every scope"), "{out}");
+    // From an address outside the client's allow list: denied by the client entry.
+    let (code, out) = explain(
+        &config,
+        &[
+            "--path",
+            "/orders/1",
+            "--ip",
+            "192.0.2.1",
+            "--token",
+            &token("admin"),
+        ],
+    );
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("not in the client's allow list"), "{out}");
+    assert!(out.contains("ip_not_allowed"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
