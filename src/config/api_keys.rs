@@ -7,7 +7,6 @@
 //! files move together.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use http::HeaderName;
@@ -74,27 +73,8 @@ pub(super) fn compile_api_keys(
                 KeyHeader::Named(name)
             }
         };
-        let mut claim_headers = Vec::new();
-        if let Some(map) = &raw.claim_headers {
-            for (header, claim) in map.get_ref() {
-                let name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
-                    ctx.at(
-                        key("claim_headers"),
-                        map,
-                        format!("invalid header name \"{header}\""),
-                    )
-                })?;
-                if crate::proxy::headers::is_reserved(&name) {
-                    return Err(ctx.at(
-                        key("claim_headers"),
-                        map,
-                        format!("header \"{header}\" is reserved by the gateway"),
-                    ));
-                }
-                claim_headers.push((name, claim.as_str().to_owned()));
-            }
-        }
-        let path = relative_to_config(ctx, raw.file.get_ref().as_str());
+        let claim_headers = ctx.claim_headers(&key("claim_headers"), raw.claim_headers.as_ref())?;
+        let path = ctx.source.resolve(raw.file.get_ref().as_str());
         let text = std::fs::read_to_string(&path).map_err(|error| {
             ctx.at(
                 key("file"),
@@ -148,17 +128,6 @@ pub(super) fn route_sources(
 }
 
 /// A relative path resolves against the directory of the config file (SPEC §2).
-fn relative_to_config(ctx: &Ctx<'_>, file: &str) -> PathBuf {
-    let file = Path::new(file);
-    if file.is_absolute() {
-        return file.to_path_buf();
-    }
-    match Path::new(&ctx.source.path).parent() {
-        Some(dir) => dir.join(file),
-        None => file.to_path_buf(),
-    }
-}
-
 fn invalid(file: &Source, key: String, line: Option<usize>, message: String) -> ConfigError {
     ConfigError::Invalid {
         path: file.path.clone(),

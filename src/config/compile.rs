@@ -117,6 +117,32 @@ impl Ctx<'_> {
 
     /// Every CIDR list of the config goes through the one strict parser
     /// ([`allowlist::parse_cidrs`]): a CIDR with host bits set is refused, never widened.
+    /// A `claim_headers` table (header -> claim): valid header names the gateway does not
+    /// reserve for itself.
+    pub(super) fn claim_headers(
+        &self,
+        key: &str,
+        map: Option<&Spanned<std::collections::BTreeMap<String, EnvString>>>,
+    ) -> Result<Vec<(http::HeaderName, String)>, ConfigError> {
+        let Some(map) = map else {
+            return Ok(Vec::new());
+        };
+        let mut headers = Vec::with_capacity(map.get_ref().len());
+        for (header, claim) in map.get_ref() {
+            let name = http::HeaderName::from_bytes(header.as_bytes())
+                .map_err(|_| self.at(key, map, format!("invalid header name \"{header}\"")))?;
+            if crate::proxy::headers::is_reserved(&name) {
+                return Err(self.at(
+                    key,
+                    map,
+                    format!("header \"{header}\" is reserved by the gateway"),
+                ));
+            }
+            headers.push((name, claim.as_str().to_owned()));
+        }
+        Ok(headers)
+    }
+
     pub(super) fn cidrs(
         &self,
         key: &str,

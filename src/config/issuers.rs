@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::HeaderName;
 use http::Uri;
 use jsonwebtoken::Algorithm;
 use toml::Spanned;
@@ -214,26 +213,7 @@ pub(super) fn compile_issuers(
                     .collect()
             })
             .unwrap_or_default();
-        let mut claim_headers = Vec::new();
-        if let Some(map) = &raw.claim_headers {
-            for (header, claim) in map.get_ref() {
-                let name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
-                    ctx.at(
-                        key("claim_headers"),
-                        map,
-                        format!("invalid header name \"{header}\""),
-                    )
-                })?;
-                if crate::proxy::headers::is_reserved(&name) {
-                    return Err(ctx.at(
-                        key("claim_headers"),
-                        map,
-                        format!("header \"{header}\" is reserved by the gateway"),
-                    ));
-                }
-                claim_headers.push((name, claim.as_str().to_owned()));
-            }
-        }
+        let claim_headers = ctx.claim_headers(&key("claim_headers"), raw.claim_headers.as_ref())?;
 
         let refresh = RefreshPolicy {
             refresh_interval: duration(&raw.refresh_interval, Duration::from_secs(600)),
