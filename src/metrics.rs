@@ -13,7 +13,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::snapshot::Snapshot;
+use crate::auth::jwks::KeyStore;
 
 /// Buckets from 100 µs to 30 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -313,18 +313,21 @@ impl Metrics {
         self.reload_without_keys.inc_by(issuers as u64);
     }
 
-    /// The text exposition, after copying in the key stores' figures.
-    pub fn render(&self, snapshot: &Snapshot) -> String {
-        self.sync_jwks(snapshot);
+    /// The text exposition, after copying in the current snapshot's figures: each issuer's
+    /// key store, and the active keys of each API key source. (Given as lists rather than
+    /// the snapshot, so that metrics stay below the snapshot that holds them.)
+    pub fn render<'a>(
+        &self,
+        key_stores: impl IntoIterator<Item = (&'a str, &'a KeyStore)>,
+        api_keys: impl IntoIterator<Item = (&'a str, usize)>,
+    ) -> String {
+        self.sync_jwks(key_stores);
         // Sources removed by a reload disappear; the figures are the current snapshot's.
         self.api_keys.reset();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        for source in &snapshot.api_keys {
+        for (source, active) in api_keys {
             self.api_keys
-                .with_label_values(&[&source.name])
-                .set(source.active(now) as i64);
+                .with_label_values(&[source])
+                .set(active as i64);
         }
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for well-formed families.
@@ -332,16 +335,15 @@ impl Metrics {
         String::from_utf8(out).unwrap_or_default()
     }
 
-    fn sync_jwks(&self, snapshot: &Snapshot) {
+    fn sync_jwks<'a>(&self, key_stores: impl IntoIterator<Item = (&'a str, &'a KeyStore)>) {
         let mut seen = self
             .jwks_seen
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         let now = SystemTime::now();
-        for issuer in &snapshot.issuers {
-            let name = issuer.name.as_str();
-            let stats = issuer.store.stats();
-            let store = issuer.store.id();
+        for (name, key_store) in key_stores {
+            let stats = key_store.stats();
+            let store = key_store.id();
             let last = seen.entry(name.to_owned()).or_default();
             if last.store != store {
                 // A reload gave this issuer a new store whose counters start at zero.

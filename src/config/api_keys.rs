@@ -15,7 +15,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use toml::Spanned;
 
-use super::compile::{strings, Ctx};
+use super::ctx::{strings, Ctx};
 use super::raw;
 use super::{ConfigError, Source};
 use crate::auth::api_keys::{ApiKey, ApiKeySource, Duplicate, KeyEntryError, KeyHeader, KeySpec};

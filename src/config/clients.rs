@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use http::HeaderValue;
 use toml::Spanned;
 
-use super::compile::{strings, Ctx};
+use super::ctx::{strings, Ctx};
 use super::raw;
 use super::ConfigError;
 use crate::snapshot::ClientPolicy;

@@ -10,7 +10,7 @@ use http::Uri;
 use jsonwebtoken::Algorithm;
 use toml::Spanned;
 
-use super::compile::{duration, strings, Ctx};
+use super::ctx::{duration, strings, Ctx};
 use super::raw::{self, ClaimValue};
 use super::ConfigError;
 use crate::auth::jwks::{check_key_url, KeySource, KeyStore, RefreshPolicy};

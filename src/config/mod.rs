@@ -6,6 +6,7 @@
 mod api_keys;
 mod clients;
 mod compile;
+mod ctx;
 mod env;
 mod error;
 mod issuers;

@@ -107,7 +107,19 @@ fn respond(state: &ServerState, request: &Request<Incoming>) -> Response<Full<By
         }
         "/metrics" => {
             let snapshot = state.shared.load();
-            let text = state.metrics.render(&snapshot);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let text = state.metrics.render(
+                snapshot
+                    .issuers
+                    .iter()
+                    .map(|issuer| (issuer.name.as_str(), &*issuer.store)),
+                snapshot
+                    .api_keys
+                    .iter()
+                    .map(|source| (source.name.as_str(), source.active(now))),
+            );
             reply(StatusCode::OK, "text/plain; version=0.0.4", text)
         }
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
