@@ -51,7 +51,7 @@ use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 
 use crate::access_log::{self, AccessRecord};
-use crate::deny::{Deny, InvalidRequest};
+use crate::deny::{Deny, DescriptionError, InvalidRequest};
 use crate::header_names::{
     X_AUTH_CLIENT_ID, X_AUTH_ISSUER, X_AUTH_SCOPES, X_AUTH_SUBJECT, X_CLIENT_CERT_SHA256,
     X_CLIENT_CERT_SUBJECT, X_FORWARDED_FOR, X_REQUEST_ID,
@@ -107,28 +107,6 @@ impl Dialect {
             Dialect::Nginx => Some([X_ORIGINAL_METHOD, X_ORIGINAL_URI, X_ORIGINAL_HOST]),
             Dialect::Traefik => Some([X_FORWARDED_METHOD, X_FORWARDED_URI, X_FORWARDED_HOST]),
             Dialect::Envoy => None,
-        }
-    }
-}
-
-/// Which part of a description is missing or malformed (400 `invalid_request`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DescriptionError {
-    /// No method header, two of them, or a value that is not an HTTP method token.
-    Method,
-    /// No target header, two of them, or a value that is not an origin-form target.
-    Target,
-    /// More than one `X-Real-IP`.
-    RealIp,
-}
-
-impl DescriptionError {
-    /// Text for the caller's error description.
-    pub fn description(self) -> &'static str {
-        match self {
-            DescriptionError::Method => "the described request's method is missing or malformed",
-            DescriptionError::Target => "the described request's target is missing or malformed",
-            DescriptionError::RealIp => "more than one X-Real-IP header",
         }
     }
 }

@@ -9,7 +9,6 @@ use http::{Response, StatusCode};
 
 use crate::auth::api_keys::ApiKeyError;
 use crate::auth::jwt::TokenError;
-use crate::decision::DescriptionError;
 use crate::routing::{HostError, PathError};
 
 /// Why a request was not forwarded, or why forwarding failed. Each variant is one SPEC code.
@@ -212,6 +211,28 @@ impl Deny {
             | Deny::GatewayTimeout => {}
         }
         response
+    }
+}
+
+/// Which part of a description is missing or malformed (400 `invalid_request`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DescriptionError {
+    /// No method header, two of them, or a value that is not an HTTP method token.
+    Method,
+    /// No target header, two of them, or a value that is not an origin-form target.
+    Target,
+    /// More than one `X-Real-IP`.
+    RealIp,
+}
+
+impl DescriptionError {
+    /// Text for the caller's error description.
+    pub fn description(self) -> &'static str {
+        match self {
+            DescriptionError::Method => "the described request's method is missing or malformed",
+            DescriptionError::Target => "the described request's target is missing or malformed",
+            DescriptionError::RealIp => "more than one X-Real-IP header",
+        }
     }
 }
 
