@@ -59,6 +59,9 @@ pub struct Metrics {
     config_last_reload: IntGauge,
     config_last_reload_successful: IntGauge,
     reload_without_keys: IntCounter,
+    rate_limit_decisions: IntCounterVec,
+    /// `authgate_rate_limit_store_errors_total`: failed operations on `[rate_limit_store]`.
+    pub rate_limit_store_errors: IntCounter,
     /// Last key-store counter values copied into the JWKS counters, per issuer name.
     jwks_seen: Mutex<HashMap<String, JwksSeen>>,
 }
@@ -132,6 +135,14 @@ impl Metrics {
         .expect("valid metric definition");
         registry
             .register(Box::new(reload_without_keys.clone()))
+            .expect("registered once");
+        let rate_limit_store_errors = IntCounter::new(
+            "authgate_rate_limit_store_errors_total",
+            "Failed operations on the shared rate-limit store.",
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(rate_limit_store_errors.clone()))
             .expect("registered once");
         let build_info = gauge_vec(r, "authgate_build_info", "Build information.", &["version"]);
         build_info
@@ -222,6 +233,13 @@ impl Metrics {
             config_last_reload,
             config_last_reload_successful,
             reload_without_keys,
+            rate_limit_decisions: counter_vec(
+                r,
+                "authgate_rate_limit_decisions_total",
+                "Rate-limit decisions by policy and result (allowed, limited, store_error).",
+                &["policy", "result"],
+            ),
+            rate_limit_store_errors,
             registry,
             jwks_seen: Mutex::new(HashMap::new()),
         });
@@ -253,6 +271,16 @@ impl Metrics {
                 .auth_decisions
                 .with_label_values(&[name, "allow", "ok"]),
             decisions: self.auth_decisions.clone(),
+        }
+    }
+
+    /// `authgate_rate_limit_decisions_total` children of one policy.
+    pub fn rate_limit_policy(&self, name: &str) -> crate::ratelimit::PolicyMetrics {
+        let child = |result: &str| self.rate_limit_decisions.with_label_values(&[name, result]);
+        crate::ratelimit::PolicyMetrics {
+            allowed: child("allowed"),
+            limited: child("limited"),
+            store_error: child("store_error"),
         }
     }
 

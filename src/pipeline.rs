@@ -24,11 +24,12 @@ use crate::auth::bearer::{self, BearerError};
 use crate::auth::cache::{TokenCache, Verified};
 use crate::auth::jwt::{self, TokenError, Unverified};
 use crate::auth::scopes;
-use crate::deny::{Deny, InvalidRequest};
+use crate::deny::{Deny, InvalidRequest, RateLimited};
 use crate::header_names::X_REQUEST_ID;
 use crate::network::client_addr;
 pub use crate::network::mtls::ClientCert;
 use crate::proxy::{self, headers, Body};
+use crate::ratelimit::{self, Facts, Verdict};
 use crate::routing::{canonicalize, request_host, Lookup, PathError, RequestHost};
 pub use crate::server::HeadFlags;
 use crate::snapshot::{Route, Shared, Snapshot};
@@ -46,6 +47,12 @@ pub struct ConnInfo {
 pub trait Trace {
     /// `detail` is only called when the trace keeps it.
     fn step(&mut self, step: &'static str, ok: bool, detail: impl FnOnce() -> String);
+
+    /// A dry run (`explain`) shows which rate limits apply and their keys, and spends no
+    /// budget.
+    fn dry_run(&self) -> bool {
+        false
+    }
 }
 
 /// The server's trace: records nothing, costs nothing.
@@ -64,6 +71,8 @@ pub struct Allowed<'r> {
     pub client: Option<IpAddr>,
     /// `None` on public routes.
     pub verified: Option<Arc<Verified>>,
+    /// The `RateLimit` header of the limits that passed (SPEC §7.4), if the route has any.
+    pub rate_limit: Option<HeaderValue>,
 }
 
 /// A denied request, with the route when one was chosen (for metrics).
@@ -177,14 +186,29 @@ pub async fn decide<'r>(
         }
     }
 
+    // 5b. Rate limits keyed on the client address alone, before any token work (SPEC §7.4).
+    let mut limits = String::new();
+    let facts = Facts {
+        route: &route.name,
+        client,
+        ..Facts::default()
+    };
+    if let Err(deny) = rate_limits(snapshot, route, true, &facts, &mut limits, trace).await {
+        return Err(denied(deny, path, client));
+    }
+
     // 6. Token, skipped on public routes.
     if route.public {
         trace.step("token", true, || "public route: no token needed".into());
+        if let Err(deny) = rate_limits(snapshot, route, false, &facts, &mut limits, trace).await {
+            return Err(denied(deny, path, client));
+        }
         return Ok(Allowed {
             route: route_index,
             path,
             client,
             verified: None,
+            rate_limit: rate_limit_header(&limits),
         });
     }
     let verified = match authenticate(snapshot, route, parts, conn, trace).await {
@@ -221,12 +245,86 @@ pub async fn decide<'r>(
         return Err(denied(deny, path, client));
     }
     trace.step("scopes", true, shown);
+
+    // 7b. The other rate limits, after authentication (SPEC §7.4).
+    let principal = &verified.principal;
+    let facts = Facts {
+        client_id: principal.client_id.as_deref(),
+        subject: principal.subject.as_deref(),
+        ..facts
+    };
+    if let Err(deny) = rate_limits(snapshot, route, false, &facts, &mut limits, trace).await {
+        return Err(denied(deny, path, client));
+    }
     Ok(Allowed {
         route: route_index,
         path,
         client,
         verified: Some(verified),
+        rate_limit: rate_limit_header(&limits),
     })
+}
+
+/// Steps 5b (`early`: keyed on the client address alone) and 7b (the others) of SPEC §7.4:
+/// every listed limit of the stage spends one request; the first refusal answers. Passing
+/// limits add their `RateLimit` list member to `header`.
+///
+/// `api_key` limits apply to requests authenticated by an API key only; until API keys land
+/// in this pipeline no request carries one, so such limits are skipped.
+async fn rate_limits(
+    snapshot: &Snapshot,
+    route: &Route,
+    early: bool,
+    facts: &Facts<'_>,
+    header: &mut String,
+    trace: &mut impl Trace,
+) -> Result<(), Deny> {
+    for &index in &route.rate_limits {
+        let policy = &snapshot.rate_limits[index];
+        if policy.spec.early() != early {
+            continue;
+        }
+        let name = policy.spec.name.as_str();
+        let Some(key) = ratelimit::key_for(&policy.spec, facts) else {
+            trace.step("rate limit", true, || {
+                format!("{name}: does not apply (no API key on this request)")
+            });
+            continue;
+        };
+        if trace.dry_run() {
+            trace.step("rate limit", true, || {
+                format!("{name}: key {} (not counted by explain)", key.shown)
+            });
+            continue;
+        }
+        let verdict = policy.check(&key).await;
+        let item = verdict.item(name);
+        match verdict {
+            Verdict::Allowed { .. } => {
+                if !header.is_empty() {
+                    header.push_str(", ");
+                }
+                header.push_str(&item);
+                trace.step("rate limit", true, || format!("{name}: {item}"));
+            }
+            Verdict::Limited { retry_after } => {
+                trace.step("rate limit", false, || format!("{name}: {item}"));
+                return Err(Deny::RateLimited(RateLimited {
+                    policy: policy.policy_header.clone(),
+                    limit: HeaderValue::from_str(&item)
+                        .unwrap_or_else(|_| HeaderValue::from_static("")),
+                    retry_after: ratelimit::whole_seconds(retry_after, 1),
+                }));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn rate_limit_header(items: &str) -> Option<HeaderValue> {
+    (!items.is_empty())
+        .then(|| HeaderValue::from_str(items).ok())
+        .flatten()
 }
 
 /// Step 6b (SPEC §7.2): the `[[clients]]` entry of the verified client id. Every rule of the
@@ -523,6 +621,7 @@ pub async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Body>) ->
                 route: index,
                 path,
                 verified,
+                rate_limit,
                 ..
             } = allowed;
             let path = path.into_owned();
@@ -532,7 +631,7 @@ pub async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Body>) ->
                 verified: verified.as_deref(),
                 request_id: &request_id,
             };
-            let response =
+            let mut response =
                 match forward(&snapshot, conn, &mut parts, body, &outbound, deadline).await {
                     Ok(response) => response,
                     Err(deny) => {
@@ -540,6 +639,9 @@ pub async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Body>) ->
                         deny_response(deny, has_body)
                     }
                 };
+            if let Some(value) = rate_limit {
+                response.headers_mut().insert(ratelimit::RATELIMIT, value);
+            }
             (response, Some(index))
         }
         Err(denied) => {

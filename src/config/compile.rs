@@ -247,6 +247,10 @@ pub fn compile(config: &raw::Config, context: CompileContext<'_>) -> Result<Snap
     claim_header_names.sort();
     claim_header_names.dedup();
 
+    // [[rate_limits]] and [rate_limit_store]
+    let (rate_limits, rate_limit_store) =
+        super::rate_limits::compile_rate_limits(&ctx, config, previous, &metrics)?;
+
     // [[upstreams]]
     let upstreams = compile_upstreams(&ctx, &config.upstreams, previous, &metrics)?;
 
@@ -287,6 +291,8 @@ pub fn compile(config: &raw::Config, context: CompileContext<'_>) -> Result<Snap
             client_certs_on,
             &metrics,
         )?;
+        let mut route = route;
+        route.rate_limits = super::rate_limits::route_limits(&ctx, &key, raw, &rate_limits)?;
         specs.push(spec);
         routes.push(route);
     }
@@ -320,6 +326,8 @@ pub fn compile(config: &raw::Config, context: CompileContext<'_>) -> Result<Snap
         claim_header_names,
         token_cache,
         token_cache_settings: (cache_entries, cache_ttl),
+        rate_limits,
+        rate_limit_store,
         unrouted: metrics.route("none"),
         metrics,
     })
@@ -625,6 +633,7 @@ fn compile_route(
         allow: ctx.cidrs(&key("allow"), raw.allow.as_ref())?,
         client_cert_required,
         max_body_bytes: raw.max_body_bytes.as_ref().map(|v| *v.get_ref()),
+        rate_limits: Vec::new(),
         metrics: metrics.route(name),
     };
     Ok((spec, route))

@@ -8,6 +8,7 @@ mod compile;
 mod env;
 mod error;
 mod issuers;
+mod rate_limits;
 pub mod raw;
 mod secrets;
 mod value;
