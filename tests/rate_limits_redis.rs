@@ -272,3 +272,78 @@ async fn a_store_that_never_answers_costs_at_most_the_timeout_then_allow_applies
     assert_eq!(metric(&gateway.metrics().await, "store_error"), 8);
     silent.abort();
 }
+
+#[tokio::test]
+async fn approximate_mode_shares_the_budget_after_one_sync_interval() {
+    let redis = Redis::start();
+    let echo = Echo::start().await;
+    let text = config(
+        &echo,
+        &format!(
+            "redis = \"{}\"\nmode = \"approximate\"\nsync_interval = \"20ms\"",
+            redis.url()
+        ),
+    );
+    let a = Gateway::from_toml(text.clone()).start().await;
+    let b = Gateway::from_toml(text).start().await;
+    // Gateway a spends the whole burst: exactly 5 pass, judged locally.
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(status(&a).await);
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
+    // Ten sync intervals later the shared state holds a's spending. Gateway b has never seen
+    // the key: its first request passes on its stale view (the overshoot of one interval),
+    // then its bucket is synced and it refuses. Without sharing b would pass 5.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut b_passed = 0;
+    for _ in 0..5 {
+        match status(&b).await {
+            200 => b_passed += 1,
+            429 => break,
+            other => panic!("unexpected status {other}"),
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(
+        (1..=2).contains(&b_passed),
+        "b passed {b_passed}: the budget is not shared within one sync interval"
+    );
+    assert_eq!(status(&a).await, 429);
+    assert_eq!(echo.requests_seen().len(), 5 + b_passed);
+}
+
+#[tokio::test]
+async fn approximate_mode_follows_on_store_error_while_syncs_fail() {
+    let redis = Redis::start();
+    let echo = Echo::start().await;
+    let text = config(
+        &echo,
+        &format!(
+            "redis = \"{}\"\nmode = \"approximate\"\nsync_interval = \"20ms\"\non_store_error = \"deny\"",
+            redis.url()
+        ),
+    );
+    let gateway = Gateway::from_toml(text).start().await;
+    assert_eq!(status(&gateway).await, 200);
+    let port = redis.kill();
+    // The next sync fails; from then on `deny` judges.
+    let denied = eventually(Duration::from_secs(3), || async {
+        status(&gateway).await == 429
+    })
+    .await;
+    assert!(
+        denied,
+        "approximate mode did not follow on_store_error = deny"
+    );
+    assert!(metric(&gateway.metrics().await, "store_error") >= 1);
+    let _redis = Redis::start_on(port);
+    let back = eventually(Duration::from_secs(3), || async {
+        status(&gateway).await == 200
+    })
+    .await;
+    assert!(
+        back,
+        "approximate mode did not sync again after Redis came back"
+    );
+}

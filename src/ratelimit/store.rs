@@ -5,9 +5,12 @@
 //! - Exact mode is one atomic Redis operation per request: the Lua script [`GCRA`], sent with
 //!   EVALSHA (EVAL once when the server does not know it yet). It reads the clock of the Redis
 //!   server (`TIME`), so replicas with skewed clocks still share one timeline.
-//! - Approximate mode judges locally and sends each key's spent budget to Redis every
-//!   `sync_interval` (script [`SYNC`]), taking back what the other replicas spent. Across
-//!   replicas a limit can overshoot by what they pass within one interval.
+//! - Approximate mode judges with local buckets (GCRA timestamps per key) and, every
+//!   `sync_interval`, adds each key's passes to the shared timestamp in Redis (script
+//!   [`SYNC`], one call per key that passed requests) and moves the local bucket up to the
+//!   shared one: what the other replicas spent. Across replicas a limit can overshoot by what
+//!   they pass within one interval. While a sync fails, `on_store_error` judges (`local`:
+//!   the same buckets, unsynced passes are sent once Redis is back).
 //! - Nothing waits on Redis for long: connecting and every command are bounded by `timeout`;
 //!   after a failure one request at a time tries to reconnect (at most once per
 //!   [`RECONNECT_EVERY`]), the others are judged by `on_store_error` at once.
@@ -16,7 +19,8 @@
 //!   rate starts a fresh budget instead of reading one made under other rules.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Once, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -126,8 +130,16 @@ pub enum StoreError {
     Reply,
 }
 
-/// Approximate mode: budget spent locally since the last sync, per Redis key.
-type Pending = HashMap<String, (u64, Duration)>;
+/// Approximate mode's local bucket of one key: a GCRA timestamp that the syncs move forward
+/// by what the other replicas spent, and the requests passed here since the last sync.
+#[derive(Debug)]
+struct Bucket {
+    tat: Instant,
+    unsynced: u64,
+}
+
+/// Approximate mode: keys with unsynced requests, by Redis key, with their interval.
+type Dirty = HashMap<String, (Arc<Mutex<Bucket>>, Duration)>;
 
 /// A Redis-backed store, shared by every policy of a snapshot.
 pub struct Store {
@@ -138,7 +150,12 @@ pub struct Store {
     reconnect: tokio::sync::Mutex<Option<Instant>>,
     gcra: Script,
     sync: Script,
-    pending: Mutex<Pending>,
+    /// Approximate mode's buckets (bounded like the local limiters).
+    buckets: moka::sync::Cache<String, Arc<Mutex<Bucket>>>,
+    dirty: Mutex<Dirty>,
+    /// Approximate mode: the last sync failed; `on_store_error` judges until one succeeds.
+    failing: AtomicBool,
+    sync_task: Once,
     last_log: Mutex<Option<Instant>>,
     errors: prometheus::IntCounter,
 }
@@ -157,7 +174,10 @@ impl Store {
             reconnect: tokio::sync::Mutex::new(None),
             gcra: Script::new(GCRA),
             sync: Script::new(SYNC),
-            pending: Mutex::new(HashMap::new()),
+            buckets: moka::sync::Cache::new(super::MAX_KEYS),
+            dirty: Mutex::new(HashMap::new()),
+            failing: AtomicBool::new(false),
+            sync_task: Once::new(),
             last_log: Mutex::new(None),
             errors,
         })
@@ -173,43 +193,163 @@ impl Store {
         )
     }
 
-    /// Judges one request of `key` under `spec`; `local` is the policy's local state (the
-    /// fallback, and approximate mode's buckets).
-    pub async fn check(&self, spec: &PolicySpec, key: &str, local: &LocalLimiter) -> StoreVerdict {
+    /// Judges one request of `key` under `spec`; `local` is the policy's local state (exact
+    /// mode's fallback).
+    pub async fn check(
+        self: &Arc<Self>,
+        spec: &PolicySpec,
+        key: &str,
+        local: &LocalLimiter,
+    ) -> StoreVerdict {
         match self.settings.mode {
             Mode::Exact => match self.exact(spec, key).await {
                 Ok(verdict) => StoreVerdict::Judged(verdict),
-                Err(error) => self.fallback(error, key, local),
+                Err(error) => self.fallback(error, || local.check(key)),
             },
             Mode::Approximate => {
-                if !self.connected() {
-                    // Keep trying to come back; meanwhile `on_store_error` judges.
-                    if let Err(error) = self.connection().await {
-                        return self.fallback(error, key, local);
-                    }
+                self.start_sync();
+                let verdict = || self.approximate(spec, key);
+                if self.failing.load(Ordering::Relaxed) {
+                    return StoreVerdict::Fallback(self.on_store_error(verdict));
                 }
-                let verdict = local.check(key);
-                if matches!(verdict, Verdict::Allowed { .. }) {
-                    let redis_key = Store::redis_key(spec, key);
-                    if let Ok(mut pending) = self.pending.lock() {
-                        let entry = pending.entry(redis_key).or_insert((0, spec.interval()));
-                        entry.0 += 1;
-                    }
-                }
-                StoreVerdict::Judged(verdict)
+                StoreVerdict::Judged(verdict())
             }
         }
     }
 
-    fn connected(&self) -> bool {
-        self.connection.load().is_some()
+    /// Approximate mode: GCRA on this replica's bucket of the key; a pass is remembered for
+    /// the next sync.
+    fn approximate(&self, spec: &PolicySpec, key: &str) -> Verdict {
+        let redis_key = Store::redis_key(spec, key);
+        let now = Instant::now();
+        let bucket = self.buckets.get_with_by_ref(&redis_key, || {
+            Arc::new(Mutex::new(Bucket {
+                tat: now,
+                unsynced: 0,
+            }))
+        });
+        let interval = spec.interval();
+        let verdict = match bucket.lock() {
+            Ok(mut state) => {
+                let ahead = state.tat.max(now).duration_since(now) + interval;
+                let tolerance = interval * spec.burst.get();
+                if ahead > tolerance {
+                    Verdict::Limited {
+                        retry_after: ahead - tolerance,
+                    }
+                } else {
+                    state.tat = now + ahead;
+                    state.unsynced += 1;
+                    let left = (tolerance - ahead).as_nanos() / interval.as_nanos().max(1);
+                    Verdict::Allowed {
+                        remaining: u32::try_from(left).unwrap_or(u32::MAX),
+                        reset: ahead,
+                    }
+                }
+            }
+            // A poisoned bucket is judged as spent, never as open.
+            Err(_) => Verdict::Limited {
+                retry_after: interval,
+            },
+        };
+        if matches!(verdict, Verdict::Allowed { .. }) {
+            if let Ok(mut dirty) = self.dirty.lock() {
+                dirty.entry(redis_key).or_insert((bucket, interval));
+            }
+        }
+        verdict
     }
 
-    fn fallback(&self, error: StoreError, key: &str, local: &LocalLimiter) -> StoreVerdict {
+    /// Starts approximate mode's sync task once, on first use (loading a config never
+    /// spawns). It ends when the store is dropped (a reload with other settings).
+    fn start_sync(self: &Arc<Self>) {
+        self.sync_task.call_once(|| {
+            let store: Weak<Store> = Arc::downgrade(self);
+            let every = self.settings.sync_interval;
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(every);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    ticks.tick().await;
+                    let Some(store) = store.upgrade() else {
+                        return;
+                    };
+                    store.sync_once().await;
+                }
+            });
+        });
+    }
+
+    /// Approximate mode: one sync round. Every key's unsynced passes are added to the shared
+    /// state, and each bucket moves to the shared state (what every replica spent).
+    pub async fn sync_once(&self) {
+        let batch: Dirty = match self.dirty.lock() {
+            Ok(mut dirty) => std::mem::take(&mut *dirty),
+            Err(_) => return,
+        };
+        if batch.is_empty() && !self.failing.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut connection = match self.connection().await {
+            Ok(connection) => connection,
+            Err(error) => return self.sync_failed(error, batch),
+        };
+        let mut batch = batch.into_iter();
+        while let Some((redis_key, (bucket, interval))) = batch.next() {
+            let spent = bucket
+                .lock()
+                .map_or(0, |mut state| std::mem::take(&mut state.unsynced));
+            let mut invocation = self.sync.prepare_invoke();
+            invocation.key(&redis_key).arg(micros(interval)).arg(spent);
+            let sent = Instant::now();
+            let reply = tokio::time::timeout(
+                self.settings.timeout,
+                invocation.invoke_async::<i64>(&mut connection),
+            )
+            .await;
+            let error = match reply {
+                Ok(Ok(ahead)) => {
+                    if let Ok(mut state) = bucket.lock() {
+                        state.tat = state.tat.max(sent + from_micros(ahead));
+                    }
+                    continue;
+                }
+                Ok(Err(error)) => StoreError::Redis(error),
+                Err(_) => StoreError::Timeout,
+            };
+            // Unsent passes go back, to be sent by a later round.
+            if let Ok(mut state) = bucket.lock() {
+                state.unsynced += spent;
+            }
+            self.broken();
+            let mut rest: Dirty = batch.collect();
+            rest.insert(redis_key, (bucket, interval));
+            return self.sync_failed(error, rest);
+        }
+        self.failing.store(false, Ordering::Relaxed);
+    }
+
+    fn sync_failed(&self, error: StoreError, unsent: Dirty) {
         self.errors.inc();
         self.log(&error);
-        StoreVerdict::Fallback(match self.settings.on_store_error {
-            OnStoreError::Local => local.check(key),
+        self.failing.store(true, Ordering::Relaxed);
+        if let Ok(mut dirty) = self.dirty.lock() {
+            for (key, value) in unsent {
+                dirty.entry(key).or_insert(value);
+            }
+        }
+    }
+
+    fn fallback(&self, error: StoreError, local: impl FnOnce() -> Verdict) -> StoreVerdict {
+        self.errors.inc();
+        self.log(&error);
+        StoreVerdict::Fallback(self.on_store_error(local))
+    }
+
+    /// The `on_store_error` verdict; `local` judges by this replica's own state.
+    fn on_store_error(&self, local: impl FnOnce() -> Verdict) -> Verdict {
+        match self.settings.on_store_error {
+            OnStoreError::Local => local(),
             OnStoreError::Allow => Verdict::Allowed {
                 remaining: 0,
                 reset: Duration::ZERO,
@@ -217,7 +357,7 @@ impl Store {
             OnStoreError::Deny => Verdict::Limited {
                 retry_after: Duration::from_secs(1),
             },
-        })
+        }
     }
 
     /// Logs at most one store error per [`LOG_EVERY`].
