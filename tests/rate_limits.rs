@@ -234,3 +234,27 @@ async fn budgets_survive_a_reload_while_the_policy_is_unchanged() {
         .header("ratelimit")
         .is_some_and(|h| h.starts_with("\"per-client\";r=2;")));
 }
+
+#[tokio::test]
+async fn explain_shows_each_policy_and_its_key_without_spending() {
+    let echo = Echo::start().await;
+    let file = ConfigFile::new(&config(&echo, LIMITS, r#"["per-address", "per-client"]"#));
+    let token = token("partner-a");
+    for _ in 0..3 {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"))
+            .args(["explain", "--config"])
+            .arg(&file.0)
+            .args(["--path", "/api/x", "--ip", "192.0.2.1", "--token", &token])
+            .output()
+            .expect("run authgate explain");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{text}");
+        for expected in [
+            "per-address: key client_address=\"192.0.2.1\" (not counted by explain)",
+            "per-client: key client_id=\"partner-a\" (not counted by explain)",
+            "decision: allow",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+    }
+}
