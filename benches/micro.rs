@@ -1,6 +1,6 @@
 //! Micro benchmarks of the per-request hot path: path canonicalization, route lookup, allowlist
-//! membership, token validation (uncached, per algorithm, and the cached path) and the request
-//! header rewrite.
+//! membership, token validation (uncached, per algorithm, and the cached path), the request
+//! header rewrite and the local rate-limit step.
 //!
 //! Run with `cargo bench --bench micro`; a quick pass:
 //! `cargo bench --bench micro -- --warm-up-time 1 --measurement-time 2`.
@@ -645,12 +645,56 @@ fn bench_headers(c: &mut Criterion) {
     group.finish();
 }
 
+/// The local rate-limit step of one policy: building the key and one GCRA check, on one hot
+/// key and over 10000 distinct keys (the moka map's hashing and admission).
+fn bench_rate_limits(c: &mut Criterion) {
+    use authgate::ratelimit::{key_for, Facts, KeyPart, LocalLimiter, PolicySpec, Window};
+    use std::num::NonZeroU32;
+    let spec = PolicySpec {
+        name: "per-client".into(),
+        key: vec![KeyPart::ClientId],
+        count: NonZeroU32::new(1_000_000).expect("non-zero"),
+        window: Window::Second,
+        burst: NonZeroU32::new(1_000_000).expect("non-zero"),
+    };
+    let limiter = LocalLimiter::new(&spec);
+    let mut group = c.benchmark_group("rate_limit_local");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("one_key", |b| {
+        let facts = Facts {
+            route: "orders",
+            client_id: Some("partner-a"),
+            ..Facts::default()
+        };
+        b.iter(|| {
+            let key = key_for(&spec, black_box(&facts)).expect("key");
+            black_box(limiter.check(&key.store))
+        })
+    });
+    let ids: Vec<String> = (0..10_000).map(|n| format!("client-{n}")).collect();
+    let mut n = 0;
+    group.bench_function("10k_keys", |b| {
+        b.iter(|| {
+            n = (n + 1) % ids.len();
+            let facts = Facts {
+                route: "orders",
+                client_id: Some(&ids[n]),
+                ..Facts::default()
+            };
+            let key = key_for(&spec, black_box(&facts)).expect("key");
+            black_box(limiter.check(&key.store))
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     micro,
     bench_canonicalize,
     bench_routes,
     bench_allowlist,
     bench_tokens,
-    bench_headers
+    bench_headers,
+    bench_rate_limits
 );
 criterion_main!(micro);

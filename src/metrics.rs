@@ -62,6 +62,8 @@ pub struct Metrics {
     rate_limit_decisions: IntCounterVec,
     /// `authgate_rate_limit_store_errors_total`: failed operations on `[rate_limit_store]`.
     pub rate_limit_store_errors: IntCounter,
+    /// `authgate_rate_limit_store_duration_seconds`: one Redis operation (script call).
+    pub rate_limit_store_duration: Histogram,
     /// Last key-store counter values copied into the JWKS counters, per issuer name.
     jwks_seen: Mutex<HashMap<String, JwksSeen>>,
 }
@@ -143,6 +145,17 @@ impl Metrics {
         .expect("valid metric definition");
         registry
             .register(Box::new(rate_limit_store_errors.clone()))
+            .expect("registered once");
+        let rate_limit_store_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "authgate_rate_limit_store_duration_seconds",
+                "Time of one operation on the shared rate-limit store.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(rate_limit_store_duration.clone()))
             .expect("registered once");
         let build_info = gauge_vec(r, "authgate_build_info", "Build information.", &["version"]);
         build_info
@@ -240,6 +253,7 @@ impl Metrics {
                 &["policy", "result"],
             ),
             rate_limit_store_errors,
+            rate_limit_store_duration,
             registry,
             jwks_seen: Mutex::new(HashMap::new()),
         });

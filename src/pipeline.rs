@@ -193,14 +193,17 @@ pub async fn decide<'r>(
         client,
         ..Facts::default()
     };
-    if let Err(deny) = rate_limits(snapshot, route, true, &facts, &mut limits, trace).await {
+    let route_limits = (route.rate_limits.as_slice(), &[][..]);
+    if let Err(deny) = rate_limits(snapshot, route_limits, true, &facts, &mut limits, trace).await {
         return Err(denied(deny, path, client));
     }
 
     // 6. Token, skipped on public routes.
     if route.public {
         trace.step("token", true, || "public route: no token needed".into());
-        if let Err(deny) = rate_limits(snapshot, route, false, &facts, &mut limits, trace).await {
+        if let Err(deny) =
+            rate_limits(snapshot, route_limits, false, &facts, &mut limits, trace).await
+        {
             return Err(denied(deny, path, client));
         }
         return Ok(Allowed {
@@ -246,14 +249,20 @@ pub async fn decide<'r>(
     }
     trace.step("scopes", true, shown);
 
-    // 7b. The other rate limits, after authentication (SPEC §7.4).
+    // 7b. The other rate limits, the route's then the client's, after authentication
+    //     (SPEC §7.4).
     let principal = &verified.principal;
     let facts = Facts {
         client_id: principal.client_id.as_deref(),
         subject: principal.subject.as_deref(),
         ..facts
     };
-    if let Err(deny) = rate_limits(snapshot, route, false, &facts, &mut limits, trace).await {
+    let client_limits = facts
+        .client_id
+        .and_then(|id| snapshot.client_rate_limits.get(id))
+        .map_or(&[][..], Vec::as_slice);
+    let limits_here = (route.rate_limits.as_slice(), client_limits);
+    if let Err(deny) = rate_limits(snapshot, limits_here, false, &facts, &mut limits, trace).await {
         return Err(denied(deny, path, client));
     }
     Ok(Allowed {
@@ -266,20 +275,24 @@ pub async fn decide<'r>(
 }
 
 /// Steps 5b (`early`: keyed on the client address alone) and 7b (the others) of SPEC §7.4:
-/// every listed limit of the stage spends one request; the first refusal answers. Passing
-/// limits add their `RateLimit` list member to `header`.
+/// every limit of the stage in `lists` (the route's, then the client's `[[clients]]` ones not
+/// already listed) spends one request; the first refusal answers. Passing limits add their
+/// `RateLimit` list member to `header`.
 ///
 /// `api_key` limits apply to requests authenticated by an API key only; until API keys land
 /// in this pipeline no request carries one, so such limits are skipped.
 async fn rate_limits(
     snapshot: &Snapshot,
-    route: &Route,
+    (route_limits, client_limits): (&[usize], &[usize]),
     early: bool,
     facts: &Facts<'_>,
     header: &mut String,
     trace: &mut impl Trace,
 ) -> Result<(), Deny> {
-    for &index in &route.rate_limits {
+    let client_only = client_limits
+        .iter()
+        .filter(|index| !route_limits.contains(index));
+    for &index in route_limits.iter().chain(client_only) {
         let policy = &snapshot.rate_limits[index];
         if policy.spec.early() != early {
             continue;

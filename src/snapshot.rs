@@ -50,6 +50,8 @@ pub struct Snapshot {
     pub token_cache_settings: (u64, Duration),
     /// `[[rate_limits]]`, in config order; routes refer to them by index.
     pub rate_limits: Vec<crate::ratelimit::Policy>,
+    /// `[[clients]]` `rate_limits` by client id: indexes into `rate_limits`.
+    pub client_rate_limits: HashMap<String, Vec<usize>>,
     /// `[rate_limit_store]`; kept across reloads while its settings are unchanged.
     pub rate_limit_store: Option<Arc<crate::ratelimit::store::Store>>,
     pub metrics: Arc<Metrics>,

@@ -258,3 +258,37 @@ async fn explain_shows_each_policy_and_its_key_without_spending() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_clients_entry_adds_its_limits_on_every_route() {
+    let echo = Echo::start().await;
+    let limits = format!(
+        "{LIMITS}\n[[rate_limits]]\nname = \"partner-a-only\"\nkey = \"subject\"\nrate = \"1/h\"\n\n\
+         [[clients]]\nclient_id = \"partner-a\"\nrate_limits = [\"partner-a-only\"]\n"
+    );
+    let gateway = Gateway::from_toml(config(&echo, &limits, "[]"))
+        .start()
+        .await;
+    let a = token("partner-a");
+    let reply = from(&gateway, "/api/x", "192.0.2.1", Some(&a)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply
+        .header("ratelimit")
+        .is_some_and(|h| h.starts_with("\"partner-a-only\";r=0;")));
+    assert_limited(
+        &from(&gateway, "/api/x", "192.0.2.1", Some(&a)).await,
+        "partner-a-only",
+        "q=1;w=3600",
+    );
+    // Other clients are not under partner-a's limits.
+    let b = token("partner-b");
+    for _ in 0..3 {
+        let reply = from(&gateway, "/api/x", "192.0.2.1", Some(&b)).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(
+            reply.header("ratelimit"),
+            None,
+            "no limit applies to partner-b"
+        );
+    }
+}

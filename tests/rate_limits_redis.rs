@@ -170,6 +170,17 @@ async fn two_gateways_sharing_redis_keep_one_budget_in_exact_mode() {
     assert_eq!(metric(&ma, "allowed") + metric(&mb, "allowed"), 5);
     assert_eq!(metric(&ma, "limited") + metric(&mb, "limited"), 7);
     assert_eq!(metric(&ma, "store_error") + metric(&mb, "store_error"), 0);
+    let operations = |text: &str| -> u64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix("authgate_rate_limit_store_duration_seconds_count "))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        operations(&ma) + operations(&mb),
+        12,
+        "one Redis operation per request"
+    );
 }
 
 #[tokio::test]

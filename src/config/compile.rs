@@ -250,6 +250,8 @@ pub fn compile(config: &raw::Config, context: CompileContext<'_>) -> Result<Snap
     // [[rate_limits]] and [rate_limit_store]
     let (rate_limits, rate_limit_store) =
         super::rate_limits::compile_rate_limits(&ctx, config, previous, &metrics)?;
+    let client_rate_limits =
+        super::rate_limits::client_limits(&ctx, &config.clients, &rate_limits)?;
 
     // [[upstreams]]
     let upstreams = compile_upstreams(&ctx, &config.upstreams, previous, &metrics)?;
@@ -327,6 +329,7 @@ pub fn compile(config: &raw::Config, context: CompileContext<'_>) -> Result<Snap
         token_cache,
         token_cache_settings: (cache_entries, cache_ttl),
         rate_limits,
+        client_rate_limits,
         rate_limit_store,
         unrouted: metrics.route("none"),
         metrics,

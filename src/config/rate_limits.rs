@@ -3,6 +3,7 @@
 //! and unchanged store settings keep the store (and its Redis connection), the way key stores
 //! survive in `issuers`: a SIGHUP must not hand every client a fresh burst.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -204,7 +205,7 @@ fn compile_store(
     {
         return Ok(Arc::clone(store));
     }
-    let store = Store::new(settings, metrics.rate_limit_store_errors.clone()).map_err(|_| {
+    let store = Store::new(settings, metrics).map_err(|_| {
         ctx.at(
             "rate_limit_store.redis",
             &raw.redis,
@@ -212,6 +213,61 @@ fn compile_store(
         )
     })?;
     Ok(Arc::new(store))
+}
+
+/// `[[clients]]` `rate_limits` by client id: indexes into `policies`. These run after
+/// authentication with the route's own identity-keyed limits.
+pub(super) fn client_limits(
+    ctx: &Ctx<'_>,
+    clients: &[Spanned<raw::Client>],
+    policies: &[Policy],
+) -> Result<HashMap<String, Vec<usize>>, ConfigError> {
+    let mut limits = HashMap::new();
+    for (index, spanned) in clients.iter().enumerate() {
+        let raw = spanned.get_ref();
+        let Some(list) = &raw.rate_limits else {
+            continue;
+        };
+        let key = format!("clients[{index}].rate_limits");
+        let indexes = resolve(ctx, &key, list, policies)?;
+        if let Some(early) = indexes.iter().find(|&&i| policies[i].spec.early()) {
+            return Err(ctx.at(
+                key,
+                list,
+                format!(
+                    "rate limit \"{}\" is keyed on the client address alone, which runs before the client is known: list it on routes",
+                    policies[*early].spec.name
+                ),
+            ));
+        }
+        limits.insert(raw.client_id.get_ref().as_str().to_owned(), indexes);
+    }
+    Ok(limits)
+}
+
+fn resolve(
+    ctx: &Ctx<'_>,
+    key: &str,
+    list: &Spanned<Vec<crate::config::EnvString>>,
+    policies: &[Policy],
+) -> Result<Vec<usize>, ConfigError> {
+    let mut indexes = Vec::with_capacity(list.get_ref().len());
+    for value in list.get_ref() {
+        let wanted = value.as_str();
+        let index = policies
+            .iter()
+            .position(|policy| policy.spec.name == wanted)
+            .ok_or_else(|| ctx.at(key, list, format!("unknown rate limit \"{wanted}\"")))?;
+        if indexes.contains(&index) {
+            return Err(ctx.at(
+                key,
+                list,
+                format!("rate limit \"{wanted}\" is listed twice"),
+            ));
+        }
+        indexes.push(index);
+    }
+    Ok(indexes)
 }
 
 /// A route's `rate_limits`: indexes into `policies`. Identity-keyed limits are refused on
@@ -225,37 +281,19 @@ pub(super) fn route_limits(
     let Some(list) = &raw.rate_limits else {
         return Ok(Vec::new());
     };
-    let mut indexes = Vec::with_capacity(list.get_ref().len());
-    for value in list.get_ref() {
-        let wanted = value.as_str();
-        let index = policies
-            .iter()
-            .position(|policy| policy.spec.name == wanted)
-            .ok_or_else(|| {
-                ctx.at(
-                    key("rate_limits"),
-                    list,
-                    format!("unknown rate limit \"{wanted}\""),
-                )
-            })?;
-        if indexes.contains(&index) {
-            return Err(ctx.at(
-                key("rate_limits"),
-                list,
-                format!("rate limit \"{wanted}\" is listed twice"),
-            ));
-        }
+    let indexes = resolve(ctx, &key("rate_limits"), list, policies)?;
+    for &index in &indexes {
         let spec = &policies[index].spec;
         if raw.public && spec.key.iter().any(|part| part.needs_identity()) {
             return Err(ctx.at(
                 key("rate_limits"),
                 list,
                 format!(
-                    "rate limit \"{wanted}\" is keyed on an identity, which a public route does not have"
+                    "rate limit \"{}\" is keyed on an identity, which a public route does not have",
+                    spec.name
                 ),
             ));
         }
-        indexes.push(index);
     }
     Ok(indexes)
 }

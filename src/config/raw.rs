@@ -157,6 +157,8 @@ pub struct Client {
     /// Scopes this client must also hold on every route. Default none.
     #[serde(default)]
     pub scopes: Vec<EnvString>,
+    /// `[[rate_limits]]` names applied to this client on every route, besides the route's.
+    pub rate_limits: Option<S<Vec<EnvString>>>,
 }
 
 #[derive(Debug, Deserialize)]

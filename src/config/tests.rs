@@ -439,3 +439,28 @@ fn the_redis_url_is_never_echoed() {
     let error = load(&text).map(|_| ()).unwrap_err();
     assert!(!error.contains("hunter2"), "{error}");
 }
+
+#[test]
+fn client_rate_limits_resolve_and_address_only_ones_are_refused() {
+    let limits = "[[rate_limits]]\nname = \"c\"\nkey = \"client_id\"\nrate = \"1/s\"\n\
+        [[rate_limits]]\nname = \"addr\"\nkey = \"client_address\"\nrate = \"1/s\"\n";
+    let client = |list: &str| format!("[[clients]]\nclient_id = \"a\"\nrate_limits = {list}\n");
+    let ok = load(&format!(
+        "{UPSTREAM}{ISSUER}{limits}{}{}",
+        client("[\"c\"]"),
+        route("")
+    ))
+    .unwrap();
+    assert_eq!(ok.client_rate_limits["a"], vec![0]);
+    for (list, message) in [
+        ("[\"addr\"]", "client address"),
+        ("[\"x\"]", "unknown rate limit"),
+    ] {
+        let text = format!("{UPSTREAM}{ISSUER}{limits}{}{}", client(list), route(""));
+        let error = load(&text).map(|_| ()).unwrap_err();
+        assert!(
+            error.contains("clients[0].rate_limits") && error.contains(message),
+            "{error}"
+        );
+    }
+}

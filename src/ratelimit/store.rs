@@ -158,13 +158,14 @@ pub struct Store {
     sync_task: Once,
     last_log: Mutex<Option<Instant>>,
     errors: prometheus::IntCounter,
+    duration: prometheus::Histogram,
 }
 
 impl Store {
     /// Parses the URL; connects on first use (loading a config never connects).
     pub fn new(
         settings: StoreSettings,
-        errors: prometheus::IntCounter,
+        metrics: &crate::metrics::Metrics,
     ) -> Result<Store, redis::RedisError> {
         let client = redis::Client::open(settings.url.as_str())?;
         Ok(Store {
@@ -179,7 +180,8 @@ impl Store {
             failing: AtomicBool::new(false),
             sync_task: Once::new(),
             last_log: Mutex::new(None),
-            errors,
+            errors: metrics.rate_limit_store_errors.clone(),
+            duration: metrics.rate_limit_store_duration.clone(),
         })
     }
 
@@ -307,6 +309,7 @@ impl Store {
                 invocation.invoke_async::<i64>(&mut connection),
             )
             .await;
+            self.duration.observe(sent.elapsed().as_secs_f64());
             let error = match reply {
                 Ok(Ok(ahead)) => {
                     if let Ok(mut state) = bucket.lock() {
@@ -421,11 +424,13 @@ impl Store {
             .key(Store::redis_key(spec, key))
             .arg(micros(spec.interval()))
             .arg(spec.burst.get());
+        let started = Instant::now();
         let reply = tokio::time::timeout(
             self.settings.timeout,
             invocation.invoke_async::<Vec<i64>>(&mut connection),
         )
         .await;
+        self.duration.observe(started.elapsed().as_secs_f64());
         let reply = match reply {
             Ok(Ok(reply)) => reply,
             Ok(Err(error)) => {
