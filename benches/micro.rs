@@ -688,6 +688,99 @@ fn bench_rate_limits(c: &mut Criterion) {
     group.finish();
 }
 
+/// A `redis-server` child on a free loopback port, killed on drop.
+struct RedisChild(std::process::Child);
+
+impl Drop for RedisChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_redis() -> Option<(RedisChild, u16)> {
+    use std::io::{Read, Write};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .ok()?
+        .port();
+    let child = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let child = RedisChild(child);
+    for _ in 0..500 {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let mut reply = [0u8; 7];
+            if stream.write_all(b"PING\r\n").is_ok() && stream.read_exact(&mut reply).is_ok() {
+                return Some((child, port));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+/// One policy check through `[rate_limit_store]` against a local `redis-server` on
+/// loopback: exact mode (one Lua script call per check) and approximate mode (local, synced
+/// in the background). Skipped, with a message, when `redis-server` cannot be started.
+fn bench_rate_limits_redis(c: &mut Criterion) {
+    use authgate::metrics::Metrics;
+    use authgate::ratelimit::store::{Mode, OnStoreError, Store, StoreSettings};
+    use authgate::ratelimit::{key_for, Facts, KeyPart, LocalLimiter, Policy, PolicySpec, Window};
+    use std::num::NonZeroU32;
+    use std::sync::Arc;
+    let Some((_redis, port)) = start_redis() else {
+        eprintln!("rate_limit_redis skipped: cannot start redis-server");
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let spec = PolicySpec {
+        name: "per-client".into(),
+        key: vec![KeyPart::ClientId],
+        count: NonZeroU32::new(1_000_000).expect("non-zero"),
+        window: Window::Second,
+        burst: NonZeroU32::new(1_000_000).expect("non-zero"),
+    };
+    let facts = Facts {
+        route: "orders",
+        client_id: Some("partner-a"),
+        ..Facts::default()
+    };
+    let key = key_for(&spec, &facts).expect("key");
+    let mut group = c.benchmark_group("rate_limit_redis");
+    group.throughput(Throughput::Elements(1));
+    for (name, mode) in [("exact", Mode::Exact), ("approximate", Mode::Approximate)] {
+        let metrics = Metrics::new();
+        let settings = StoreSettings {
+            url: format!("redis://127.0.0.1:{port}/0"),
+            mode,
+            sync_interval: Duration::from_millis(100),
+            on_store_error: OnStoreError::Local,
+            timeout: Duration::from_secs(1),
+        };
+        let store = Arc::new(Store::new(settings, &metrics).expect("store"));
+        let policy = Policy {
+            spec: spec.clone(),
+            local: Arc::new(LocalLimiter::new(&spec)),
+            store: Some(store),
+            policy_header: HeaderValue::from_static("\"per-client\";q=1000000;w=1"),
+            metrics: metrics.rate_limit_policy("per-client"),
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(runtime.block_on(policy.check(&key))))
+        });
+        let errors = metrics.rate_limit_store_errors.get();
+        assert_eq!(errors, 0, "the store failed during the {name} benchmark");
+    }
+    group.finish();
+}
+
 criterion_group!(
     micro,
     bench_canonicalize,
@@ -695,6 +788,7 @@ criterion_group!(
     bench_allowlist,
     bench_tokens,
     bench_headers,
-    bench_rate_limits
+    bench_rate_limits,
+    bench_rate_limits_redis
 );
 criterion_main!(micro);
