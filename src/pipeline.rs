@@ -275,8 +275,8 @@ pub async fn decide<'r>(
 }
 
 /// Steps 5b (`early`: keyed on the client address alone) and 7b (the others) of SPEC §7.4:
-/// every limit of the stage in `lists` (the route's, then the client's `[[clients]]` ones not
-/// already listed) spends one request; the first refusal answers. Passing limits add their
+/// every limit of the stage (the route's, then the client's `[[clients]]` ones the route does
+/// not list) spends one request; the first refusal answers. Passing limits add their
 /// `RateLimit` list member to `header`.
 ///
 /// `api_key` limits apply to requests authenticated by an API key only; until API keys land
