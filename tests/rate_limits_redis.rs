@@ -32,9 +32,14 @@ impl Redis {
 
     /// Starts on `port` and waits (bounded, 5 s) until it answers PING.
     fn start_on(port: u16) -> Redis {
+        Redis::start_with(port, &[])
+    }
+
+    fn start_with(port: u16, extra: &[&str]) -> Redis {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -69,7 +74,8 @@ impl Redis {
         let mut reply = [0u8; 7];
         stream.write_all(b"PING\r\n").is_ok()
             && stream.read_exact(&mut reply).is_ok()
-            && &reply == b"+PONG\r\n"
+            // A server with a password answers `-NOAUTH ...`: up all the same.
+            && (&reply == b"+PONG\r\n" || &reply == b"-NOAUTH")
     }
 
     fn url(&self) -> String {
@@ -357,4 +363,33 @@ async fn approximate_mode_follows_on_store_error_while_syncs_fail() {
         back,
         "approximate mode did not sync again after Redis came back"
     );
+}
+
+#[tokio::test]
+async fn redis_auth_comes_from_the_url_and_a_wrong_password_is_a_store_error() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let _redis = Redis::start_with(port, &["--requirepass", "s3cret-pw"]);
+    let echo = Echo::start().await;
+    let url = |password: &str| format!("redis = \"redis://:{password}@127.0.0.1:{port}/0\"");
+    let good = Gateway::from_toml(config(&echo, &url("s3cret-pw")))
+        .start()
+        .await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(status(&good).await);
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
+    assert_eq!(metric(&good.metrics().await, "store_error"), 0);
+
+    let bad = Gateway::from_toml(config(
+        &echo,
+        &format!("{}\non_store_error = \"deny\"", url("wrong")),
+    ))
+    .start()
+    .await;
+    assert_eq!(status(&bad).await, 429);
+    assert_eq!(metric(&bad.metrics().await, "store_error"), 1);
 }
