@@ -763,6 +763,7 @@ fn bench_rate_limits_redis(c: &mut Criterion) {
             sync_interval: Duration::from_millis(100),
             on_store_error: OnStoreError::Local,
             timeout: Duration::from_secs(1),
+            ca_pem: None,
         };
         let store = Arc::new(Store::new(settings, &metrics).expect("store"));
         let policy = Policy {

@@ -3,9 +3,12 @@
 //! stops it by pid. A missing `redis-server` fails the tests: install the Debian package
 //! `redis-server` (`.ci/run` does).
 
+#[path = "support/pki.rs"]
+mod pki;
 mod support;
 
 use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,6 +22,7 @@ use support::gateway::{eventually, get, Gateway, Reply};
 struct Redis {
     port: u16,
     child: Child,
+    tls: bool,
 }
 
 impl Redis {
@@ -35,6 +39,28 @@ impl Redis {
         Redis::start_with(port, &[])
     }
 
+    /// TLS only, on `port` (the plaintext port is off).
+    fn start_tls(port: u16, cert: &Path, key: &Path, ca: &Path) -> Redis {
+        let text = |path: &Path| path.to_str().expect("utf-8 path").to_owned();
+        let (cert, key, ca) = (text(cert), text(key), text(ca));
+        let port_text = port.to_string();
+        let args = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port_text,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "no",
+        ];
+        Redis::start_with(port, &args)
+    }
+
     fn start_with(port: u16, extra: &[&str]) -> Redis {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -49,7 +75,8 @@ impl Redis {
                      install the Debian package redis-server (apt-get install -y redis-server)"
                 )
             });
-        let redis = Redis { port, child };
+        let tls = extra.contains(&"--tls-port");
+        let redis = Redis { port, child, tls };
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             if redis.ping() {
@@ -70,6 +97,9 @@ impl Redis {
         else {
             return false;
         };
+        if self.tls {
+            return true; // listening is enough: the test's handshake is the real check
+        }
         let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
         let mut reply = [0u8; 7];
         stream.write_all(b"PING\r\n").is_ok()
@@ -392,4 +422,36 @@ async fn redis_auth_comes_from_the_url_and_a_wrong_password_is_a_store_error() {
     .await;
     assert_eq!(status(&bad).await, 429);
     assert_eq!(metric(&bad.metrics().await, "store_error"), 1);
+}
+
+#[tokio::test]
+async fn rediss_with_a_ca_file_works_and_an_untrusted_server_is_a_store_error() {
+    let ca = pki::Ca::new("redis test ca");
+    let server = ca.server("localhost");
+    let dir = pki::Scratch::new("redis-tls");
+    let cert = dir.write("redis.pem", &server.cert_pem);
+    let key = dir.write("redis-key.pem", &server.key_pem);
+    let ca_path = dir.write("ca.pem", &ca.pem());
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let _redis = Redis::start_tls(port, &cert, &key, &ca_path);
+    let echo = Echo::start().await;
+    let store = format!(
+        "redis = \"rediss://127.0.0.1:{port}/0\"\non_store_error = \"deny\"\ntimeout = \"1s\""
+    );
+    let trusted = format!("{store}\nca_file = {}", pki::toml_path(&ca_path));
+    let gateway = Gateway::from_toml(config(&echo, &trusted)).start().await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(status(&gateway).await);
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
+    assert_eq!(metric(&gateway.metrics().await, "store_error"), 0);
+
+    // The system roots do not know the test CA: the handshake fails, `deny` judges.
+    let untrusted = Gateway::from_toml(config(&echo, &store)).start().await;
+    assert_eq!(status(&untrusted).await, 429);
+    assert_eq!(metric(&untrusted.metrics().await, "store_error"), 1);
 }

@@ -192,12 +192,34 @@ fn compile_store(
             }
         }
     }
+    let ca_pem = match &raw.ca_file {
+        None => None,
+        Some(_) if !url.starts_with("rediss://") => {
+            return Err(ctx.err(
+                "rate_limit_store.ca_file",
+                raw.ca_file.as_ref().map(Spanned::span),
+                "only for a rediss:// (TLS) URL",
+            ))
+        }
+        Some(file) => {
+            let path = ctx.roots_file("rate_limit_store.ca_file", file)?;
+            let pem = std::fs::read(&path).map_err(|error| {
+                ctx.at(
+                    "rate_limit_store.ca_file",
+                    file,
+                    format!("cannot read {}: {error}", path.display()),
+                )
+            })?;
+            Some(pem)
+        }
+    };
     let settings = StoreSettings {
         url: url.to_owned(),
         mode,
         sync_interval: duration(&raw.sync_interval, Duration::from_millis(100)),
         on_store_error,
         timeout: duration(&raw.timeout, Duration::from_millis(200)),
+        ca_pem,
     };
     if let Some(store) = previous
         .and_then(|previous| previous.rate_limit_store.as_ref())

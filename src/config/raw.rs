@@ -71,6 +71,8 @@ pub struct RateLimitStore {
     pub on_store_error: Option<S<EnvString>>,
     /// Connect and command timeout. Default 200ms.
     pub timeout: Option<S<Dur>>,
+    /// PEM roots for a `rediss://` server. Default: the system roots.
+    pub ca_file: Option<S<EnvString>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -419,6 +419,11 @@ fn rate_limits_compile_and_bad_ones_name_key_and_line() {
             "",
             "rate_limit_store.on_store_error",
         ),
+        (
+            format!("{limit}[rate_limit_store]\nredis = \"redis://127.0.0.1:1\"\nca_file = \"ca.pem\"\n"),
+            "",
+            "rate_limit_store.ca_file",
+        ),
     ];
     for (limits, extra, key) in cases {
         let text = format!("{UPSTREAM}{ISSUER}{limits}{}", route(extra));

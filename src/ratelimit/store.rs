@@ -95,6 +95,8 @@ pub struct StoreSettings {
     pub on_store_error: OnStoreError,
     /// Connect and command timeout.
     pub timeout: Duration,
+    /// PEM roots for `rediss://` (the file's content); `None`: the system roots.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for StoreSettings {
@@ -105,6 +107,7 @@ impl std::fmt::Debug for StoreSettings {
             .field("sync_interval", &self.sync_interval)
             .field("on_store_error", &self.on_store_error)
             .field("timeout", &self.timeout)
+            .field("ca_pem", &self.ca_pem.as_ref().map(Vec::len))
             .finish()
     }
 }
@@ -167,7 +170,16 @@ impl Store {
         settings: StoreSettings,
         metrics: &crate::metrics::Metrics,
     ) -> Result<Store, redis::RedisError> {
-        let client = redis::Client::open(settings.url.as_str())?;
+        let client = match &settings.ca_pem {
+            None => redis::Client::open(settings.url.as_str())?,
+            Some(pem) => redis::Client::build_with_tls(
+                settings.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            )?,
+        };
         Ok(Store {
             settings,
             client,
