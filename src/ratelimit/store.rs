@@ -268,7 +268,11 @@ impl Store {
         };
         if matches!(verdict, Verdict::Allowed { .. }) {
             if let Ok(mut dirty) = self.dirty.lock() {
-                dirty.entry(redis_key).or_insert((bucket, interval));
+                // Bounded like the buckets: beyond it a key's passes stay local until the
+                // next round (a flood of distinct keys while Redis is down cannot grow it).
+                if dirty.len() < super::MAX_KEYS as usize || dirty.contains_key(&redis_key) {
+                    dirty.entry(redis_key).or_insert((bucket, interval));
+                }
             }
         }
         verdict
@@ -350,6 +354,9 @@ impl Store {
         self.failing.store(true, Ordering::Relaxed);
         if let Ok(mut dirty) = self.dirty.lock() {
             for (key, value) in unsent {
+                if dirty.len() >= super::MAX_KEYS as usize {
+                    break;
+                }
                 dirty.entry(key).or_insert(value);
             }
         }
@@ -475,4 +482,59 @@ fn micros(duration: Duration) -> u64 {
 
 fn from_micros(micros: i64) -> Duration {
     Duration::from_micros(u64::try_from(micros).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU32;
+
+    use super::*;
+    use crate::ratelimit::{KeyPart, Window};
+
+    #[test]
+    fn approximate_buckets_refuse_after_the_burst_and_remember_passes_for_the_sync() {
+        let settings = StoreSettings {
+            url: "redis://127.0.0.1:1/0".into(),
+            mode: Mode::Approximate,
+            sync_interval: Duration::from_millis(100),
+            on_store_error: OnStoreError::Local,
+            timeout: Duration::from_millis(100),
+            ca_pem: None,
+        };
+        let store = Store::new(settings, &crate::metrics::Metrics::new()).unwrap();
+        let spec = PolicySpec {
+            name: "p".into(),
+            key: vec![KeyPart::Route],
+            count: NonZeroU32::new(1).unwrap(),
+            window: Window::Hour,
+            burst: NonZeroU32::new(3).unwrap(),
+        };
+        for remaining in (0..3).rev() {
+            assert!(matches!(
+                store.approximate(&spec, "k"),
+                Verdict::Allowed { remaining: r, .. } if r == remaining
+            ));
+        }
+        assert!(matches!(
+            store.approximate(&spec, "k"),
+            Verdict::Limited { retry_after } if retry_after > Duration::from_secs(3590)
+        ));
+        let dirty = store.dirty.lock().unwrap();
+        let (bucket, interval) = &dirty[&Store::redis_key(&spec, "k")];
+        assert_eq!(bucket.lock().unwrap().unsynced, 3);
+        assert_eq!(*interval, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn settings_debug_never_shows_the_url() {
+        let settings = StoreSettings {
+            url: "redis://:hunter2@x:6379/0".into(),
+            mode: Mode::Exact,
+            sync_interval: Duration::from_millis(100),
+            on_store_error: OnStoreError::Local,
+            timeout: Duration::from_millis(100),
+            ca_pem: None,
+        };
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
 }
