@@ -1,6 +1,6 @@
 //! Micro benchmarks of the per-request hot path: path canonicalization, route lookup, allowlist
-//! membership, token validation (uncached, per algorithm, and the cached path) and the request
-//! header rewrite.
+//! membership, token validation (uncached, per algorithm, and the cached path), the request
+//! header rewrite and the local rate-limit step.
 //!
 //! Run with `cargo bench --bench micro`; a quick pass:
 //! `cargo bench --bench micro -- --warm-up-time 1 --measurement-time 2`.
@@ -645,12 +645,151 @@ fn bench_headers(c: &mut Criterion) {
     group.finish();
 }
 
+/// The local rate-limit step of one policy: building the key and one GCRA check, on one hot
+/// key and over 10000 distinct keys (the moka map's hashing and admission).
+fn bench_rate_limits(c: &mut Criterion) {
+    use authgate::ratelimit::{key_for, Facts, KeyPart, LocalLimiter, PolicySpec, Window};
+    use std::num::NonZeroU32;
+    let spec = PolicySpec {
+        name: "per-client".into(),
+        key: vec![KeyPart::ClientId],
+        count: NonZeroU32::new(1_000_000).expect("non-zero"),
+        window: Window::Second,
+        burst: NonZeroU32::new(1_000_000).expect("non-zero"),
+    };
+    let limiter = LocalLimiter::new(&spec);
+    let mut group = c.benchmark_group("rate_limit_local");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("one_key", |b| {
+        let facts = Facts {
+            route: "orders",
+            client_id: Some("partner-a"),
+            ..Facts::default()
+        };
+        b.iter(|| {
+            let key = key_for(&spec, black_box(&facts)).expect("key");
+            black_box(limiter.check(&key.store))
+        })
+    });
+    let ids: Vec<String> = (0..10_000).map(|n| format!("client-{n}")).collect();
+    let mut n = 0;
+    group.bench_function("10k_keys", |b| {
+        b.iter(|| {
+            n = (n + 1) % ids.len();
+            let facts = Facts {
+                route: "orders",
+                client_id: Some(&ids[n]),
+                ..Facts::default()
+            };
+            let key = key_for(&spec, black_box(&facts)).expect("key");
+            black_box(limiter.check(&key.store))
+        })
+    });
+    group.finish();
+}
+
+/// A `redis-server` child on a free loopback port, killed on drop.
+struct RedisChild(std::process::Child);
+
+impl Drop for RedisChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_redis() -> Option<(RedisChild, u16)> {
+    use std::io::{Read, Write};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .ok()?
+        .port();
+    let child = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let child = RedisChild(child);
+    for _ in 0..500 {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let mut reply = [0u8; 7];
+            if stream.write_all(b"PING\r\n").is_ok() && stream.read_exact(&mut reply).is_ok() {
+                return Some((child, port));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+/// One policy check through `[rate_limit_store]` against a local `redis-server` on
+/// loopback: exact mode (one Lua script call per check) and approximate mode (local, synced
+/// in the background). Skipped, with a message, when `redis-server` cannot be started.
+fn bench_rate_limits_redis(c: &mut Criterion) {
+    use authgate::metrics::Metrics;
+    use authgate::ratelimit::store::{Mode, OnStoreError, Store, StoreSettings};
+    use authgate::ratelimit::{key_for, Facts, KeyPart, LocalLimiter, Policy, PolicySpec, Window};
+    use std::num::NonZeroU32;
+    use std::sync::Arc;
+    let Some((_redis, port)) = start_redis() else {
+        eprintln!("rate_limit_redis skipped: cannot start redis-server");
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let spec = PolicySpec {
+        name: "per-client".into(),
+        key: vec![KeyPart::ClientId],
+        count: NonZeroU32::new(1_000_000).expect("non-zero"),
+        window: Window::Second,
+        burst: NonZeroU32::new(1_000_000).expect("non-zero"),
+    };
+    let facts = Facts {
+        route: "orders",
+        client_id: Some("partner-a"),
+        ..Facts::default()
+    };
+    let key = key_for(&spec, &facts).expect("key");
+    let mut group = c.benchmark_group("rate_limit_redis");
+    group.throughput(Throughput::Elements(1));
+    for (name, mode) in [("exact", Mode::Exact), ("approximate", Mode::Approximate)] {
+        let metrics = Metrics::new();
+        let settings = StoreSettings {
+            url: format!("redis://127.0.0.1:{port}/0"),
+            mode,
+            sync_interval: Duration::from_millis(100),
+            on_store_error: OnStoreError::Local,
+            timeout: Duration::from_secs(1),
+            ca_pem: None,
+        };
+        let store = Arc::new(Store::new(settings, &metrics).expect("store"));
+        let policy = Policy {
+            spec: spec.clone(),
+            local: Arc::new(LocalLimiter::new(&spec)),
+            store: Some(store),
+            policy_header: HeaderValue::from_static("\"per-client\";q=1000000;w=1"),
+            metrics: metrics.rate_limit_policy("per-client"),
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(runtime.block_on(policy.check(&key))))
+        });
+        let errors = metrics.rate_limit_store_errors.get();
+        assert_eq!(errors, 0, "the store failed during the {name} benchmark");
+    }
+    group.finish();
+}
+
 criterion_group!(
     micro,
     bench_canonicalize,
     bench_routes,
     bench_allowlist,
     bench_tokens,
-    bench_headers
+    bench_headers,
+    bench_rate_limits,
+    bench_rate_limits_redis
 );
 criterion_main!(micro);

@@ -313,6 +313,12 @@ pub async fn handle<B>(shared: &Shared, conn: &ConnInfo, request: Request<B>) ->
                             response.headers_mut().insert(name.clone(), value.clone());
                         }
                     }
+                    // SPEC §7.4: passing requests carry `RateLimit`; the ingress may copy it.
+                    if let Some(value) = &allowed.rate_limit {
+                        response
+                            .headers_mut()
+                            .insert(http::HeaderName::from_static("ratelimit"), value.clone());
+                    }
                     if *dialect == Dialect::Envoy {
                         envoy_headers_to_remove(response.headers_mut(), &snapshot);
                     }

@@ -9,6 +9,7 @@ use http::{Response, StatusCode};
 
 use crate::auth::api_keys::ApiKeyError;
 use crate::auth::jwt::TokenError;
+use crate::ratelimit::{RATELIMIT, RATELIMIT_POLICY};
 use crate::routing::{HostError, PathError};
 
 /// Why a request was not forwarded, or why forwarding failed. Each variant is one SPEC code.
@@ -36,6 +37,8 @@ pub enum Deny {
     MethodNotAllowed(HeaderValue),
     /// 413: the body exceeds the route's `max_body_bytes`.
     PayloadTooLarge,
+    /// 429: a rate limit (SPEC §7.4) refused the request.
+    RateLimited(RateLimited),
     /// 502: the upstream could not be reached or broke the exchange.
     BadGateway,
     /// 503: an issuer has no usable key set yet.
@@ -72,6 +75,17 @@ pub enum InvalidRequest {
     Description(DescriptionError),
 }
 
+/// A 429's headers (draft-ietf-httpapi-ratelimit-headers-10, structured fields).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimited {
+    /// `RateLimit-Policy`, e.g. `"per-client";q=10;w=1`.
+    pub policy: HeaderValue,
+    /// `RateLimit`, e.g. `"per-client";r=0;t=1`.
+    pub limit: HeaderValue,
+    /// `Retry-After`, whole seconds, at least 1.
+    pub retry_after: u64,
+}
+
 /// Seconds a client should wait after a 503 before retrying.
 const RETRY_AFTER_SECONDS: &str = "5";
 
@@ -89,6 +103,7 @@ impl Deny {
             Deny::NoRoute => StatusCode::NOT_FOUND,
             Deny::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Deny::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Deny::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Deny::BadGateway => StatusCode::BAD_GATEWAY,
             Deny::Unavailable | Deny::UpstreamBusy => StatusCode::SERVICE_UNAVAILABLE,
             Deny::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -108,6 +123,7 @@ impl Deny {
             Deny::NoRoute => "no_route",
             Deny::MethodNotAllowed(_) => "method_not_allowed",
             Deny::PayloadTooLarge => "payload_too_large",
+            Deny::RateLimited(_) => "rate_limited",
             Deny::BadGateway => "bad_gateway",
             Deny::Unavailable | Deny::UpstreamBusy => "unavailable",
             Deny::GatewayTimeout => "gateway_timeout",
@@ -152,6 +168,7 @@ impl Deny {
             Deny::NoRoute => "no route matches the request",
             Deny::MethodNotAllowed(_) => "the method is not allowed on this route",
             Deny::PayloadTooLarge => "the request body is too large",
+            Deny::RateLimited(_) => "too many requests; retry after the time in Retry-After",
             Deny::BadGateway => "the upstream could not be reached",
             Deny::Unavailable => "the token issuer's keys are not available yet",
             Deny::UpstreamBusy => "the upstream has too many requests in flight",
@@ -200,6 +217,11 @@ impl Deny {
             }
             Deny::Unavailable | Deny::UpstreamBusy => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+            }
+            Deny::RateLimited(limited) => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(limited.retry_after.max(1)));
+                headers.insert(RATELIMIT_POLICY, limited.policy.clone());
+                headers.insert(RATELIMIT, limited.limit.clone());
             }
             Deny::InvalidRequest(_)
             | Deny::IpNotAllowed
@@ -278,6 +300,15 @@ mod tests {
                 "method_not_allowed",
             ),
             (Deny::PayloadTooLarge, 413, "payload_too_large"),
+            (
+                Deny::RateLimited(RateLimited {
+                    policy: HeaderValue::from_static("\"p\";q=10;w=1"),
+                    limit: HeaderValue::from_static("\"p\";r=0;t=1"),
+                    retry_after: 1,
+                }),
+                429,
+                "rate_limited",
+            ),
             (Deny::BadGateway, 502, "bad_gateway"),
             (Deny::Unavailable, 503, "unavailable"),
             (Deny::UpstreamBusy, 503, "unavailable"),
@@ -316,6 +347,18 @@ mod tests {
             Deny::Unavailable.into_response().headers()[RETRY_AFTER],
             "5"
         );
+        let limited = Deny::RateLimited(RateLimited {
+            policy: HeaderValue::from_static("\"per-client\";q=10;w=1"),
+            limit: HeaderValue::from_static("\"per-client\";r=0;t=1"),
+            retry_after: 0,
+        })
+        .into_response();
+        assert_eq!(limited.headers()[RETRY_AFTER], "1");
+        assert_eq!(
+            limited.headers()["ratelimit-policy"],
+            "\"per-client\";q=10;w=1"
+        );
+        assert_eq!(limited.headers()["ratelimit"], "\"per-client\";r=0;t=1");
         assert_eq!(
             Deny::MethodNotAllowed(HeaderValue::from_static("GET, HEAD"))
                 .into_response()

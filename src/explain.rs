@@ -50,6 +50,10 @@ impl Trace for Recorder {
     fn step(&mut self, step: &'static str, ok: bool, detail: impl FnOnce() -> String) {
         self.steps.push((step, ok, detail()));
     }
+
+    fn dry_run(&self) -> bool {
+        true
+    }
 }
 
 /// The outcome of one explained request.

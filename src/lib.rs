@@ -43,6 +43,7 @@ pub mod metrics;
 pub mod network;
 pub mod pipeline;
 pub mod proxy;
+pub mod ratelimit;
 pub mod routing;
 pub mod server;
 pub mod snapshot;

@@ -62,6 +62,11 @@ pub struct Metrics {
     config_last_reload_successful: IntGauge,
     reload_without_keys: IntCounter,
     api_keys: IntGaugeVec,
+    rate_limit_decisions: IntCounterVec,
+    /// `authgate_rate_limit_store_errors_total`: failed operations on `[rate_limit_store]`.
+    pub rate_limit_store_errors: IntCounter,
+    /// `authgate_rate_limit_store_duration_seconds`: one Redis operation (script call).
+    pub rate_limit_store_duration: Histogram,
     /// Last key-store counter values copied into the JWKS counters, per issuer name.
     jwks_seen: Mutex<HashMap<String, JwksSeen>>,
 }
@@ -135,6 +140,25 @@ impl Metrics {
         .expect("valid metric definition");
         registry
             .register(Box::new(reload_without_keys.clone()))
+            .expect("registered once");
+        let rate_limit_store_errors = IntCounter::new(
+            "authgate_rate_limit_store_errors_total",
+            "Failed operations on the shared rate-limit store.",
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(rate_limit_store_errors.clone()))
+            .expect("registered once");
+        let rate_limit_store_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "authgate_rate_limit_store_duration_seconds",
+                "Time of one operation on the shared rate-limit store.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(rate_limit_store_duration.clone()))
             .expect("registered once");
         let build_info = gauge_vec(r, "authgate_build_info", "Build information.", &["version"]);
         build_info
@@ -243,6 +267,14 @@ impl Metrics {
                 "API keys per source, neither disabled nor expired.",
                 &["source"],
             ),
+            rate_limit_decisions: counter_vec(
+                r,
+                "authgate_rate_limit_decisions_total",
+                "Rate-limit decisions by policy and result (allowed, limited, store_error).",
+                &["policy", "result"],
+            ),
+            rate_limit_store_errors,
+            rate_limit_store_duration,
             registry,
             jwks_seen: Mutex::new(HashMap::new()),
         });
@@ -274,6 +306,16 @@ impl Metrics {
                 .auth_decisions
                 .with_label_values(&[name, "allow", "ok"]),
             decisions: self.auth_decisions.clone(),
+        }
+    }
+
+    /// `authgate_rate_limit_decisions_total` children of one policy.
+    pub fn rate_limit_policy(&self, name: &str) -> crate::ratelimit::PolicyMetrics {
+        let child = |result: &str| self.rate_limit_decisions.with_label_values(&[name, result]);
+        crate::ratelimit::PolicyMetrics {
+            allowed: child("allowed"),
+            limited: child("limited"),
+            store_error: child("store_error"),
         }
     }
 

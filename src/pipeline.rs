@@ -26,12 +26,13 @@ use crate::auth::cache::{TokenCache, Verified};
 use crate::auth::credential::{self, Credential, CredentialError};
 use crate::auth::jwt::{self, TokenError, Unverified};
 use crate::auth::scopes;
-use crate::deny::{Deny, InvalidRequest};
+use crate::deny::{Deny, InvalidRequest, RateLimited};
 use crate::header_names::X_REQUEST_ID;
 pub use crate::http_head::HeadFlags;
 use crate::network::client_addr;
 pub use crate::network::mtls::ClientCert;
 use crate::proxy::{self, headers, Body};
+use crate::ratelimit::{self, Facts, Verdict};
 use crate::routing::{canonicalize, request_host, Lookup, PathError, RequestHost};
 use crate::snapshot::{Route, Shared, Snapshot};
 
@@ -48,6 +49,12 @@ pub struct ConnInfo {
 pub trait Trace {
     /// `detail` is only called when the trace keeps it.
     fn step(&mut self, step: &'static str, ok: bool, detail: impl FnOnce() -> String);
+
+    /// A dry run (`explain`) shows which rate limits apply and their keys, and spends no
+    /// budget.
+    fn dry_run(&self) -> bool {
+        false
+    }
 }
 
 /// The server's trace: records nothing, costs nothing.
@@ -66,6 +73,8 @@ pub struct Allowed<'r> {
     pub client: Option<IpAddr>,
     /// `None` on public routes.
     pub verified: Option<Arc<Verified>>,
+    /// The `RateLimit` header of the limits that passed (SPEC §7.4), if the route has any.
+    pub rate_limit: Option<HeaderValue>,
 }
 
 /// A denied request, with the route when one was chosen (for metrics).
@@ -179,14 +188,32 @@ pub async fn decide<'r>(
         }
     }
 
+    // 5b. Rate limits keyed on the client address alone, before any token work (SPEC §7.4).
+    let mut limits = String::new();
+    let facts = Facts {
+        route: &route.name,
+        client,
+        ..Facts::default()
+    };
+    let route_limits = (route.rate_limits.as_slice(), &[][..]);
+    if let Err(deny) = rate_limits(snapshot, route_limits, true, &facts, &mut limits, trace).await {
+        return Err(denied(deny, path, client));
+    }
+
     // 6. Token, skipped on public routes.
     if route.public {
         trace.step("token", true, || "public route: no token needed".into());
+        if let Err(deny) =
+            rate_limits(snapshot, route_limits, false, &facts, &mut limits, trace).await
+        {
+            return Err(denied(deny, path, client));
+        }
         return Ok(Allowed {
             route: route_index,
             path,
             client,
             verified: None,
+            rate_limit: rate_limit_header(&limits),
         });
     }
     let verified = match authenticate_credential(snapshot, route, parts, conn, trace).await {
@@ -223,12 +250,102 @@ pub async fn decide<'r>(
         return Err(denied(deny, path, client));
     }
     trace.step("scopes", true, shown);
+
+    // 7b. The other rate limits, the route's then the client's, after authentication
+    //     (SPEC §7.4).
+    let principal = &verified.principal;
+    // An API key is named by its source and id: ids are unique within one source only.
+    let api_key = principal
+        .key_id
+        .as_ref()
+        .map(|id| format!("{}/{id}", principal.issuer));
+    let facts = Facts {
+        client_id: principal.client_id.as_deref(),
+        subject: principal.subject.as_deref(),
+        api_key: api_key.as_deref(),
+        ..facts
+    };
+    let client_limits = facts
+        .client_id
+        .and_then(|id| snapshot.client_rate_limits.get(id))
+        .map_or(&[][..], Vec::as_slice);
+    let limits_here = (route.rate_limits.as_slice(), client_limits);
+    if let Err(deny) = rate_limits(snapshot, limits_here, false, &facts, &mut limits, trace).await {
+        return Err(denied(deny, path, client));
+    }
     Ok(Allowed {
         route: route_index,
         path,
         client,
         verified: Some(verified),
+        rate_limit: rate_limit_header(&limits),
     })
+}
+
+/// Steps 5b (`early`: keyed on the client address alone) and 7b (the others) of SPEC §7.4:
+/// every limit of the stage (the route's, then the client's `[[clients]]` ones the route does
+/// not list) spends one request; the first refusal answers. Passing limits add their
+/// `RateLimit` list member to `header`.
+///
+/// `api_key` limits apply to requests authenticated by an API key only (keyed by the key's
+/// source and id); other requests skip them.
+async fn rate_limits(
+    snapshot: &Snapshot,
+    (route_limits, client_limits): (&[usize], &[usize]),
+    early: bool,
+    facts: &Facts<'_>,
+    header: &mut String,
+    trace: &mut impl Trace,
+) -> Result<(), Deny> {
+    let client_only = client_limits
+        .iter()
+        .filter(|index| !route_limits.contains(index));
+    for &index in route_limits.iter().chain(client_only) {
+        let policy = &snapshot.rate_limits[index];
+        if policy.spec.early() != early {
+            continue;
+        }
+        let name = policy.spec.name.as_str();
+        let Some(key) = ratelimit::key_for(&policy.spec, facts) else {
+            trace.step("rate limit", true, || {
+                format!("{name}: does not apply (no API key on this request)")
+            });
+            continue;
+        };
+        if trace.dry_run() {
+            trace.step("rate limit", true, || {
+                format!("{name}: key {} (not counted by explain)", key.shown)
+            });
+            continue;
+        }
+        let verdict = policy.check(&key).await;
+        let item = verdict.item(name);
+        match verdict {
+            Verdict::Allowed { .. } => {
+                if !header.is_empty() {
+                    header.push_str(", ");
+                }
+                header.push_str(&item);
+                trace.step("rate limit", true, || format!("{name}: {item}"));
+            }
+            Verdict::Limited { retry_after } => {
+                trace.step("rate limit", false, || format!("{name}: {item}"));
+                return Err(Deny::RateLimited(RateLimited {
+                    policy: policy.policy_header.clone(),
+                    limit: HeaderValue::from_str(&item)
+                        .unwrap_or_else(|_| HeaderValue::from_static("")),
+                    retry_after: ratelimit::whole_seconds(retry_after, 1),
+                }));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn rate_limit_header(items: &str) -> Option<HeaderValue> {
+    (!items.is_empty())
+        .then(|| HeaderValue::from_str(items).ok())
+        .flatten()
 }
 
 /// Step 6b (SPEC §7.2): the `[[clients]]` entry of the verified client id. Every rule of the
@@ -602,6 +719,7 @@ pub async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Body>) ->
                 route: index,
                 path,
                 verified,
+                rate_limit,
                 ..
             } = allowed;
             let path = path.into_owned();
@@ -611,7 +729,7 @@ pub async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Body>) ->
                 verified: verified.as_deref(),
                 request_id: &request_id,
             };
-            let response =
+            let mut response =
                 match forward(&snapshot, conn, &mut parts, body, &outbound, deadline).await {
                     Ok(response) => response,
                     Err(deny) => {
@@ -619,6 +737,9 @@ pub async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Body>) ->
                         deny_response(deny, has_body)
                     }
                 };
+            if let Some(value) = rate_limit {
+                response.headers_mut().insert(ratelimit::RATELIMIT, value);
+            }
             (response, Some(index))
         }
         Err(denied) => {

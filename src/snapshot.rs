@@ -54,6 +54,12 @@ pub struct Snapshot {
     pub token_cache: Arc<TokenCache>,
     /// (entries, ttl) the token cache was built with; a reload with other settings replaces it.
     pub token_cache_settings: (u64, Duration),
+    /// `[[rate_limits]]`, in config order; routes refer to them by index.
+    pub rate_limits: Vec<crate::ratelimit::Policy>,
+    /// `[[clients]]` `rate_limits` by client id: indexes into `rate_limits`.
+    pub client_rate_limits: HashMap<String, Vec<usize>>,
+    /// `[rate_limit_store]`; kept across reloads while its settings are unchanged.
+    pub rate_limit_store: Option<Arc<crate::ratelimit::store::Store>>,
     pub metrics: Arc<Metrics>,
     /// Metrics for requests that match no route (label `none`).
     pub unrouted: RouteMetrics,
@@ -186,6 +192,8 @@ pub struct Route {
     pub allow: CidrSet,
     pub client_cert_required: bool,
     pub max_body_bytes: Option<u64>,
+    /// Indexes into `Snapshot::rate_limits`, in the route's order.
+    pub rate_limits: Vec<usize>,
     pub metrics: RouteMetrics,
 }
 

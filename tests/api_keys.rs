@@ -768,3 +768,40 @@ async fn named_key_header_beside_tokens() {
         "the key (no scopes) is found, then lacks the route's scope"
     );
 }
+
+/// SPEC §7.4 `key = "api_key"`: each API key has its own budget; tokens skip the policy.
+#[tokio::test]
+async fn an_api_key_rate_limit_gives_each_key_its_own_budget() {
+    let idp = Idp::start().await;
+    let echo = Echo::start().await;
+    let first = "agk_first_cmF0ZS1saW1pdC1maXJzdC1rZXktYnl0ZXMtMDEyMw";
+    let second = "agk_second_cmF0ZS1saW1pdC1zZWNvbmQta2V5LWJ5dGVzLTQ1Ng";
+    let keys = [
+        key_entry("first", first, "scopes = [\"read\"]"),
+        key_entry("second", second, "scopes = [\"read\"]"),
+    ];
+    let config = |name: &str| {
+        keys_config(&echo, &idp, name).replace(
+            "name = \"both\"\npath_prefix = \"/both\"\nupstream = \"echo\"\n",
+            "name = \"both\"\npath_prefix = \"/both\"\nupstream = \"echo\"\nrate_limits = [\"per-key\"]\n",
+        ) + "\n[[rate_limits]]\nname = \"per-key\"\nkey = \"api_key\"\nrate = \"2/h\"\n"
+    };
+    let files = Files::new(config, &keys.concat());
+    let gateway = Gateway::from_file(&files.config.0).start().await;
+    let get = |key: String| {
+        let gateway = &gateway;
+        async move { call(gateway, Method::GET, "/both/1", &[("authorization", &key)]).await }
+    };
+    for _ in 0..2 {
+        assert_eq!(get(bearer(first)).await.status, 200);
+    }
+    let refused = get(bearer(first)).await;
+    refused.assert_error(429, "rate_limited");
+    assert!(refused.header("retry-after").is_some());
+    // Another key has its own budget; a token is not keyed by any API key.
+    assert_eq!(get(bearer(second)).await.status, 200);
+    let token = format!("Bearer {}", idp.token().sign());
+    for _ in 0..3 {
+        assert_eq!(get(token.clone()).await.status, 200);
+    }
+}

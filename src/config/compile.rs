@@ -156,6 +156,12 @@ pub fn compile(config: &raw::Config, context: CompileContext<'_>) -> Result<Snap
     claim_header_names.sort();
     claim_header_names.dedup();
 
+    // [[rate_limits]] and [rate_limit_store]
+    let (rate_limits, rate_limit_store) =
+        super::rate_limits::compile_rate_limits(&ctx, config, previous, &metrics)?;
+    let client_rate_limits =
+        super::rate_limits::client_limits(&ctx, &config.clients, &rate_limits)?;
+
     // [[upstreams]]
     let upstreams = compile_upstreams(
         &ctx,
@@ -203,6 +209,8 @@ pub fn compile(config: &raw::Config, context: CompileContext<'_>) -> Result<Snap
             client_certs_on,
             &metrics,
         )?;
+        let mut route = route;
+        route.rate_limits = super::rate_limits::route_limits(&ctx, &key, raw, &rate_limits)?;
         specs.push(spec);
         routes.push(route);
     }
@@ -238,6 +246,9 @@ pub fn compile(config: &raw::Config, context: CompileContext<'_>) -> Result<Snap
         claim_header_names,
         token_cache,
         token_cache_settings: (cache_entries, cache_ttl),
+        rate_limits,
+        client_rate_limits,
+        rate_limit_store,
         unrouted: metrics.route("none"),
         metrics,
     })
@@ -592,6 +603,7 @@ fn compile_route(
         allow: ctx.cidrs(&key("allow"), raw.allow.as_ref())?,
         client_cert_required,
         max_body_bytes: raw.max_body_bytes.as_ref().map(|v| *v.get_ref()),
+        rate_limits: Vec::new(),
         metrics: metrics.route(name),
     };
     Ok((spec, route))

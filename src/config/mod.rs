@@ -10,6 +10,7 @@ mod ctx;
 mod env;
 mod error;
 mod issuers;
+mod rate_limits;
 pub mod raw;
 mod secrets;
 mod value;

@@ -33,6 +33,11 @@ pub struct Config {
     pub api_keys: Vec<S<ApiKeySource>>,
     #[serde(default)]
     pub decision: Decision,
+    /// `[[rate_limits]]` policies, attached to routes by name (SPEC §7.4).
+    #[serde(default)]
+    pub rate_limits: Vec<S<RateLimit>>,
+    /// Shared rate-limit state in Redis. Absent: limits are per instance.
+    pub rate_limit_store: Option<S<RateLimitStore>>,
 }
 
 /// `[decision]` (SPEC §7.3): the decision listener for ingresses that ask before they proxy.
@@ -41,6 +46,46 @@ pub struct Config {
 pub struct Decision {
     /// Decision listener address. Default: off (no listener).
     pub listen: Option<S<EnvString>>,
+}
+
+/// A `[[rate_limits]]` policy (SPEC §7.4).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Unique; routes list it in `rate_limits`; the headers and metrics carry it.
+    pub name: S<EnvString>,
+    /// `client_id`, `subject`, `api_key`, `client_address` or `route`, or a list of them.
+    pub key: S<RateLimitKey>,
+    /// `N/s`, `N/m` or `N/h`.
+    pub rate: S<EnvString>,
+    /// Requests allowed at once. Default: N of the rate.
+    pub burst: Option<S<u64>>,
+}
+
+/// A policy key: one part, or a combination.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RateLimitKey {
+    One(EnvString),
+    Many(Vec<EnvString>),
+}
+
+/// `[rate_limit_store]`: where shared rate-limit state lives.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitStore {
+    /// `redis://` or `rediss://` (TLS) URL; a password goes in the URL via `${VAR}`.
+    pub redis: S<EnvString>,
+    /// `exact` (default: one atomic Redis operation per request) or `approximate`.
+    pub mode: Option<S<EnvString>>,
+    /// Approximate mode's sync period. Default 100ms.
+    pub sync_interval: Option<S<Dur>>,
+    /// `local` (default), `allow` or `deny`.
+    pub on_store_error: Option<S<EnvString>>,
+    /// Connect and command timeout. Default 200ms.
+    pub timeout: Option<S<Dur>>,
+    /// PEM roots for a `rediss://` server. Default: the system roots.
+    pub ca_file: Option<S<EnvString>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +174,8 @@ pub struct Client {
     /// Scopes this client must also hold on every route. Default none.
     #[serde(default)]
     pub scopes: Vec<EnvString>,
+    /// `[[rate_limits]]` names applied to this client on every route, besides the route's.
+    pub rate_limits: Option<S<Vec<EnvString>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,6 +274,8 @@ pub struct Route {
     pub client_cert: Option<S<EnvString>>,
     /// Largest request body in bytes (413 above). Default unlimited.
     pub max_body_bytes: Option<S<u64>>,
+    /// `[[rate_limits]]` names; every listed limit applies. Default none.
+    pub rate_limits: Option<S<Vec<EnvString>>>,
     /// `[[api_keys]]` sources whose keys this route takes. Without `issuers` beside it, the
     /// route takes API keys only. Default none.
     pub api_keys: Option<S<Vec<EnvString>>>,

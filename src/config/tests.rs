@@ -369,3 +369,103 @@ fn cidrs_with_host_bits_are_refused_in_every_list() {
     assert!(snapshot.allow.contains("10.1.2.3".parse().unwrap()));
     assert!(!snapshot.allow.contains("11.20.30.40".parse().unwrap()));
 }
+
+#[test]
+fn rate_limits_compile_and_bad_ones_name_key_and_line() {
+    let limit = "[[rate_limits]]\nname = \"per-client\"\nkey = \"client_id\"\nrate = \"10/s\"\n";
+    let ok = load(&format!(
+        "{UPSTREAM}{ISSUER}{limit}{}",
+        route("rate_limits = [\"per-client\"]")
+    ))
+    .unwrap();
+    assert_eq!(ok.routes[0].rate_limits, vec![0]);
+    assert_eq!(
+        ok.rate_limits[0].spec.burst.get(),
+        10,
+        "burst defaults to N"
+    );
+    let combo = "[[rate_limits]]\nname = \"c\"\nkey = [\"client_id\", \"route\"]\nrate = \"5/m\"\nburst = 1\n";
+    assert!(load(&format!(
+        "{UPSTREAM}{ISSUER}{combo}{}",
+        route("rate_limits = [\"c\"]")
+    ))
+    .is_ok());
+    let cases = [
+        (limit.replace("10/s", "10/d"), "", "rate_limits[0].rate"),
+        (limit.replace("10/s", "0/s"), "", "rate_limits[0].rate"),
+        (limit.replace("10/s", "+1/s"), "", "rate_limits[0].rate"),
+        (limit.replace("client_id", "tenant"), "", "rate_limits[0].key"),
+        (format!("{limit}burst = 0\n"), "", "rate_limits[0].burst"),
+        (limit.replace("per-client", "a\\\"b"), "", "rate_limits[0].name"),
+        (format!("{limit}{limit}"), "", "rate_limits[1].name"),
+        (limit.to_owned(), "rate_limits = [\"nope\"]", "routes[0].rate_limits"),
+        (
+            limit.to_owned(),
+            "public = true\nrate_limits = [\"per-client\"]",
+            "routes[0].rate_limits",
+        ),
+        (
+            format!("{limit}[rate_limit_store]\nredis = \"http://x\"\n"),
+            "",
+            "rate_limit_store.redis",
+        ),
+        (
+            format!("{limit}[rate_limit_store]\nredis = \"redis://127.0.0.1:1\"\nmode = \"fast\"\n"),
+            "",
+            "rate_limit_store.mode",
+        ),
+        (
+            format!("{limit}[rate_limit_store]\nredis = \"redis://127.0.0.1:1\"\non_store_error = \"ignore\"\n"),
+            "",
+            "rate_limit_store.on_store_error",
+        ),
+        (
+            format!("{limit}[rate_limit_store]\nredis = \"redis://127.0.0.1:1\"\nca_file = \"ca.pem\"\n"),
+            "",
+            "rate_limit_store.ca_file",
+        ),
+    ];
+    for (limits, extra, key) in cases {
+        let text = format!("{UPSTREAM}{ISSUER}{limits}{}", route(extra));
+        let error = load(&text).map(|_| ()).unwrap_err();
+        assert!(
+            error.contains(key) && error.contains("test.toml:"),
+            "{key}: {error}"
+        );
+    }
+}
+
+#[test]
+fn the_redis_url_is_never_echoed() {
+    let text = format!(
+        "{UPSTREAM}{ISSUER}{}[rate_limit_store]\nredis = \"http://user:hunter2@x\"\n",
+        route("")
+    );
+    let error = load(&text).map(|_| ()).unwrap_err();
+    assert!(!error.contains("hunter2"), "{error}");
+}
+
+#[test]
+fn client_rate_limits_resolve_and_address_only_ones_are_refused() {
+    let limits = "[[rate_limits]]\nname = \"c\"\nkey = \"client_id\"\nrate = \"1/s\"\n\
+        [[rate_limits]]\nname = \"addr\"\nkey = \"client_address\"\nrate = \"1/s\"\n";
+    let client = |list: &str| format!("[[clients]]\nclient_id = \"a\"\nrate_limits = {list}\n");
+    let ok = load(&format!(
+        "{UPSTREAM}{ISSUER}{limits}{}{}",
+        client("[\"c\"]"),
+        route("")
+    ))
+    .unwrap();
+    assert_eq!(ok.client_rate_limits["a"], vec![0]);
+    for (list, message) in [
+        ("[\"addr\"]", "client address"),
+        ("[\"x\"]", "unknown rate limit"),
+    ] {
+        let text = format!("{UPSTREAM}{ISSUER}{limits}{}{}", client(list), route(""));
+        let error = load(&text).map(|_| ()).unwrap_err();
+        assert!(
+            error.contains("clients[0].rate_limits") && error.contains(message),
+            "{error}"
+        );
+    }
+}
