@@ -20,7 +20,8 @@
 //! - [`config`]: TOML -> raw types -> [`snapshot::Snapshot`];
 //! - [`pipeline`]: the decision and the request handler;
 //! - [`decision`]: decision mode, the same decision asked for by an ingress (SPEC §7.3);
-//! - [`routing`], [`network`], [`auth`]: the steps of the pipeline;
+//! - [`routing`], [`network`], [`auth`], [`ratelimit`]: the steps of the pipeline;
+//! - [`header_names`]: every header name the gateway reads or writes, in one place;
 //! - [`proxy`]: header rewriting and forwarding;
 //! - [`server`]: listeners, TLS, admin endpoints, reload, shutdown;
 //! - [`tls`]: PEM files, trust roots and the listener's rustls config (one loader for all);
