@@ -4,7 +4,8 @@
 Usage: report.py RUNS_TSV RSS_TSV META_FILE
 
 RUNS_TSV columns: mode peer round requests seconds rps p50_us p99_us non2xx socket_errors
-                  proxy_ticks upstream_ticks
+                  proxy_ticks upstream_ticks [gate_ticks]
+                  (gate_ticks: for nginx-authz, the part of proxy_ticks spent by authgate)
 RSS_TSV columns:  peer what kib connections_ok
 Per peer and mode, req/s and latencies are the median over rounds; CPU per request is the
 proxy's total CPU time over all rounds divided by all requests those rounds completed.
@@ -20,6 +21,8 @@ PEERS = [
     ("nginx", "(b) nginx proxy_pass, no auth"),
     ("haproxy", "(c) HAProxy, RS256 JWT"),
     ("authgate", "(d) authgate, JWT+scope+allowlist"),
+    ("authgate-rl", "(f) authgate + local rate limit"),
+    ("nginx-authz", "(e) nginx auth_request → authgate decision"),
 ]
 MODES = [
     ("one", "one token for every request"),
@@ -46,6 +49,7 @@ def main() -> None:
                 "requests": int(c[3]), "rps": float(c[5]), "p50": float(c[6]),
                 "p99": float(c[7]), "non2xx": int(c[8]), "errors": int(c[9]),
                 "proxy_ticks": int(c[10]), "upstream_ticks": int(c[11]),
+                "gate_ticks": int(c[12]) if len(c) > 12 else 0,
             })
     peak = {}
     rss = defaultdict(dict)
@@ -79,6 +83,10 @@ def main() -> None:
                            if requests else None),
                 "bad": sum(r["non2xx"] + r["errors"] for r in rows),
                 "rounds": len(rows),
+                "gate_cpu": (sum(r["gate_ticks"] for r in rows) * 1e6 / clk_tck / requests
+                             if requests else None),
+                "proxy_ticks": sum(r["proxy_ticks"] for r in rows),
+                "requests": requests,
             }
         if not summary:
             continue
@@ -103,6 +111,22 @@ def main() -> None:
                 f"| {ratio(s['cpu'], ng.get('cpu'))} | {ratio(s['cpu'], hp.get('cpu'))} "
                 f"| {s['bad']} |")
         out.append("")
+        az = summary.get("nginx-authz")
+        if az and az["cpu"]:
+            gate, total = az["gate_cpu"], az["cpu"]
+            out.append("CPU split of (e), nginx plus authgate's decision listener: "
+                       f"{total:.1f} µs/req in all, authgate {gate:.1f} µs/req "
+                       f"({gate / total:.0%}), nginx {total - gate:.1f} µs/req "
+                       f"({(total - gate) / total:.0%}).")
+            out.append("")
+        rl, ag = summary.get("authgate-rl"), summary.get("authgate")
+        if rl and ag and rl["cpu"] and ag["cpu"]:
+            tick_us = 1e6 / clk_tck
+            res = tick_us / rl["requests"] + tick_us / ag["requests"]
+            out.append(f"Local rate-limit policy, (f) minus (d): {rl['cpu'] - ag['cpu']:+.2f} "
+                       f"µs/req (tick resolution alone ±{res:.2f} µs/req; run-to-run noise "
+                       "is larger).")
+            out.append("")
     if rss:
         out.append("### Memory: idle and holding idle keep-alive connections")
         out.append("")
@@ -116,6 +140,7 @@ def main() -> None:
             held, conns = rss[peer]["held"]
             opened = int(conns.split("/")[0]) if conns.split("/")[0].isdigit() else 0
             per = f"{(held - idle) * 1024 / opened / 1024:.1f} KiB" if opened else "—"
+            # (peer nginx-authz: nginx and its authgate together)
             out.append(f"| {label} | {idle / 1024:.1f} MiB | {held / 1024:.1f} MiB "
                        f"| {conns} | {per} |")
         out.append("")

@@ -5,6 +5,10 @@
 #   sudo benches/load/run.sh                     # 3 rounds of 10 s per peer and mode
 #   sudo ROUNDS=1 DURATION=3 benches/load/run.sh # a quick smoke run
 #
+# Peers: direct, nginx (plain proxy), haproxy (JWT), authgate, authgate-rl (authgate plus one
+# local [[rate_limits]] policy that never refuses), nginx-authz (nginx auth_request asking a
+# second authgate's [decision] listener; CPU reported for the pair and for each process).
+#
 # Needs root only to install missing Debian packages (haproxy, nginx, wrk, ...) with apt-get and
 # to raise the open-files limit for the 10,000-connection test. Everything listens on 127.0.0.1;
 # every process started here is stopped and every temporary file removed on exit.
@@ -22,12 +26,12 @@ TOKENS=${TOKENS:-10000}               # distinct tokens for the "many" mode
 # (nearly) every request verifies a signature, as the comparison with HAProxy intends.
 TOKEN_CACHE_ENTRIES=${TOKEN_CACHE_ENTRIES:-1000}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}   # idle keep-alive connections for the RSS test
-IDLE_PEERS=${IDLE_PEERS:-"nginx haproxy authgate"}   # peers whose RSS is measured under them
-PEERS=${PEERS:-"direct nginx haproxy authgate"}
+IDLE_PEERS=${IDLE_PEERS-"nginx haproxy authgate"}   # peers whose RSS is measured; "" skips the test
+PEERS=${PEERS:-"direct nginx haproxy authgate authgate-rl nginx-authz"}
 MODES=${MODES:-"one many"}
 CLIENT_CPU=${CLIENT_CPU:-0}           # wrk and the connection holder
 SERVER_CPU=${SERVER_CPU:-1}           # the upstream and every proxy
-PORT_BASE=${PORT_BASE:-24180}         # five ports from here; below the ephemeral range
+PORT_BASE=${PORT_BASE:-24180}         # eleven ports from here; below the ephemeral range
 AUTHGATE_THREADS=${AUTHGATE_THREADS:-1}   # AUTHGATE_WORKER_THREADS for the gateway
 AUTHGATE_ACCESS_LOG=${AUTHGATE_ACCESS_LOG:-0}   # 1: keep authgate's access log (to a file)
 AUTHGATE_BIN=${AUTHGATE_BIN:-}        # a prebuilt binary; default: cargo build --release
@@ -42,6 +46,12 @@ NGINX_PORT=$((PORT_BASE + 1))
 HAPROXY_PORT=$((PORT_BASE + 2))
 AUTHGATE_PORT=$((PORT_BASE + 3))
 AUTHGATE_ADMIN_PORT=$((PORT_BASE + 4))
+NGINX_AUTHZ_PORT=$((PORT_BASE + 5))       # (e) nginx with auth_request
+DECISION_PORT=$((PORT_BASE + 6))          # (e) its authgate's [decision] listen
+AUTHZ_GATE_PORT=$((PORT_BASE + 7))        # (e) that authgate's proxy listener (unused)
+AUTHZ_GATE_ADMIN_PORT=$((PORT_BASE + 8))
+AUTHGATE_RL_PORT=$((PORT_BASE + 9))       # (f) authgate with a local rate-limit policy
+AUTHGATE_RL_ADMIN_PORT=$((PORT_BASE + 10))
 
 log() { printf '[load] %s\n' "$*" >&2; }
 die() { printf '[load] error: %s\n' "$*" >&2; exit 1; }
@@ -131,6 +141,9 @@ fi
 # the upstream side too.
 HAPROXY_MAXCONN=$(( NOFILE / 2 - 100 < 30000 ? NOFILE / 2 - 100 : 30000 ))
 NGINX_CONNECTIONS=$(( NOFILE - 100 < 30000 ? NOFILE - 100 : 30000 ))
+# authgate refuses to start unless the limit covers max_connections + max_upstream_requests
+# (1024) + idle upstream connections (64) + 64 reserved.
+AUTHGATE_MAXCONN=$(( NOFILE - 1300 < 30000 ? NOFILE - 1300 : 30000 ))
 
 # --- 2. authgate ----------------------------------------------------------------------------
 
@@ -143,7 +156,9 @@ fi
 
 # --- 3. Keys, tokens, configs ---------------------------------------------------------------
 
-for port in $UPSTREAM_PORT $NGINX_PORT $HAPROXY_PORT $AUTHGATE_PORT $AUTHGATE_ADMIN_PORT; do
+for port in $UPSTREAM_PORT $NGINX_PORT $HAPROXY_PORT $AUTHGATE_PORT $AUTHGATE_ADMIN_PORT \
+    $NGINX_AUTHZ_PORT $DECISION_PORT $AUTHZ_GATE_PORT $AUTHZ_GATE_ADMIN_PORT $AUTHGATE_RL_PORT \
+    $AUTHGATE_RL_ADMIN_PORT; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         die "127.0.0.1:$port is in use; set PORT_BASE"
     fi
@@ -176,28 +191,52 @@ for line in 1 "$TOKENS"; do
         "$WORK/check-input" >/dev/null || die "token $line of tokens.txt does not verify"
 done
 
-render() {   # template -> file, substituting @NAME@ placeholders
-    sed -e "s|@WORK@|$WORK|g" \
+render() {   # template -> file, substituting @NAME@ placeholders; extra sed args first
+    local in=$1 out=$2
+    shift 2
+    sed "$@" -e "s|@WORK@|$WORK|g" \
         -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" -e "s|@NGINX_PORT@|$NGINX_PORT|g" \
         -e "s|@HAPROXY_PORT@|$HAPROXY_PORT|g" -e "s|@AUTHGATE_PORT@|$AUTHGATE_PORT|g" \
         -e "s|@AUTHGATE_ADMIN_PORT@|$AUTHGATE_ADMIN_PORT|g" \
+        -e "s|@NGINX_AUTHZ_PORT@|$NGINX_AUTHZ_PORT|g" -e "s|@DECISION_PORT@|$DECISION_PORT|g" \
         -e "s|@ISSUER@|$ISSUER|g" -e "s|@AUDIENCE@|$AUDIENCE|g" \
         -e "s|@TOKEN_CACHE_ENTRIES@|$TOKEN_CACHE_ENTRIES|g" \
+        -e "s|@AUTHGATE_MAXCONN@|$AUTHGATE_MAXCONN|g" \
         -e "s|@HAPROXY_MAXCONN@|$HAPROXY_MAXCONN|g" -e "s|@NGINX_CONNECTIONS@|$NGINX_CONNECTIONS|g" \
         -e "s|@TOKENS_FILE@|$WORK/tokens.txt|g" -e "s|@PATH@|$REQUEST_PATH|g" \
-        "$SCRIPT_DIR/$1" >"$WORK/$2"
+        "$SCRIPT_DIR/$in" >"$WORK/$out"
 }
 render nginx-upstream.conf.in nginx-upstream.conf
 render nginx-plain.conf.in nginx-plain.conf
 render haproxy-jwt.cfg.in haproxy.cfg
 render authgate.toml.in authgate.toml
 render tokens.lua.in tokens.lua
-mkdir -p "$WORK"/nginx-upstream-tmp "$WORK"/nginx-plain-tmp
+# (f) authgate-rl: the same config on its own ports, plus one local rate-limit policy on the
+# route (authgate.toml.in ends inside the [[routes]] entry; the addendum continues it).
+render authgate.toml.in authgate-rl.toml -e "s|@AUTHGATE_PORT@|$AUTHGATE_RL_PORT|g" \
+    -e "s|@AUTHGATE_ADMIN_PORT@|$AUTHGATE_RL_ADMIN_PORT|g"
+render authgate-ratelimit.toml.in authgate-ratelimit.toml
+cat "$WORK/authgate-ratelimit.toml" >>"$WORK/authgate-rl.toml"
+# (e) nginx-authz: the same config on its own ports, nginx (127.0.0.1) trusted, plus the
+# decision listener; nginx uses the snippets shipped in deploy/nginx unchanged.
+render authgate.toml.in authgate-authz.toml -e "s|@AUTHGATE_PORT@|$AUTHZ_GATE_PORT|g" \
+    -e "s|@AUTHGATE_ADMIN_PORT@|$AUTHZ_GATE_ADMIN_PORT|g"
+sed -i 's|^\[network\]$|[network]\ntrusted_proxies = ["127.0.0.1/32"]   # nginx-authz asks from here|' \
+    "$WORK/authgate-authz.toml"
+grep -q '^trusted_proxies' "$WORK/authgate-authz.toml" || die "no [network] in authgate.toml.in"
+render authgate-decision.toml.in authgate-decision.toml
+cat "$WORK/authgate-decision.toml" >>"$WORK/authgate-authz.toml"
+render nginx-authz.conf.in nginx-authz.conf
+cp "$REPO/deploy/nginx/authgate-decision.conf" "$REPO/deploy/nginx/authgate-protect.conf" "$WORK/"
+mkdir -p "$WORK"/nginx-upstream-tmp "$WORK"/nginx-plain-tmp "$WORK"/nginx-authz-tmp
 
 nginx -q -t -p "$WORK/" -e "$WORK/nginx-test.err" -c "$WORK/nginx-upstream.conf" >&2
 nginx -q -t -p "$WORK/" -e "$WORK/nginx-test.err" -c "$WORK/nginx-plain.conf" >&2
+nginx -q -t -p "$WORK/" -e "$WORK/nginx-test.err" -c "$WORK/nginx-authz.conf" >&2
 haproxy -q -c -f "$WORK/haproxy.cfg" >&2 || die "haproxy rejects $WORK/haproxy.cfg"
 "$AUTHGATE_BIN" check -c "$WORK/authgate.toml" >&2
+[[ " $PEERS " == *" authgate-rl "* ]] && "$AUTHGATE_BIN" check -c "$WORK/authgate-rl.toml" >&2
+[[ " $PEERS " == *" nginx-authz "* ]] && "$AUTHGATE_BIN" check -c "$WORK/authgate-authz.toml" >&2
 
 # --- 4. Processes ---------------------------------------------------------------------------
 
@@ -207,6 +246,9 @@ port_of() {
         nginx) echo "$NGINX_PORT" ;;
         haproxy) echo "$HAPROXY_PORT" ;;
         authgate) echo "$AUTHGATE_PORT" ;;
+        authgate-rl) echo "$AUTHGATE_RL_PORT" ;;
+        nginx-authz) echo "$NGINX_AUTHZ_PORT" ;;
+        authz-gate) echo "$DECISION_PORT" ;;
     esac
 }
 
@@ -234,12 +276,21 @@ start_peer() {
         haproxy)
             "${on_cpu[@]}" haproxy -db -f "$WORK/haproxy.cfg" >"$log_file" 2>&1 &
             ;;
-        authgate)
+        authgate | authgate-rl | authz-gate)
             local filter="info,authgate::access=off"
             [[ $AUTHGATE_ACCESS_LOG == 1 ]] && filter="info"
+            local config=$WORK/authgate.toml
+            [[ $name == authgate-rl ]] && config=$WORK/authgate-rl.toml
+            [[ $name == authz-gate ]] && config=$WORK/authgate-authz.toml
             AUTHGATE_WORKER_THREADS=$AUTHGATE_THREADS RUST_LOG=$filter "${on_cpu[@]}" \
-                "$AUTHGATE_BIN" --log-format json run -c "$WORK/authgate.toml" \
+                "$AUTHGATE_BIN" --log-format json run -c "$config" \
                 >"$log_file" 2>&1 &
+            ;;
+        nginx-authz)
+            # The pair: authgate (decision listener) first, then nginx in front of it.
+            start_peer authz-gate
+            "${on_cpu[@]}" nginx -p "$WORK/" -e "$WORK/nginx-authz.err" \
+                -c "$WORK/nginx-authz.conf" >"$log_file" 2>&1 &
             ;;
         *) die "unknown peer $name" ;;
     esac
@@ -249,10 +300,16 @@ start_peer() {
         tail -n 20 "$log_file" >&2 || true
         die "$name did not listen on $(port_of "$name")"
     fi
-    if [[ $name == authgate ]]; then
+    local admin=""
+    case $name in
+        authgate) admin=$AUTHGATE_ADMIN_PORT ;;
+        authgate-rl) admin=$AUTHGATE_RL_ADMIN_PORT ;;
+        authz-gate) admin=$AUTHZ_GATE_ADMIN_PORT ;;
+    esac
+    if [[ -n $admin ]]; then
         # Ready only once the key set is loaded.
         for _ in $(seq 100); do
-            curl -fs -o /dev/null --max-time 1 "http://127.0.0.1:$AUTHGATE_ADMIN_PORT/readyz" && break
+            curl -fs -o /dev/null --max-time 1 "http://127.0.0.1:$admin/readyz" && break
             sleep 0.1
         done
     fi
@@ -263,11 +320,16 @@ stop_peer() {
     [[ -n ${PID[$name]:-} ]] || return 0
     stop_pid "${PID[$name]}"
     unset "PID[$name]"
+    [[ $name == nginx-authz ]] && stop_peer authz-gate
+    return 0
 }
 
 peer_pids() {   # the processes whose CPU and memory count for a peer
     [[ $1 == direct || -z ${PID[$1]:-} ]] && return 0
     descendants "${PID[$1]}"
+    # nginx-authz is the pair: nginx and the authgate it asks.
+    [[ $1 == nginx-authz && -n ${PID[authz-gate]:-} ]] && descendants "${PID[authz-gate]}"
+    return 0
 }
 
 cpu_ticks() {   # utime + stime, in clock ticks, summed over pids (threads included)
@@ -322,6 +384,13 @@ check_peer() {
         "http://127.0.0.1:$port/orders/whoami")
     expect "$peer" "identity headers (spoofed one replaced)" \
         "sub=svc-load scopes=orders:read orders:write" "$seen"
+    if [[ $peer == authgate-rl ]]; then
+        # The policy is on: a passing request carries its RateLimit header.
+        seen=$(curl -s -o /dev/null -D - --max-time 5 -H "Authorization: Bearer $TOKEN" \
+            "http://127.0.0.1:$port$REQUEST_PATH" | tr -d '\r' | awk -F': ' 'tolower($1) == "ratelimit" {print $2}')
+        expect "$peer" "RateLimit header names the policy" yes \
+            "$([[ $seen == *'"load-client"'* ]] && echo yes || echo "no ($seen)")"
+    fi
 }
 
 # --- 6. Load --------------------------------------------------------------------------------
@@ -342,16 +411,18 @@ run_wrk() {     # mode peer round ("-" = warm-up, not recorded)
     local url="http://127.0.0.1:$(port_of "$peer")$REQUEST_PATH"
     local load=(-H "Authorization: Bearer $TOKEN")
     [[ $mode == many ]] && load=(-s "$WORK/tokens.lua")
-    local proxy_pids upstream_pids p0 u0 p1 u1
+    local proxy_pids upstream_pids gate_pids="" p0 u0 g0 p1 u1 g1
     proxy_pids=$(peer_pids "$peer")
     upstream_pids=$(peer_pids upstream)
+    # nginx-authz: authgate's share of the pair, counted separately as well.
+    [[ $peer == nginx-authz ]] && gate_pids=$(peer_pids authz-gate)
     # shellcheck disable=SC2086
-    p0=$(cpu_ticks $proxy_pids); u0=$(cpu_ticks $upstream_pids)
+    p0=$(cpu_ticks $proxy_pids); u0=$(cpu_ticks $upstream_pids); g0=$(cpu_ticks $gate_pids)
     timeout $((seconds + 30)) taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" \
         -d"${seconds}s" --timeout 5s --latency "${load[@]}" "$url" >"$out" 2>&1 \
         || die "wrk failed against $peer: $(tail -n 3 "$out")"
     # shellcheck disable=SC2086
-    p1=$(cpu_ticks $proxy_pids); u1=$(cpu_ticks $upstream_pids)
+    p1=$(cpu_ticks $proxy_pids); u1=$(cpu_ticks $upstream_pids); g1=$(cpu_ticks $gate_pids)
     [[ $round == - ]] && return 0
 
     local requests elapsed rps p50 p99 non2xx errors
@@ -362,9 +433,9 @@ run_wrk() {     # mode peer round ("-" = warm-up, not recorded)
     p99=$(to_us "$(awk '$1 == "99%" {print $2}' "$out")")
     non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $5}' "$out")
     errors=$(awk '/Socket errors:/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$out")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$peer" "$round" \
-        "$requests" "$elapsed" "$rps" "$p50" "$p99" "${non2xx:-0}" "${errors:-0}" \
-        "$((p1 - p0))" "$((u1 - u0))" >>"$RUNS_TSV"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$peer" \
+        "$round" "$requests" "$elapsed" "$rps" "$p50" "$p99" "${non2xx:-0}" "${errors:-0}" \
+        "$((p1 - p0))" "$((u1 - u0))" "$((g1 - g0))" >>"$RUNS_TSV"
     log "  $mode round $round $peer: $rps req/s, p50 $(awk '$1 == "50%" {print $2}' "$out"), p99 $(awk '$1 == "99%" {print $2}' "$out"), non-2xx ${non2xx:-0}, socket errors ${errors:-0}"
 }
 
@@ -407,7 +478,7 @@ for peer in $IDLE_PEERS; do
     count=$IDLE_CONNECTIONS
     case $peer in
         haproxy) limit=$((HAPROXY_MAXCONN - 100)) ;;
-        nginx) limit=$((NGINX_CONNECTIONS - 200)) ;;
+        nginx | nginx-authz) limit=$((NGINX_CONNECTIONS - 200)) ;;
         *) limit=$count ;;
     esac
     if (( limit < count )); then
