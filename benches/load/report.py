@@ -23,6 +23,8 @@ PEERS = [
     ("authgate", "(d) authgate, JWT+scope+allowlist"),
     ("authgate-rl", "(f) authgate + local rate limit"),
     ("nginx-authz", "(e) nginx auth_request → authgate decision"),
+    ("authgate-rl-exact", "(g) authgate + rate limit in Redis, exact (+ redis-server)"),
+    ("authgate-rl-approx", "(h) authgate + rate limit in Redis, approximate (+ redis-server)"),
 ]
 MODES = [
     ("one", "one token for every request"),
@@ -127,6 +129,15 @@ def main() -> None:
                        f"µs/req (tick resolution alone ±{res:.2f} µs/req; run-to-run noise "
                        "is larger).")
             out.append("")
+        for peer, mode_name in (("authgate-rl-exact", "exact"), ("authgate-rl-approx", "approximate")):
+            rd = summary.get(peer)
+            if rd and rd["cpu"] and ag and ag["cpu"]:
+                gate = rd["gate_cpu"]
+                out.append(f"Rate limit in Redis, {mode_name} mode: {rd['cpu']:.1f} µs/req with "
+                           f"redis-server (authgate {gate:.1f}, redis-server "
+                           f"{rd['cpu'] - gate:.1f}); authgate alone minus (d): "
+                           f"{gate - ag['cpu']:+.2f} µs/req.")
+                out.append("")
     if rss:
         out.append("### Memory: idle and holding idle keep-alive connections")
         out.append("")

@@ -7,7 +7,9 @@
 #
 # Peers: direct, nginx (plain proxy), haproxy (JWT), authgate, authgate-rl (authgate plus one
 # local [[rate_limits]] policy that never refuses), nginx-authz (nginx auth_request asking a
-# second authgate's [decision] listener; CPU reported for the pair and for each process).
+# second authgate's [decision] listener; CPU reported for the pair and for each process), and,
+# when redis-server is installed, authgate-rl-exact and authgate-rl-approx (the same policy with
+# [rate_limit_store] on a local redis-server in each mode; Redis's CPU counted with the peer).
 #
 # Needs root only to install missing Debian packages (haproxy, nginx, wrk, ...) with apt-get and
 # to raise the open-files limit for the 10,000-connection test. Everything listens on 127.0.0.1;
@@ -27,11 +29,13 @@ TOKENS=${TOKENS:-10000}               # distinct tokens for the "many" mode
 TOKEN_CACHE_ENTRIES=${TOKEN_CACHE_ENTRIES:-1000}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}   # idle keep-alive connections for the RSS test
 IDLE_PEERS=${IDLE_PEERS-"nginx haproxy authgate"}   # peers whose RSS is measured; "" skips the test
-PEERS=${PEERS:-"direct nginx haproxy authgate authgate-rl nginx-authz"}
+DEFAULT_PEERS="direct nginx haproxy authgate authgate-rl nginx-authz"
+command -v redis-server >/dev/null 2>&1 && DEFAULT_PEERS+=" authgate-rl-exact authgate-rl-approx"
+PEERS=${PEERS:-$DEFAULT_PEERS}
 MODES=${MODES:-"one many"}
 CLIENT_CPU=${CLIENT_CPU:-0}           # wrk and the connection holder
 SERVER_CPU=${SERVER_CPU:-1}           # the upstream and every proxy
-PORT_BASE=${PORT_BASE:-24180}         # eleven ports from here; below the ephemeral range
+PORT_BASE=${PORT_BASE:-24180}         # sixteen ports from here; below the ephemeral range
 AUTHGATE_THREADS=${AUTHGATE_THREADS:-1}   # AUTHGATE_WORKER_THREADS for the gateway
 AUTHGATE_ACCESS_LOG=${AUTHGATE_ACCESS_LOG:-0}   # 1: keep authgate's access log (to a file)
 AUTHGATE_BIN=${AUTHGATE_BIN:-}        # a prebuilt binary; default: cargo build --release
@@ -52,6 +56,11 @@ AUTHZ_GATE_PORT=$((PORT_BASE + 7))        # (e) that authgate's proxy listener (
 AUTHZ_GATE_ADMIN_PORT=$((PORT_BASE + 8))
 AUTHGATE_RL_PORT=$((PORT_BASE + 9))       # (f) authgate with a local rate-limit policy
 AUTHGATE_RL_ADMIN_PORT=$((PORT_BASE + 10))
+REDIS_PORT=$((PORT_BASE + 11))            # (g) the redis-server both Redis peers share
+AUTHGATE_RLX_PORT=$((PORT_BASE + 12))     # (g) authgate-rl-exact
+AUTHGATE_RLX_ADMIN_PORT=$((PORT_BASE + 13))
+AUTHGATE_RLA_PORT=$((PORT_BASE + 14))     # (h) authgate-rl-approx
+AUTHGATE_RLA_ADMIN_PORT=$((PORT_BASE + 15))
 
 log() { printf '[load] %s\n' "$*" >&2; }
 die() { printf '[load] error: %s\n' "$*" >&2; exit 1; }
@@ -158,7 +167,8 @@ fi
 
 for port in $UPSTREAM_PORT $NGINX_PORT $HAPROXY_PORT $AUTHGATE_PORT $AUTHGATE_ADMIN_PORT \
     $NGINX_AUTHZ_PORT $DECISION_PORT $AUTHZ_GATE_PORT $AUTHZ_GATE_ADMIN_PORT $AUTHGATE_RL_PORT \
-    $AUTHGATE_RL_ADMIN_PORT; do
+    $AUTHGATE_RL_ADMIN_PORT $REDIS_PORT $AUTHGATE_RLX_PORT $AUTHGATE_RLX_ADMIN_PORT \
+    $AUTHGATE_RLA_PORT $AUTHGATE_RLA_ADMIN_PORT; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         die "127.0.0.1:$port is in use; set PORT_BASE"
     fi
@@ -217,6 +227,21 @@ render authgate.toml.in authgate-rl.toml -e "s|@AUTHGATE_PORT@|$AUTHGATE_RL_PORT
     -e "s|@AUTHGATE_ADMIN_PORT@|$AUTHGATE_RL_ADMIN_PORT|g"
 render authgate-ratelimit.toml.in authgate-ratelimit.toml
 cat "$WORK/authgate-ratelimit.toml" >>"$WORK/authgate-rl.toml"
+# (g), (h): the same policy kept in Redis, exact and approximate mode.
+for rl_mode in exact approx; do
+    if [[ $rl_mode == exact ]]; then
+        rl_port=$AUTHGATE_RLX_PORT rl_admin=$AUTHGATE_RLX_ADMIN_PORT store_mode=exact
+    else
+        rl_port=$AUTHGATE_RLA_PORT rl_admin=$AUTHGATE_RLA_ADMIN_PORT store_mode=approximate
+    fi
+    render authgate.toml.in "authgate-rl-$rl_mode.toml" -e "s|@AUTHGATE_PORT@|$rl_port|g" \
+        -e "s|@AUTHGATE_ADMIN_PORT@|$rl_admin|g"
+    {
+        cat "$WORK/authgate-ratelimit.toml"
+        printf '\n[rate_limit_store]\nredis = "redis://127.0.0.1:%s/0"\nmode = "%s"\n' \
+            "$REDIS_PORT" "$store_mode"
+    } >>"$WORK/authgate-rl-$rl_mode.toml"
+done
 # (e) nginx-authz: the same config on its own ports, nginx (127.0.0.1) trusted, plus the
 # decision listener; nginx uses the snippets shipped in deploy/nginx unchanged.
 render authgate.toml.in authgate-authz.toml -e "s|@AUTHGATE_PORT@|$AUTHZ_GATE_PORT|g" \
@@ -235,7 +260,9 @@ nginx -q -t -p "$WORK/" -e "$WORK/nginx-test.err" -c "$WORK/nginx-plain.conf" >&
 nginx -q -t -p "$WORK/" -e "$WORK/nginx-test.err" -c "$WORK/nginx-authz.conf" >&2
 haproxy -q -c -f "$WORK/haproxy.cfg" >&2 || die "haproxy rejects $WORK/haproxy.cfg"
 "$AUTHGATE_BIN" check -c "$WORK/authgate.toml" >&2
-[[ " $PEERS " == *" authgate-rl "* ]] && "$AUTHGATE_BIN" check -c "$WORK/authgate-rl.toml" >&2
+for peer in authgate-rl authgate-rl-exact authgate-rl-approx; do
+    [[ " $PEERS " == *" $peer "* ]] && "$AUTHGATE_BIN" check -c "$WORK/$peer.toml" >&2
+done
 [[ " $PEERS " == *" nginx-authz "* ]] && "$AUTHGATE_BIN" check -c "$WORK/authgate-authz.toml" >&2
 
 # --- 4. Processes ---------------------------------------------------------------------------
@@ -249,6 +276,9 @@ port_of() {
         authgate-rl) echo "$AUTHGATE_RL_PORT" ;;
         nginx-authz) echo "$NGINX_AUTHZ_PORT" ;;
         authz-gate) echo "$DECISION_PORT" ;;
+        redis) echo "$REDIS_PORT" ;;
+        authgate-rl-exact) echo "$AUTHGATE_RLX_PORT" ;;
+        authgate-rl-approx) echo "$AUTHGATE_RLA_PORT" ;;
     esac
 }
 
@@ -276,11 +306,15 @@ start_peer() {
         haproxy)
             "${on_cpu[@]}" haproxy -db -f "$WORK/haproxy.cfg" >"$log_file" 2>&1 &
             ;;
-        authgate | authgate-rl | authz-gate)
+        redis)
+            "${on_cpu[@]}" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" \
+                --appendonly no --daemonize no --dir "$WORK" >"$log_file" 2>&1 &
+            ;;
+        authgate | authgate-rl* | authz-gate)
             local filter="info,authgate::access=off"
             [[ $AUTHGATE_ACCESS_LOG == 1 ]] && filter="info"
             local config=$WORK/authgate.toml
-            [[ $name == authgate-rl ]] && config=$WORK/authgate-rl.toml
+            [[ $name == authgate-rl* ]] && config=$WORK/$name.toml
             [[ $name == authz-gate ]] && config=$WORK/authgate-authz.toml
             AUTHGATE_WORKER_THREADS=$AUTHGATE_THREADS RUST_LOG=$filter "${on_cpu[@]}" \
                 "$AUTHGATE_BIN" --log-format json run -c "$config" \
@@ -304,6 +338,8 @@ start_peer() {
     case $name in
         authgate) admin=$AUTHGATE_ADMIN_PORT ;;
         authgate-rl) admin=$AUTHGATE_RL_ADMIN_PORT ;;
+        authgate-rl-exact) admin=$AUTHGATE_RLX_ADMIN_PORT ;;
+        authgate-rl-approx) admin=$AUTHGATE_RLA_ADMIN_PORT ;;
         authz-gate) admin=$AUTHZ_GATE_ADMIN_PORT ;;
     esac
     if [[ -n $admin ]]; then
@@ -329,6 +365,8 @@ peer_pids() {   # the processes whose CPU and memory count for a peer
     descendants "${PID[$1]}"
     # nginx-authz is the pair: nginx and the authgate it asks.
     [[ $1 == nginx-authz && -n ${PID[authz-gate]:-} ]] && descendants "${PID[authz-gate]}"
+    # The Redis peers: authgate and the redis-server it talks to.
+    [[ $1 == authgate-rl-* && -n ${PID[redis]:-} ]] && descendants "${PID[redis]}"
     return 0
 }
 
@@ -384,12 +422,18 @@ check_peer() {
         "http://127.0.0.1:$port/orders/whoami")
     expect "$peer" "identity headers (spoofed one replaced)" \
         "sub=svc-load scopes=orders:read orders:write" "$seen"
-    if [[ $peer == authgate-rl ]]; then
+    if [[ $peer == authgate-rl* ]]; then
         # The policy is on: a passing request carries its RateLimit header.
         seen=$(curl -s -o /dev/null -D - --max-time 5 -H "Authorization: Bearer $TOKEN" \
             "http://127.0.0.1:$port$REQUEST_PATH" | tr -d '\r' | awk -F': ' 'tolower($1) == "ratelimit" {print $2}')
         expect "$peer" "RateLimit header names the policy" yes \
             "$([[ $seen == *'"load-client"'* ]] && echo yes || echo "no ($seen)")"
+    fi
+    if [[ $peer == authgate-rl-exact ]] && command -v redis-cli >/dev/null; then
+        # Exact mode keeps the bucket in Redis: the key must be there now.
+        seen=$(timeout 5 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" dbsize 2>&1 || true)
+        expect "$peer" "Redis holds the bucket" yes \
+            "$( (( ${seen:-0} > 0 )) 2>/dev/null && echo yes || echo "no (dbsize $seen)")"
     fi
 }
 
@@ -416,6 +460,8 @@ run_wrk() {     # mode peer round ("-" = warm-up, not recorded)
     upstream_pids=$(peer_pids upstream)
     # nginx-authz: authgate's share of the pair, counted separately as well.
     [[ $peer == nginx-authz ]] && gate_pids=$(peer_pids authz-gate)
+    # The Redis peers: authgate's share (the rest is redis-server's).
+    [[ $peer == authgate-rl-* ]] && gate_pids=$(descendants "${PID[$peer]}")
     # shellcheck disable=SC2086
     p0=$(cpu_ticks $proxy_pids); u0=$(cpu_ticks $upstream_pids); g0=$(cpu_ticks $gate_pids)
     timeout $((seconds + 30)) taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" \
@@ -446,6 +492,7 @@ RSS_TSV="$WORK/rss.tsv"
 read -r -a peers <<<"$PEERS"
 
 start_peer upstream
+[[ " $PEERS " == *" authgate-rl-"* ]] && start_peer redis
 for peer in "${peers[@]}"; do
     [[ $peer == direct ]] || start_peer "$peer"
 done
@@ -523,6 +570,7 @@ META="$WORK/meta.md"
     echo "- machine: $(lscpu 2>/dev/null | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}'), $(nproc) CPUs, Linux $(uname -r)"
     echo "- authgate $("$AUTHGATE_BIN" --version 2>&1 | head -n 1) ($(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "no git")$(git -C "$REPO" diff --quiet 2>/dev/null || echo ", dirty")), AUTHGATE_WORKER_THREADS=$AUTHGATE_THREADS, access log $([[ $AUTHGATE_ACCESS_LOG == 1 ]] && echo on || echo off)"
     echo "- $(nginx -v 2>&1), HAProxy $haproxy_version (nbthread 1), $(wrk -v 2>&1 | head -n 1 | awk '{print $1, $2}')"
+    echo "- (e) nginx-authz: deploy/nginx snippets, keepalive 64 to authgate's /authz/nginx; (f) authgate-rl: one local policy, key client_id, 1000000/s, never refuses$([[ " $PEERS " == *" authgate-rl-"* ]] && echo "; (g)/(h): the same policy in $(redis-server --version | awk '{print $3}' | tr -d 'v=' | sed 's/^/Redis /')")"
     echo "- wrk: 1 thread, $CONNECTIONS connections, ${DURATION}s per run, $ROUNDS interleaved rounds, ${WARMUP}s warm-up, on CPU $CLIENT_CPU; upstream and proxies on CPU $SERVER_CPU; GET $REQUEST_PATH with an RS256 bearer token (2048-bit key)"
 }  >"$META"
 report=$(python3 "$SCRIPT_DIR/report.py" "$RUNS_TSV" "$RSS_TSV" "$META")
