@@ -430,10 +430,18 @@ check_peer() {
             "$([[ $seen == *'"load-client"'* ]] && echo yes || echo "no ($seen)")"
     fi
     if [[ $peer == authgate-rl-exact ]] && command -v redis-cli >/dev/null; then
-        # Exact mode keeps the bucket in Redis: the key must be there now.
-        seen=$(timeout 5 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" dbsize 2>&1 || true)
-        expect "$peer" "Redis holds the bucket" yes \
-            "$( (( ${seen:-0} > 0 )) 2>/dev/null && echo yes || echo "no (dbsize $seen)")"
+        # Exact mode asks Redis on every request (the bucket itself expires within
+        # microseconds at this rate, so count commands rather than keys).
+        local c0 c1
+        redis_commands() {
+            timeout 5 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" info stats 2>/dev/null \
+                | tr -d '\r' | awk -F: '$1 == "total_commands_processed" {print $2}'
+        }
+        c0=$(redis_commands)
+        http_code "$port" "$TOKEN" >/dev/null
+        c1=$(redis_commands)
+        expect "$peer" "a request runs a Redis command" yes \
+            "$( (( ${c1:-0} - ${c0:-0} >= 2 )) && echo yes || echo "no ($c0 -> $c1)")"
     fi
 }
 
