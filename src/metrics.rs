@@ -60,6 +60,7 @@ pub struct Metrics {
     config_reloads: IntCounterVec,
     config_last_reload: IntGauge,
     config_last_reload_successful: IntGauge,
+    certificate_expiry: prometheus::GaugeVec,
     reload_without_keys: IntCounter,
     api_keys: IntGaugeVec,
     rate_limit_decisions: IntCounterVec,
@@ -132,6 +133,17 @@ impl Metrics {
         .expect("valid metric definition");
         registry
             .register(Box::new(config_last_reload_successful.clone()))
+            .expect("registered once");
+        let certificate_expiry = prometheus::GaugeVec::new(
+            Opts::new(
+                "authgate_certificate_expiry_timestamp_seconds",
+                "Unix time when a certificate stops being valid (CRLs: their next update).",
+            ),
+            &["kind", "name"],
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(certificate_expiry.clone()))
             .expect("registered once");
         let reload_without_keys = IntCounter::new(
             "authgate_config_reload_issuers_without_keys_total",
@@ -260,6 +272,7 @@ impl Metrics {
             ),
             config_last_reload,
             config_last_reload_successful,
+            certificate_expiry,
             reload_without_keys,
             api_keys: gauge_vec(
                 r,
@@ -347,6 +360,20 @@ impl Metrics {
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default();
             self.config_last_reload.set(now.as_secs() as i64);
+        }
+    }
+
+    /// The expiries of the config now in use (`kind`, `name`, Unix time); the previous
+    /// config's are dropped.
+    pub fn certificate_expiries<'a>(
+        &self,
+        expiries: impl IntoIterator<Item = (&'a str, &'a str, i64)>,
+    ) {
+        self.certificate_expiry.reset();
+        for (kind, name, timestamp) in expiries {
+            self.certificate_expiry
+                .with_label_values(&[kind, name])
+                .set(timestamp as f64);
         }
     }
 

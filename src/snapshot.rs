@@ -117,6 +117,8 @@ pub struct TlsSettings {
     pub handshake_timeout: Duration,
     /// Built from the files above when the config was compiled; new connections use it.
     pub server_config: Arc<rustls::ServerConfig>,
+    /// When the certificate, client CAs and CRLs above stop being valid.
+    pub expiries: Vec<crate::tls::expiry::Expiry>,
 }
 
 /// One `[[issuers]]` entry.

@@ -832,3 +832,34 @@ async fn a_revoked_client_certificate_fails_the_handshake() {
         result.map(|r| r.0)
     );
 }
+
+/// SPEC §6: `authgate_certificate_expiry_timestamp_seconds` for the server certificate, each
+/// client CA and each CRL's next update.
+#[tokio::test]
+async fn certificate_expiries_are_exported() {
+    let pki = Pki::new("tls-expiry");
+    let echo = Echo::start().await;
+    pki.dir.write("client.crl", &pki.client_ca.crl_pem(&[]));
+    let table = pki.tls_table("optional").replace(
+        "client_cert = \"optional\"",
+        &format!(
+            "client_crl_file = {}\nclient_cert = \"optional\"",
+            pki.file("client.crl")
+        ),
+    );
+    let gateway = Gateway::from_toml(&format!("{table}{}", routes(&echo, true))).await;
+    let metrics = gateway.metrics().await;
+    let family = "authgate_certificate_expiry_timestamp_seconds";
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let server = pki::metric_sum(&metrics, family, "kind=\"server\"");
+    assert!(server > now, "server certificate expiry: {metrics}");
+    assert!(metrics.contains("name=\"CN=localhost\""), "{metrics}");
+    let ca = pki::metric_sum(&metrics, family, "kind=\"client_ca\"");
+    assert!(ca > now, "client CA expiry: {metrics}");
+    // The test CRL's nextUpdate is 2100-01-01T00:00:00Z.
+    let crl = pki::metric_sum(&metrics, family, "kind=\"crl_next_update\"");
+    assert_eq!(crl, 4_102_444_800.0, "{metrics}");
+}

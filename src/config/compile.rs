@@ -308,13 +308,18 @@ fn compile_tls(ctx: &Ctx<'_>, tls: &raw::Tls) -> Result<TlsSettings, ConfigError
     })?;
     Ok(TlsSettings {
         listen,
+        client_cert,
+        handshake_timeout: duration(&tls.handshake_timeout, Duration::from_secs(10)),
+        server_config: Arc::new(server_config),
+        expiries: crate::tls::expiry::of_files(
+            &cert_file,
+            client_ca_file.as_deref(),
+            client_crl_file.as_deref(),
+        ),
         cert_file,
         key_file,
         client_ca_file,
         client_crl_file,
-        client_cert,
-        handshake_timeout: duration(&tls.handshake_timeout, Duration::from_secs(10)),
-        server_config: Arc::new(server_config),
     })
 }
 

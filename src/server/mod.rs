@@ -198,6 +198,7 @@ pub async fn bind(
     }
     let (stop_tx, stop) = watch::channel(false);
     let connections = Arc::new(Semaphore::new(snapshot.server.max_connections));
+    record_expiries(&metrics, &snapshot);
     let state = Arc::new(ServerState {
         shared: Arc::new(ArcSwap::from_pointee(snapshot)),
         metrics,
@@ -282,6 +283,14 @@ impl Bound {
             task.abort();
         }
     }
+}
+
+/// `authgate_certificate_expiry_timestamp_seconds` for `snapshot`'s TLS material.
+pub(crate) fn record_expiries(metrics: &Metrics, snapshot: &Snapshot) {
+    let expiries = snapshot.tls.iter().flat_map(|tls| tls.expiries.iter());
+    metrics.certificate_expiries(
+        expiries.map(|expiry| (expiry.kind, expiry.name.as_str(), expiry.timestamp)),
+    );
 }
 
 /// A gateway serving in the background: what tests and the demo hold.

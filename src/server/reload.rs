@@ -50,6 +50,7 @@ pub async fn reload(origin: &ConfigOrigin, state: &Arc<ServerState>, bound: &Add
     if let (Some(listener), Some(settings)) = (&state.tls, &snapshot.tls) {
         listener.swap(Arc::clone(&settings.server_config));
     }
+    super::record_expiries(&state.metrics, &snapshot);
     state.shared.store(Arc::new(snapshot));
     state.metrics.config_loaded(true);
     tracing::info!("config reloaded");

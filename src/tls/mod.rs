@@ -15,6 +15,7 @@
 //! Layer: below `auth`, `proxy`, `config` and `server`; it names none of them. It never logs
 //! and never puts file contents in an error (a key file's bytes are secret).
 
+pub mod expiry;
 pub mod pem;
 pub mod server;
 
