@@ -663,11 +663,11 @@ async fn idle_decision_connections_are_closed() {
         &idp,
         &echo,
         "127.0.0.1/32",
-        r#"header_read_timeout = "300ms""#,
+        "header_read_timeout = \"300ms\"\nidle_timeout = \"300ms\"",
     )
     .await;
     // One keep-alive request, then silence: the listener closes the connection after
-    // header_read_timeout instead of holding it forever.
+    // idle_timeout instead of holding it forever.
     let head = "GET /authz/nginx HTTP/1.1\r\nhost: authgate\r\nx-original-method: GET\r\n\
                 x-original-uri: /public/a\r\n\r\n";
     let started = std::time::Instant::now();
@@ -704,4 +704,32 @@ async fn envoy_over_h2c_takes_the_authority() {
     let reply = send_h2(setup.gateway.decision_addr(), request).await;
     assert_refusal(&reply, 401, "missing_token", "");
     setup.assert_upstream_untouched();
+}
+
+/// The decision listener's connections have the proxy's timers (SPEC §6): an HTTP/2
+/// connection that never completes a request head is closed at header_read_timeout, so
+/// anyone who can reach the listener cannot hold `max_connections` places forever.
+#[tokio::test]
+async fn an_h2_decision_connection_without_a_request_is_closed() {
+    capture();
+    let idp = Idp::start().await;
+    let echo = Echo::start().await;
+    let gateway = gateway_with(
+        &idp,
+        &echo,
+        "127.0.0.1/32",
+        r#"header_read_timeout = "300ms""#,
+    )
+    .await;
+    // The client preface and an empty SETTINGS frame, then silence.
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    let started = std::time::Instant::now();
+    let reply = raw(gateway.decision_addr(), &hello, Duration::from_secs(4)).await;
+    assert!(reply.closed, "h2 decision connection still open after 4s");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 }

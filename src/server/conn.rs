@@ -126,17 +126,29 @@ pub async fn accept_loop(
             let _client_slot = client_slot;
             let _tracked = state.tracker.enter();
             open.inc();
-            serve_connection(stream, peer, tls, &state).await;
+            serve_connection(stream, peer, tls, Service::Proxy, &state).await;
             open.dec();
         };
         tokio::spawn(task);
     }
 }
 
-async fn serve_connection(
+/// What a connection's requests are answered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Service {
+    /// The proxy: `pipeline::handle`.
+    Proxy,
+    /// The decision listener: `decision::handle` (SPEC §7.3), which never proxies.
+    Decision,
+}
+
+/// Serves one accepted connection (TLS handshake first when `tls` is given) with every
+/// connection limit and timer of SPEC §6, whichever listener accepted it.
+pub(super) async fn serve_connection(
     stream: TcpStream,
     peer: std::net::SocketAddr,
     tls: Option<Arc<TlsListener>>,
+    service: Service,
     state: &Arc<ServerState>,
 ) {
     // IPv4 clients of a dual-stack listener arrive as ::ffff:a.b.c.d; every rule and header
@@ -166,6 +178,7 @@ async fn serve_connection(
                 conn,
                 activity,
                 settings,
+                service,
                 state,
             ))
             .await;
@@ -208,6 +221,7 @@ async fn serve_connection(
                 conn,
                 activity,
                 settings,
+                service,
                 state,
             ))
             .await;
@@ -220,6 +234,7 @@ async fn serve_http<I>(
     conn: ConnInfo,
     activity: Arc<Activity>,
     settings: ServerSettings,
+    handler: Service,
     state: &Arc<ServerState>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -266,7 +281,10 @@ async fn serve_http<I>(
                 request.extensions_mut().insert(flags);
             }
             activity.request_sent();
-            let mut response = pipeline::handle(&shared, &conn, request.map(proxy::boxed)).await;
+            let mut response = match handler {
+                Service::Proxy => pipeline::handle(&shared, &conn, request.map(proxy::boxed)).await,
+                Service::Decision => crate::decision::handle(&shared, &conn, request).await,
+            };
             activity.request_answered();
             // A WebSocket tunnel runs on this connection's task once hyper releases the
             // connection after the 101: it keeps the connection's limits (SPEC §6).
