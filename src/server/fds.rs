@@ -15,18 +15,19 @@ pub const RESERVED: u64 = 64;
 
 /// The descriptors `snapshot` may use at most.
 pub fn needed(snapshot: &Snapshot) -> u64 {
-    let mut idle = Vec::new();
+    let mut pools: Vec<(&std::sync::Arc<_>, &str)> = Vec::new();
+    let mut idle = 0u64;
     for upstream in &snapshot.upstreams {
         // Upstreams sharing a client share its idle pool; count each pool once per host.
-        let key = (
-            std::sync::Arc::as_ptr(&upstream.client) as usize,
-            upstream.authority.as_str(),
-        );
-        if !idle.iter().any(|(seen, _)| *seen == key) {
-            idle.push((key, upstream.client.identity.max_idle as u64));
+        let pool = (&upstream.client, upstream.authority.as_str());
+        let seen = pools
+            .iter()
+            .any(|(client, host)| std::sync::Arc::ptr_eq(client, pool.0) && *host == pool.1);
+        if !seen {
+            pools.push(pool);
+            idle += upstream.client.identity.max_idle as u64;
         }
     }
-    let idle: u64 = idle.iter().map(|(_, n)| n).sum();
     snapshot.server.max_connections as u64
         + snapshot.server.max_upstream_requests as u64
         + idle
