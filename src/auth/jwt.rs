@@ -264,6 +264,16 @@ impl<'t> Unverified<'t> {
         self.kid.as_deref()
     }
 
+    /// The header `typ`, if any.
+    pub fn typ(&self) -> Option<&str> {
+        self.typ.as_deref()
+    }
+
+    /// The unverified claims (for `explain`'s comparison; nothing in them is trustworthy).
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.claims
+    }
+
     /// The unverified `exp`, in whole seconds, if it is a number.
     pub fn expires_at(&self) -> Option<u64> {
         self.claims.get("exp").and_then(Value::as_f64).map(seconds)
