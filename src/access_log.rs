@@ -1,9 +1,17 @@
 //! The access log (SPEC §6): one line per request through `tracing` (target
 //! `authgate::access`), text or JSON per `--log-format`. Tokens and secrets are never logged:
 //! the record has no field that could hold one.
+//!
+//! Every value is plain text or a number (never a debug rendering such as `Some(..)`), and
+//! durations are in milliseconds rounded to whole microseconds. A denial after
+//! authentication (403 `insufficient_scope`, a client rule, a rate limit) names the verified
+//! subject and client id. A request whose response never completed (its connection was cut:
+//! the drain at shutdown timed out, or the client went away) still gets its line, when the
+//! record is dropped: `status` 0 and `reason` `shutdown` or `client_closed`.
 
 use std::net::IpAddr;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use http::header::{HeaderValue, CONTENT_LENGTH};
 use http::request::Parts;
@@ -41,6 +49,18 @@ pub struct AccessRecord {
     pub duration: Duration,
     pub bytes_in: Option<u64>,
     pub bytes_out: Option<u64>,
+    /// When the record was made: the duration of a request cut before it finished.
+    pub started: Option<Instant>,
+}
+
+/// Set once the process starts its shutdown drain: a record dropped unfinished after that was
+/// cut by the shutdown, before it by the client. Process-wide: a process runs one gateway
+/// (in-process tests that stop one gateway only change the reason word of such lines).
+static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
+
+/// The drain has begun (see [`SHUTTING_DOWN`]).
+pub fn shutdown_started() {
+    SHUTTING_DOWN.store(true, Ordering::Relaxed);
 }
 
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {
@@ -57,17 +77,18 @@ impl AccessRecord {
             .char_indices()
             .nth(MAX_RAW_PATH)
             .map_or(raw_path.len(), |(i, _)| i);
-        AccessRecord {
-            enabled: true,
-            request_id: request_id.to_str().unwrap_or_default().to_owned(),
-            mode: "proxy",
-            peer: conn.peer.to_string(),
-            method: parts.method.as_str().to_owned(),
-            path: raw_path[..end].to_owned(),
-            route: "none".to_owned(),
-            bytes_in: content_length(&parts.headers),
-            ..AccessRecord::default()
-        }
+        // Field by field: a type with `Drop` cannot be built with `..Default::default()`.
+        let mut record = AccessRecord::default();
+        record.enabled = true;
+        record.request_id = request_id.to_str().unwrap_or_default().to_owned();
+        record.mode = "proxy";
+        record.peer = conn.peer.to_string();
+        record.method = parts.method.as_str().to_owned();
+        record.path = raw_path[..end].to_owned();
+        record.route = "none".to_owned();
+        record.bytes_in = content_length(&parts.headers);
+        record.started = Some(Instant::now());
+        record
     }
 
     pub fn allowed(&mut self, allowed: &Allowed<'_>, route: &Route, snapshot: &Snapshot) {
@@ -103,6 +124,11 @@ impl AccessRecord {
             self.route = route.name.clone();
         }
         self.client = denied.client;
+        if let Some(verified) = &denied.verified {
+            self.subject = verified.principal.subject.clone().unwrap_or_default();
+            self.client_id = verified.principal.client_id.clone().unwrap_or_default();
+            self.key_id = verified.principal.key_id.clone().unwrap_or_default();
+        }
     }
 
     /// Forwarding failed after an allow (502/504/413).
@@ -115,6 +141,27 @@ impl AccessRecord {
         self.duration = duration;
         self.bytes_out = content_length(response.headers());
     }
+}
+
+impl Drop for AccessRecord {
+    /// A record dropped before [`AccessRecord::finish`]: its request was cut.
+    fn drop(&mut self) {
+        if !self.enabled || self.status != 0 {
+            return;
+        }
+        self.reason = if SHUTTING_DOWN.load(Ordering::Relaxed) {
+            "shutdown"
+        } else {
+            "client_closed"
+        };
+        self.duration = self.started.map(|at| at.elapsed()).unwrap_or_default();
+        emit(self);
+    }
+}
+
+/// Milliseconds, rounded to whole microseconds.
+pub fn millis(duration: Duration) -> f64 {
+    duration.as_micros() as f64 / 1000.0
 }
 
 /// Writes the record as one log line.
@@ -138,7 +185,7 @@ pub fn emit(record: &AccessRecord) {
         client_id = %record.client_id,
         key_id = %record.key_id,
         upstream = %record.upstream,
-        duration_ms = record.duration.as_secs_f64() * 1000.0,
+        duration_ms = millis(record.duration),
         bytes_in = record.bytes_in,
         bytes_out = record.bytes_out,
         "request"

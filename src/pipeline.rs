@@ -84,6 +84,8 @@ pub struct Denied<'r> {
     pub route: Option<usize>,
     pub path: Option<Cow<'r, str>>,
     pub client: Option<IpAddr>,
+    /// The verified caller, when the denial came after authentication (for the access log).
+    pub verified: Option<Arc<Verified>>,
 }
 
 /// Decides one request per SPEC §3; the first failing step answers.
@@ -98,6 +100,7 @@ pub async fn decide<'r>(
         route: None,
         path: None,
         client: None,
+        verified: None,
     };
 
     // 1. Framing, target form and canonical path: routing and forwarding both use the
@@ -112,6 +115,7 @@ pub async fn decide<'r>(
         route: None,
         path: Some(path.clone()),
         client: None,
+        verified: None,
     })?;
     let host = host.as_ref().map(RequestHost::as_str);
     let route_index = match snapshot.table.lookup(host, &path, &parts.method) {
@@ -123,6 +127,7 @@ pub async fn decide<'r>(
                 route: None,
                 path: Some(path),
                 client: None,
+                verified: None,
             });
         }
         Lookup::MethodNotAllowed(allow) => {
@@ -135,6 +140,7 @@ pub async fn decide<'r>(
                 route: None,
                 path: Some(path),
                 client: None,
+                verified: None,
             });
         }
     };
@@ -145,6 +151,7 @@ pub async fn decide<'r>(
         route: Some(route_index),
         path: Some(path),
         client,
+        verified: None,
     };
 
     // 3. Client address: the peer, or X-Forwarded-For when the peer is a trusted proxy.
@@ -223,6 +230,11 @@ pub async fn decide<'r>(
 
     // 6b. Client policy: the verified client's `[[clients]]` rules, on every request (the
     //     address and certificate belong to the connection, not to the cached token).
+    // Denials from here on name the verified caller (access log).
+    let denied = |deny: Deny, path: Cow<'r, str>, client: Option<IpAddr>| Denied {
+        verified: Some(Arc::clone(&verified)),
+        ..denied(deny, path, client)
+    };
     if let Err(deny) = client_rules(snapshot, &verified, client, conn, trace) {
         return Err(denied(deny, path, client));
     }

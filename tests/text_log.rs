@@ -25,8 +25,12 @@ struct Running {
 
 impl Running {
     fn start(config: &std::path::Path) -> Running {
+        Running::start_as("text", config)
+    }
+
+    fn start_as(format: &str, config: &std::path::Path) -> Running {
         let mut child = Command::new(env!("CARGO_BIN_EXE_authgate"))
-            .args(["--log-format", "text", "run", "-c"])
+            .args(["--log-format", format, "run", "-c"])
             .arg(config)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -58,8 +62,15 @@ impl Running {
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(10) {
             let found = self.lines().iter().find_map(|line| {
-                let rest = line.split("http=Some(").nth(1)?;
-                rest.split(')').next()?.parse().ok()
+                if let Ok(json) = serde_json::from_str::<serde_json::Value>(line) {
+                    let http = json.get("http")?.as_str()?;
+                    let http = http.strip_prefix("Some(").unwrap_or(http);
+                    return http.trim_end_matches(')').parse().ok();
+                }
+                let rest = line.split(" http=").nth(1)?;
+                // `http=127.0.0.1:PORT` (before issue 16: `http=Some(127.0.0.1:PORT)`).
+                let rest = rest.strip_prefix("Some(").unwrap_or(rest);
+                rest.split([')', ' ']).next()?.parse().ok()
             });
             if let Some(addr) = found {
                 return addr;
@@ -197,4 +208,208 @@ public = true
         assert!(!line.starts_with("2026-01-01"), "a forged entry: {line:?}");
     }
     std::fs::remove_file(path).ok();
+}
+
+const SECRET: &str = "text-log-test-secret-0123456789abcdef";
+
+fn hmac_token(scope: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "iss": "https://auth.text-log.example", "aud": "orders", "sub": "svc-7",
+        "client_id": "partner-a", "scope": scope, "exp": now + 300, "iat": now - 10,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn identity_config(echo: &Echo, extra_server: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "authgate-text-log-id-{}-{}.toml",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+{extra_server}
+
+[admin]
+listen = "127.0.0.1:0"
+
+[[issuers]]
+name = "internal"
+issuer = "https://auth.text-log.example"
+hmac_secret = "{SECRET}"
+audiences = ["orders"]
+
+[[upstreams]]
+name = "echo"
+url = "{}"
+
+[[routes]]
+name = "orders"
+path_prefix = "/orders"
+upstream = "echo"
+scopes = ["orders:read"]
+
+[[routes]]
+name = "public"
+path_prefix = "/public"
+upstream = "echo"
+public = true
+"#,
+            echo.url("")
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn request(path: &str, id: &str, token: Option<&str>) -> Vec<u8> {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: t\r\nX-Request-Id: {id}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// Issue 16: text lines carry plain values (no `Some(...)`), durations in whole microseconds,
+/// and the verified identity on a 403 after authentication; so do JSON lines.
+#[tokio::test]
+async fn access_lines_are_plain_and_name_the_caller_of_a_403() {
+    let echo = Echo::start().await;
+    let config = identity_config(&echo, "");
+    let good = hmac_token("orders:read");
+    let unscoped = hmac_token("profile");
+    for format in ["text", "json"] {
+        let gateway = Running::start_as(format, &config);
+        let addr = gateway.http_addr().await;
+        let allowed = format!("{format}-allowed");
+        let forbidden = format!("{format}-forbidden");
+        let reply = raw(addr, &request("/orders/1", &allowed, Some(&good)), REFUSAL).await;
+        assert_eq!(status_of(&reply), Some(200), "{}", reply.text());
+        let reply = raw(
+            addr,
+            &request("/orders/2", &forbidden, Some(&unscoped)),
+            REFUSAL,
+        )
+        .await;
+        assert_eq!(status_of(&reply), Some(403), "{}", reply.text());
+        for id in [&allowed, &forbidden] {
+            let lines = gateway.lines_with(id).await;
+            assert_eq!(lines.len(), 1, "{lines:#?}");
+            let line = &lines[0];
+            let (subject, client_id, duration) = if format == "json" {
+                let json: serde_json::Value = serde_json::from_str(line).expect("json line");
+                (
+                    json["subject"].as_str().unwrap_or_default().to_owned(),
+                    json["client_id"].as_str().unwrap_or_default().to_owned(),
+                    json["duration_ms"].to_string(),
+                )
+            } else {
+                let field = |name: &str| {
+                    line.split(' ')
+                        .find_map(|part| part.strip_prefix(&format!("{name}=")))
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                (field("subject"), field("client_id"), field("duration_ms"))
+            };
+            assert_eq!(subject, "svc-7", "{id}: {line}");
+            assert_eq!(client_id, "partner-a", "{id}: {line}");
+            let decimals = duration.split('.').nth(1).map_or(0, str::len);
+            assert!(
+                decimals <= 3,
+                "{id}: duration in whole microseconds: {line}"
+            );
+        }
+        for line in gateway.lines() {
+            assert!(!line.contains("Some("), "a debug rendering in {line:?}");
+        }
+    }
+    std::fs::remove_file(config).ok();
+}
+
+/// Issue 16: a request still in flight when the drain times out gets its access line, the
+/// drain warning is logged, and the last line says the gateway stopped and why.
+#[tokio::test]
+async fn shutdown_logs_the_cut_request_the_drain_warning_and_a_final_stopped_line() {
+    let echo = Echo::start().await;
+    let config = identity_config(&echo, r#"shutdown_timeout = "300ms""#);
+    let mut gateway = Running::start(&config);
+    let addr = gateway.http_addr().await;
+    let slow = tokio::spawn(async move {
+        raw(
+            addr,
+            &request("/public/slow?ms=4000", "cut-at-shutdown", None),
+            Duration::from_secs(5),
+        )
+        .await
+    });
+    assert!(
+        echo.wait_seen("/public/slow", Duration::from_secs(5))
+            .await
+            .is_some(),
+        "the slow request reached the upstream"
+    );
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(gateway.child.id() as i32, libc::SIGTERM) };
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = gateway.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the gateway did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+    let _ = slow.await;
+    // The stderr reader may still be draining the pipe.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let lines = gateway.lines();
+    let cut: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("cut-at-shutdown"))
+        .collect();
+    assert_eq!(
+        cut.len(),
+        1,
+        "one access line for the cut request: {lines:#?}"
+    );
+    assert!(
+        cut[0].contains("status=0") && cut[0].contains("reason=shutdown"),
+        "{}",
+        cut[0]
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("drain timed out")),
+        "the drain warning: {lines:#?}"
+    );
+    let last = lines.last().expect("some lines");
+    assert!(
+        last.contains("stopped") && last.contains("reason=SIGTERM"),
+        "the final line: {lines:#?}"
+    );
+    std::fs::remove_file(config).ok();
 }

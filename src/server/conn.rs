@@ -349,7 +349,10 @@ async fn serve_http<I>(
             tracing::debug!(error = %error, "connection ended with an error while closing")
         }
         Ok(Ok(())) => {}
-        Err(_) => tracing::debug!("connection still busy at the end of the drain; closed"),
+        Err(_) => {
+            state.tracker.cut.fetch_add(1, Ordering::SeqCst);
+            tracing::debug!("connection still busy at the end of the drain; closed");
+        }
     }
 }
 

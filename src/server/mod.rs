@@ -83,6 +83,8 @@ pub enum ServerError {
 pub enum Control {
     Reload,
     Shutdown,
+    /// Shutdown asked for by this signal (named in the final `stopped` line).
+    Signal(&'static str),
 }
 
 /// The addresses actually bound.
@@ -100,6 +102,8 @@ pub struct Addrs {
 pub(crate) struct Tracker {
     open: AtomicUsize,
     idle: Notify,
+    /// Connections closed with requests still in flight when the drain ran out.
+    pub(crate) cut: AtomicUsize,
 }
 
 impl Tracker {
@@ -262,26 +266,34 @@ impl Bound {
             tasks.push(tokio::spawn(decision::serve(listener, Arc::clone(&state))));
         }
         state.ready.store(true, Ordering::SeqCst);
-        tracing::info!(http = ?addrs.http, https = ?addrs.https, admin = %addrs.admin, "authgate listening");
+        tracing::info!(http = addrs.http.map(tracing::field::display), https = addrs.https.map(tracing::field::display), admin = %addrs.admin, "authgate listening");
 
-        while let Some(Control::Reload) = control.recv().await {
-            reload::reload(&origin, &state, &addrs).await;
-        }
+        let reason = loop {
+            match control.recv().await {
+                Some(Control::Reload) => reload::reload(&origin, &state, &addrs).await,
+                Some(Control::Shutdown) => break "shutdown requested",
+                Some(Control::Signal(signal)) => break signal,
+                None => break "control channel closed",
+            }
+        };
 
-        // Drain: stop accepting, let in-flight requests finish (bounded), then stop.
-        tracing::info!("shutting down: draining connections");
+        // Drain: stop accepting, let in-flight requests finish (bounded), then stop. Each
+        // connection cuts its own requests at `shutdown_timeout` (their access lines say
+        // so); the margin lets them close before the count is read.
+        tracing::info!(reason = %reason, "shutting down: draining connections");
+        crate::access_log::shutdown_started();
         state.ready.store(false, Ordering::SeqCst);
         let _ = stop_tx.send(true);
         let timeout = state.shared.load().server.shutdown_timeout;
-        if tokio::time::timeout(timeout, state.tracker.wait_idle())
-            .await
-            .is_err()
-        {
-            tracing::warn!(timeout = ?timeout, "drain timed out; closing remaining connections");
+        let idle = tokio::time::timeout(timeout + DRAIN_MARGIN, state.tracker.wait_idle()).await;
+        let cut = state.tracker.cut.load(Ordering::SeqCst);
+        if idle.is_err() || cut > 0 {
+            tracing::warn!(timeout = %humantime(timeout), connections_cut = cut, "drain timed out; closing remaining connections");
         }
         for task in tasks {
             task.abort();
         }
+        tracing::info!(reason = %reason, drained = idle.is_ok() && cut == 0, "stopped");
     }
 }
 
@@ -344,6 +356,18 @@ pub enum StartError {
     Server(#[from] ServerError),
 }
 
+/// How long past `shutdown_timeout` the drain waits for connections to close themselves.
+const DRAIN_MARGIN: Duration = Duration::from_millis(500);
+
+/// A duration as a log value: `300ms`, `30s`.
+fn humantime(duration: Duration) -> String {
+    if duration.subsec_millis() == 0 {
+        format!("{}s", duration.as_secs())
+    } else {
+        format!("{}ms", duration.as_millis())
+    }
+}
+
 /// How long the accept loop backs off after an accept error (e.g. out of file descriptors).
 pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -363,8 +387,8 @@ pub mod signals {
             loop {
                 let message = tokio::select! {
                     _ = hangup.recv() => Control::Reload,
-                    _ = terminate.recv() => Control::Shutdown,
-                    _ = interrupt.recv() => Control::Shutdown,
+                    _ = terminate.recv() => Control::Signal("SIGTERM"),
+                    _ = interrupt.recv() => Control::Signal("SIGINT"),
                 };
                 if control.send(message).await.is_err() {
                     return;

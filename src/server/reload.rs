@@ -35,8 +35,8 @@ pub async fn reload(origin: &ConfigOrigin, state: &Arc<ServerState>, bound: &Add
         || snapshot.tls.as_ref().map(|t| t.listen) != previous.tls.as_ref().map(|t| t.listen)
     {
         tracing::warn!(
-            http = ?bound.http,
-            https = ?bound.https,
+            http = bound.http.map(tracing::field::display),
+            https = bound.https.map(tracing::field::display),
             admin = %bound.admin,
             "listener addresses changed in the config; they apply after a restart"
         );
