@@ -38,6 +38,8 @@ pub enum DemoError {
     Bind(#[source] std::io::Error),
     #[error("cannot generate the demo key")]
     Key,
+    #[error("config/demo.toml (built in) lacks a key the demo sets")]
+    Config,
     #[error("cannot start the gateway")]
     Start(#[source] StartError),
     #[error("cannot wait for Ctrl-C")]
@@ -224,11 +226,13 @@ pub async fn start(preferred: Option<(u16, u16)>) -> Result<Demo, DemoError> {
         Some((listen, admin)) => (pick(listen).await?, pick(admin).await?),
         None => (pick(0).await?, pick(0).await?),
     };
-    let text = DEMO_CONFIG
-        .replace("{{LISTEN}}", &listen.to_string())
-        .replace("{{ADMIN}}", &admin.to_string())
-        .replace("{{IDP}}", &issuer)
-        .replace("{{ECHO}}", &format!("http://{echo_addr}"));
+    let text = demo_config(&[
+        (&["server", "listen"], listen.to_string()),
+        (&["admin", "listen"], admin.to_string()),
+        (&["issuers", "issuer"], issuer.clone()),
+        (&["issuers", "jwks_uri"], format!("{issuer}/jwks.json")),
+        (&["upstreams", "url"], format!("http://{echo_addr}")),
+    ])?;
     let gateway = Handle::start(ConfigOrigin::Text {
         name: "demo.toml".into(),
         text,
@@ -253,6 +257,28 @@ pub async fn start(preferred: Option<(u16, u16)>) -> Result<Demo, DemoError> {
         idp,
         tasks: vec![idp_task, echo_task],
     })
+}
+
+/// `config/demo.toml` (a valid config of its own) with this run's addresses set at `paths`
+/// (keys; an array of tables stands for its first table).
+fn demo_config(values: &[(&[&str], String)]) -> Result<String, DemoError> {
+    let mut table: toml::Table = DEMO_CONFIG.parse().map_err(|_| DemoError::Config)?;
+    for (path, value) in values {
+        let (last, parents) = path.split_last().ok_or(DemoError::Config)?;
+        let mut current = &mut table;
+        for key in parents {
+            current = match current.get_mut(*key) {
+                Some(toml::Value::Table(inner)) => inner,
+                Some(toml::Value::Array(items)) => items
+                    .first_mut()
+                    .and_then(toml::Value::as_table_mut)
+                    .ok_or(DemoError::Config)?,
+                _ => return Err(DemoError::Config),
+            };
+        }
+        current.insert((*last).to_owned(), toml::Value::String(value.clone()));
+    }
+    toml::to_string(&table).map_err(|_| DemoError::Config)
 }
 
 /// One printed example: what to run and what it answers.
