@@ -28,7 +28,7 @@
 //! - [`http_head`]: request framing as it arrives, for the connection timers and the checks
 //!   of what the HTTP parser hides;
 //! - [`metrics`], [`access_log`]: what operators see;
-//! - [`demo`], [`explain`]: the newcomer path.
+//! - [`demo`], [`explain`], [`token`]: the newcomer path.
 
 pub mod access_log;
 pub mod auth;
@@ -49,3 +49,4 @@ pub mod routing;
 pub mod server;
 pub mod snapshot;
 pub mod tls;
+pub mod token;

@@ -47,6 +47,8 @@ enum Command {
     Demo,
     /// Trace the decision for one request, nothing proxied.
     Explain(authgate::explain::Args),
+    /// Mint a test token for an hmac_secret or jwks_file issuer of a config (stdout).
+    Token(authgate::token::Args),
     /// API key helpers.
     Apikey {
         #[command(subcommand)]
@@ -108,6 +110,19 @@ fn main() -> ExitCode {
         Command::Demo => runtime().and_then(|rt| {
             rt.block_on(authgate::demo::run())
                 .map_err(|e| Failure::Runtime(e.into()))
+        }),
+        Command::Token(args) => runtime().and_then(|rt| {
+            let minted = rt
+                .block_on(authgate::token::run(&args))
+                .map_err(|e| Failure::Input(e.into()))?;
+            if let Some(refused) = minted.refused {
+                eprintln!(
+                    "authgate: note: issuer {} would refuse this token: {refused}",
+                    args.issuer
+                );
+            }
+            println!("{}", minted.token);
+            Ok(())
         }),
         Command::Explain(args) => {
             return runtime().map_or(ExitCode::from(2), |rt| {

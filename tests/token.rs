@@ -1,0 +1,245 @@
+//! `authgate token` (issue 16): a test token for an `hmac_secret` issuer, or a `jwks_file`
+//! issuer given its private key, that `explain` accepts; remote issuers are refused.
+
+#[path = "support/pki.rs"]
+mod pki;
+
+use std::process::{Command, Output};
+
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use serde_json::json;
+
+use pki::Scratch;
+
+const SECRET: &str = "token-test-secret-0123456789abcdefgh";
+
+fn authgate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .args(args)
+        .env("RUST_LOG", "off")
+        .env("TOKEN_TEST_SECRET", SECRET)
+        .output()
+        .expect("run authgate")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A P-256 private key as PEM and its public JWK.
+fn ec_key() -> (String, serde_json::Value) {
+    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+    let pkcs8 = pair.to_pkcs8v1().unwrap();
+    let body = STANDARD.encode(pkcs8.as_ref());
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        lines.join("\n")
+    );
+    let point = pair.public_key().as_ref();
+    let jwk = json!({
+        "kty": "EC", "crv": "P-256",
+        "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+        "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+    });
+    (pem, jwk)
+}
+
+/// The config, with `jwks.json` holding `jwks` (default: one key nobody here holds).
+fn config(scratch: &Scratch, jwks: Option<&serde_json::Value>) -> String {
+    let fallback = json!({ "keys": [ec_key().1] });
+    scratch.write("jwks.json", &jwks.unwrap_or(&fallback).to_string());
+    let path = scratch.write(
+        "token.toml",
+        r#"
+[[issuers]]
+name = "internal"
+issuer = "https://auth.internal.example"
+hmac_secret = "${TOKEN_TEST_SECRET}"
+audiences = ["orders"]
+max_token_lifetime = "1h"
+
+[[issuers]]
+name = "files"
+issuer = "https://files.example"
+jwks_file = "jwks.json"
+audiences = ["api://files"]
+token_types = ["at+jwt"]
+required_claims = { token_use = "access" }
+allowed_clients = ["batch"]
+
+[[issuers]]
+name = "remote"
+issuer = "https://idp.example.com/"
+jwks_uri = "https://idp.example.com/jwks.json"
+audiences = ["orders"]
+
+[[upstreams]]
+name = "orders"
+url = "http://127.0.0.1:9"
+
+[[routes]]
+name = "orders"
+path_prefix = "/orders"
+upstream = "orders"
+issuers = ["internal"]
+scopes = ["orders:read"]
+
+[[routes]]
+name = "files"
+path_prefix = "/files"
+upstream = "orders"
+issuers = ["files"]
+scopes = ["files:read"]
+"#,
+    );
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn an_hmac_token_is_accepted_by_explain() {
+    let scratch = Scratch::new("token-hmac");
+    let config = config(&scratch, None);
+    let minted = authgate(&[
+        "token",
+        "-c",
+        &config,
+        "--issuer",
+        "internal",
+        "--sub",
+        "svc-7",
+        "--scope",
+        "orders:read profile",
+        "--ttl",
+        "10m",
+    ]);
+    assert!(minted.status.success(), "{}", stderr(&minted));
+    let token = stdout(&minted);
+    assert_eq!(token.split('.').count(), 3, "one JWT on stdout: {token}");
+    assert!(!stdout(&minted).contains(SECRET) && !stderr(&minted).contains(SECRET));
+    let explained = authgate(&[
+        "explain",
+        "-c",
+        &config,
+        "--path",
+        "/orders/1",
+        "--token",
+        &token,
+    ]);
+    let out = stdout(&explained);
+    assert_eq!(explained.status.code(), Some(0), "{out}");
+    assert!(out.contains("x-auth-subject: svc-7"), "{out}");
+    assert!(out.contains("x-auth-scopes: orders:read profile"), "{out}");
+    assert!(out.contains("exp - iat = 600s"), "{out}");
+
+    // A token the entry would refuse is still printed, with a note saying why.
+    let minted = authgate(&[
+        "token", "-c", &config, "--issuer", "internal", "--ttl", "2h",
+    ]);
+    assert!(minted.status.success(), "{}", stderr(&minted));
+    assert!(
+        stderr(&minted).contains("would refuse this token: the token lifetime is longer"),
+        "{}",
+        stderr(&minted)
+    );
+}
+
+#[test]
+fn a_jwks_file_token_needs_a_key_of_the_set() {
+    let scratch = Scratch::new("token-jwks");
+    let (pem, jwk) = ec_key();
+    let (stranger_pem, _) = ec_key();
+    let mut jwk = jwk;
+    jwk["kid"] = json!("batch-1");
+    let (_, other) = ec_key();
+    let jwks = json!({ "keys": [other, jwk] });
+    let config = config(&scratch, Some(&jwks));
+    let key = scratch.write("key.pem", &pem);
+    let stranger = scratch.write("stranger.pem", &stranger_pem);
+
+    let needs_key = authgate(&["token", "-c", &config, "--issuer", "files"]);
+    assert_eq!(needs_key.status.code(), Some(1));
+    assert!(
+        stderr(&needs_key).contains("pass --key"),
+        "{}",
+        stderr(&needs_key)
+    );
+
+    let minted = authgate(&[
+        "token",
+        "-c",
+        &config,
+        "--issuer",
+        "files",
+        "--key",
+        key.to_str().unwrap(),
+        "--scope",
+        "files:read",
+    ]);
+    assert!(minted.status.success(), "{}", stderr(&minted));
+    let token = stdout(&minted);
+    let explained = authgate(&[
+        "explain", "-c", &config, "--path", "/files/a", "--token", &token,
+    ]);
+    let out = stdout(&explained);
+    assert_eq!(explained.status.code(), Some(0), "{out}");
+    // The kid of the matching key, the entry's typ, required claim and allowed client.
+    assert!(out.contains(r#"kid "batch-1", typ "at+jwt""#), "{out}");
+    assert!(
+        out.contains(r#"token_use "access" == required "access""#),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#""batch" (claim client_id) ∈ allowed_clients"#),
+        "{out}"
+    );
+
+    let wrong = authgate(&[
+        "token",
+        "-c",
+        &config,
+        "--issuer",
+        "files",
+        "--key",
+        stranger.to_str().unwrap(),
+    ]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(
+        stderr(&wrong).contains("is not the private key of any key"),
+        "{}",
+        stderr(&wrong)
+    );
+    assert!(stdout(&wrong).is_empty());
+}
+
+#[test]
+fn remote_and_unknown_issuers_are_refused() {
+    let scratch = Scratch::new("token-remote");
+    let config = config(&scratch, None);
+    let remote = authgate(&["token", "-c", &config, "--issuer", "remote"]);
+    assert_eq!(remote.status.code(), Some(1));
+    assert!(
+        stderr(&remote).contains("issuer remote fetches its keys (jwks_uri https://idp.example.com/jwks.json): only that identity provider can mint its tokens"),
+        "{}",
+        stderr(&remote)
+    );
+    assert!(stdout(&remote).is_empty());
+    let unknown = authgate(&["token", "-c", &config, "--issuer", "nope"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(stderr(&unknown).contains(r#"no issuer entry named "nope""#));
+    let key_for_hmac = authgate(&[
+        "token", "-c", &config, "--issuer", "internal", "--key", "x.pem",
+    ]);
+    assert_eq!(key_for_hmac.status.code(), Some(1));
+    assert!(stderr(&key_for_hmac).contains("--key is only for jwks_file issuers"));
+}
