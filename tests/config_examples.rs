@@ -19,7 +19,9 @@ fn every_example_config_passes_check_with_the_environment_its_header_names() {
         let text = std::fs::read_to_string(&path).unwrap();
         let header: Vec<&str> = text.lines().take_while(|l| l.starts_with('#')).collect();
         let mut command = Command::new(env!("CARGO_BIN_EXE_authgate"));
-        command.args(["--log-format", "json", "check", "-c"]).arg(&path);
+        command
+            .args(["--log-format", "json", "check", "-c"])
+            .arg(&path);
         for piece in text.split("${").skip(1) {
             let name: String = piece
                 .chars()

@@ -61,8 +61,10 @@ pub enum TokenError {
     RequiredClaim,
     /// A claim that would go upstream cannot be a header value.
     InvalidClaimValue,
-    /// `cnf.x5t#S256` does not match the connection's client certificate (or there is none).
+    /// `cnf.x5t#S256` does not match the connection's client certificate.
     CertificateMismatch,
+    /// `cnf.x5t#S256` binds the token to a client certificate and the connection has none.
+    CertificateMissing,
     /// The issuer requires certificate-bound tokens and this one is not bound.
     CertificateRequired,
     /// `cnf` binds the token to a proof of possession other than a client certificate (e.g.
@@ -96,6 +98,7 @@ impl TokenError {
             TokenError::RequiredClaim => "required_claim",
             TokenError::InvalidClaimValue => "invalid_claim_value",
             TokenError::CertificateMismatch => "certificate_mismatch",
+            TokenError::CertificateMissing => "certificate_missing",
             TokenError::CertificateRequired => "certificate_required",
             TokenError::UnsupportedConfirmation => "unsupported_confirmation",
             TokenError::MissingIssuedAt => "missing_issued_at",
@@ -125,6 +128,9 @@ impl TokenError {
             TokenError::InvalidClaimValue => "the token has a claim that cannot be forwarded",
             TokenError::CertificateMismatch => {
                 "the token is bound to a different client certificate"
+            }
+            TokenError::CertificateMissing => {
+                "the token is bound to a client certificate and none was presented"
             }
             TokenError::CertificateRequired => "the token must be bound to a client certificate",
             TokenError::UnsupportedConfirmation => {
@@ -380,7 +386,8 @@ pub fn verify(
     let bound_cert_sha256 = certificate_binding(claims)?;
     match (bound_cert_sha256.as_ref(), client_cert_sha256) {
         (Some(bound), Some(presented)) if bound == presented => {}
-        (Some(_), _) => return Err(TokenError::CertificateMismatch),
+        (Some(_), Some(_)) => return Err(TokenError::CertificateMismatch),
+        (Some(_), None) => return Err(TokenError::CertificateMissing),
         (None, _) if policy.require_bound_token => return Err(TokenError::CertificateRequired),
         (None, _) => {}
     }

@@ -803,9 +803,10 @@ fn certificate_binding() {
         check_with(&token, &policy(), &keys, Some(&other)).err(),
         Some(TokenError::CertificateMismatch)
     );
+    // Without a certificate the refusal says so, rather than "a different certificate".
     assert_eq!(
         check_with(&token, &policy(), &keys, None).err(),
-        Some(TokenError::CertificateMismatch)
+        Some(TokenError::CertificateMissing)
     );
 
     // Unbound tokens pass unless the issuer requires binding.
@@ -856,6 +857,7 @@ fn reasons_and_descriptions_are_bounded_and_quotable() {
         TokenError::RequiredClaim,
         TokenError::InvalidClaimValue,
         TokenError::CertificateMismatch,
+        TokenError::CertificateMissing,
         TokenError::CertificateRequired,
         TokenError::UnsupportedConfirmation,
     ];
