@@ -70,6 +70,8 @@ pub struct Metrics {
     pub rate_limit_store_duration: Histogram,
     /// Last key-store counter values copied into the JWKS counters, per issuer name.
     jwks_seen: Mutex<HashMap<String, JwksSeen>>,
+    /// `name` labels of the `jwks_x5c` expiries set at the last scrape.
+    x5c_seen: Mutex<Vec<String>>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -290,6 +292,7 @@ impl Metrics {
             rate_limit_store_duration,
             registry,
             jwks_seen: Mutex::new(HashMap::new()),
+            x5c_seen: Mutex::new(Vec::new()),
         });
         // Closed label sets are exported from the start (at 0), so dashboards and alerts see
         // the series before the first event.
@@ -410,7 +413,13 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         let now = SystemTime::now();
+        let mut x5c = Vec::new();
         for (name, key_store) in key_stores {
+            if let Some(keys) = key_store.keys() {
+                for (kid, not_after) in keys.x5c_expiries() {
+                    x5c.push((format!("{name}/{kid}"), *not_after));
+                }
+            }
             let stats = key_store.stats();
             let store = key_store.id();
             let last = seen.entry(name.to_owned()).or_default();
@@ -457,6 +466,29 @@ impl Metrics {
                 .map_or(f64::NAN, |age| age.as_secs_f64());
             self.jwks_age.with_label_values(&[name]).set(age);
         }
+        self.sync_x5c(x5c);
+    }
+
+    /// `jwks_x5c` certificate expiries of the key sets in use; those of keys no longer in use
+    /// are removed.
+    fn sync_x5c(&self, current: Vec<(String, i64)>) {
+        let mut seen = self
+            .x5c_seen
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        for name in seen.iter() {
+            if !current.iter().any(|(now, _)| now == name) {
+                let _ = self
+                    .certificate_expiry
+                    .remove_label_values(&["jwks_x5c", name]);
+            }
+        }
+        for (name, not_after) in &current {
+            self.certificate_expiry
+                .with_label_values(&["jwks_x5c", name])
+                .set(*not_after as f64);
+        }
+        *seen = current.into_iter().map(|(name, _)| name).collect();
     }
 }
 

@@ -240,6 +240,9 @@ pub struct KeySet {
     by_kid: HashMap<Box<str>, Vec<usize>>,
     /// HMAC sets: the configured secret has no id, so a token's `kid` is not used to select it.
     ignore_kid: bool,
+    /// (`kid`, or `#<index>` without one) -> `notAfter` of the key's `x5c` certificate, for
+    /// the expiry metric only (`tls::expiry::x5c_not_after`); never used to verify.
+    x5c_expiries: Vec<(Box<str>, i64)>,
 }
 
 /// A parsed key set plus one line per skipped (unsupported or weak) key, for the log.
@@ -278,7 +281,13 @@ impl KeySet {
                 }
             });
             match outcome {
-                Ok(key) => set.push(key),
+                Ok(key) => {
+                    if let Some(not_after) = crate::tls::expiry::x5c_not_after(entry) {
+                        let label = key.kid().map_or_else(|| format!("#{index}"), str::to_owned);
+                        set.x5c_expiries.push((label.into(), not_after));
+                    }
+                    set.push(key);
+                }
                 Err(reason) => skipped.push(skipped_line(index, entry, reason)),
             }
         }
@@ -311,6 +320,11 @@ impl KeySet {
             }),
             None => self.keys.iter().any(|key| key.digest == digest),
         }
+    }
+
+    /// The `x5c` certificate expiries of the set's keys (label, Unix time).
+    pub fn x5c_expiries(&self) -> &[(Box<str>, i64)] {
+        &self.x5c_expiries
     }
 
     pub fn len(&self) -> usize {

@@ -6,6 +6,11 @@
 //!
 //! A file that cannot be read or parsed here yields no entry: compilation has refused such a
 //! file already, so this only happens when a file changed in between.
+//!
+//! Also `jwks_x5c`: the `notAfter` of the certificate a key set publishes with a key (`x5c`,
+//! RFC 7517 4.7), read when the key set is parsed and exported for the key sets in use. It is
+//! only a signal that the provider's key is due for rotation: keys are never taken from, or
+//! checked against, `x5c`.
 
 use std::path::Path;
 
@@ -57,6 +62,18 @@ pub fn of_files(
         }
     }
     expiries
+}
+
+/// The `notAfter` of the first certificate of a JWK's `x5c` (the key's own certificate;
+/// standard base64 DER). `None` without `x5c`, or when it does not decode or parse.
+pub fn x5c_not_after(jwk: &serde_json::Value) -> Option<i64> {
+    use base64::Engine as _;
+    let first = jwk.get("x5c")?.as_array()?.first()?.as_str()?;
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(first)
+        .ok()?;
+    let (_, cert) = X509Certificate::from_der(&der).ok()?;
+    Some(cert.validity().not_after.timestamp())
 }
 
 fn certificate(kind: &'static str, der: &[u8]) -> Option<Expiry> {
