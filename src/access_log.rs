@@ -2,15 +2,15 @@
 //! `authgate::access`), text or JSON per `--log-format`. Tokens and secrets are never logged:
 //! the record has no field that could hold one.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use http::header::{HeaderValue, CONTENT_LENGTH};
 use http::request::Parts;
 use http::Response;
 
+use crate::auth::cache::Verified;
 use crate::deny::Deny;
-use crate::pipeline::{Allowed, ConnInfo, Denied};
 use crate::proxy::Body;
 use crate::snapshot::{Route, Snapshot};
 
@@ -48,7 +48,9 @@ fn content_length(headers: &http::HeaderMap) -> Option<u64> {
 }
 
 impl AccessRecord {
-    pub fn new(parts: &Parts, conn: &ConnInfo, request_id: &HeaderValue) -> AccessRecord {
+    /// A record of the request `parts` from `peer` (the connection's, before any forwarded
+    /// address is believed).
+    pub fn new(parts: &Parts, peer: SocketAddr, request_id: &HeaderValue) -> AccessRecord {
         if !tracing::enabled!(target: "authgate::access", tracing::Level::INFO) {
             return AccessRecord::default();
         }
@@ -61,7 +63,7 @@ impl AccessRecord {
             enabled: true,
             request_id: request_id.to_str().unwrap_or_default().to_owned(),
             mode: "proxy",
-            peer: conn.peer.to_string(),
+            peer: peer.to_string(),
             method: parts.method.as_str().to_owned(),
             path: raw_path[..end].to_owned(),
             route: "none".to_owned(),
@@ -70,39 +72,56 @@ impl AccessRecord {
         }
     }
 
-    pub fn allowed(&mut self, allowed: &Allowed<'_>, route: &Route, snapshot: &Snapshot) {
+    /// The pipeline allowed the request on `route`: its canonical `path`, the `client` address
+    /// and, on a non-public route, who was `verified`.
+    pub fn allowed(
+        &mut self,
+        path: &str,
+        client: Option<IpAddr>,
+        verified: Option<&Verified>,
+        route: &Route,
+        snapshot: &Snapshot,
+    ) {
         if !self.enabled {
             return;
         }
         self.decision = "allow";
         self.reason = if route.public { "public" } else { "ok" };
-        self.path = allowed.path.to_string();
+        self.path = path.to_owned();
         self.route = route.name.clone();
-        self.client = allowed.client;
+        self.client = client;
         self.upstream = snapshot.upstreams[route.upstream].name.clone();
-        if let Some(verified) = &allowed.verified {
+        if let Some(verified) = verified {
             self.subject = verified.principal.subject.clone().unwrap_or_default();
             self.client_id = verified.principal.client_id.clone().unwrap_or_default();
             self.key_id = verified.principal.key_id.clone().unwrap_or_default();
         }
     }
 
-    pub fn denied(&mut self, denied: &Denied<'_>, route: Option<&Route>) {
+    /// The pipeline refused the request with `deny`; the canonical `path`, the `client`
+    /// address and the `route` as far as the pipeline got.
+    pub fn denied(
+        &mut self,
+        deny: &Deny,
+        path: Option<&str>,
+        client: Option<IpAddr>,
+        route: Option<&Route>,
+    ) {
         if !self.enabled {
             return;
         }
         self.decision = "deny";
-        self.reason = denied.deny.reason();
-        if let Deny::InvalidApiKey(error) = &denied.deny {
+        self.reason = deny.reason();
+        if let Deny::InvalidApiKey(error) = deny {
             self.key_id = error.key_id().unwrap_or_default().to_owned();
         }
-        if let Some(path) = &denied.path {
-            self.path = path.to_string();
+        if let Some(path) = path {
+            self.path = path.to_owned();
         }
         if let Some(route) = route {
             self.route = route.name.clone();
         }
-        self.client = denied.client;
+        self.client = client;
     }
 
     /// Forwarding failed after an allow (502/504/413).

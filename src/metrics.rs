@@ -323,9 +323,9 @@ impl Metrics {
     }
 
     /// `authgate_rate_limit_decisions_total` children of one policy.
-    pub fn rate_limit_policy(&self, name: &str) -> crate::ratelimit::PolicyMetrics {
+    pub fn rate_limit_policy(&self, name: &str) -> PolicyMetrics {
         let child = |result: &str| self.rate_limit_decisions.with_label_values(&[name, result]);
-        crate::ratelimit::PolicyMetrics {
+        PolicyMetrics {
             allowed: child("allowed"),
             limited: child("limited"),
             store_error: child("store_error"),
@@ -505,6 +505,14 @@ impl RouteMetrics {
             .with_label_values(&[&self.name, "deny", reason])
             .inc();
     }
+}
+
+/// `authgate_rate_limit_decisions_total` children of one policy.
+#[derive(Clone)]
+pub struct PolicyMetrics {
+    pub allowed: IntCounter,
+    pub limited: IntCounter,
+    pub store_error: IntCounter,
 }
 
 #[derive(Clone)]

@@ -708,12 +708,18 @@ pub async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Body>) ->
     // Unread body bytes must never be parsed as the next request: a response the gateway makes
     // itself to a request with a body closes the connection.
     let has_body = request_has_body(&parts);
-    let mut record = AccessRecord::new(&parts, conn, &request_id);
+    let mut record = AccessRecord::new(&parts, conn.peer, &request_id);
     let (mut response, route) = match decision {
         Ok(allowed) => {
             let route = &snapshot.routes[allowed.route];
             route.metrics.allowed(route.public);
-            record.allowed(&allowed, route, &snapshot);
+            record.allowed(
+                &allowed.path,
+                allowed.client,
+                allowed.verified.as_deref(),
+                route,
+                &snapshot,
+            );
             // End the borrow of `parts` so forwarding can take its headers.
             let Allowed {
                 route: index,
@@ -747,7 +753,7 @@ pub async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Body>) ->
             if let Some(route) = route {
                 route.metrics.denied(denied.deny.reason());
             }
-            record.denied(&denied, route);
+            record.denied(&denied.deny, denied.path.as_deref(), denied.client, route);
             // Unread body bytes must never be parsed as the next request: close the connection
             // after a denial when the client sent a body.
             (deny_response(denied.deny, has_body), denied.route)
