@@ -17,21 +17,57 @@ use crate::snapshot::{Route, Snapshot};
 /// Longest raw path logged for requests refused before canonicalization.
 const MAX_RAW_PATH: usize = 256;
 
+/// How the request came: the access log's `mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// A proxied request.
+    #[default]
+    Proxy,
+    /// An ingress asking whether to let a request through (SPEC §7.3).
+    Decision,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Proxy => "proxy",
+            Mode::Decision => "decision",
+        }
+    }
+}
+
+/// What the gateway decided: the access log's `decision`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// Also what a record says until the pipeline decides (deny by default).
+    #[default]
+    Deny,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+        }
+    }
+}
+
 /// What one access-log line says.
 #[derive(Debug, Default)]
 pub struct AccessRecord {
     /// False when the access log is filtered out: then nothing is collected (no allocation).
     pub enabled: bool,
     pub request_id: String,
-    /// `proxy` (a proxied request) or `decision` (an ingress asking, SPEC §7.3).
-    pub mode: &'static str,
+    pub mode: Mode,
     pub peer: String,
     pub client: Option<IpAddr>,
     pub method: String,
     pub path: String,
     pub route: String,
     pub status: u16,
-    pub decision: &'static str,
+    pub decision: Decision,
     pub reason: &'static str,
     pub subject: String,
     pub client_id: String,
@@ -62,7 +98,7 @@ impl AccessRecord {
         AccessRecord {
             enabled: true,
             request_id: request_id.to_str().unwrap_or_default().to_owned(),
-            mode: "proxy",
+            mode: Mode::Proxy,
             peer: peer.to_string(),
             method: parts.method.as_str().to_owned(),
             path: raw_path[..end].to_owned(),
@@ -85,7 +121,7 @@ impl AccessRecord {
         if !self.enabled {
             return;
         }
-        self.decision = "allow";
+        self.decision = Decision::Allow;
         self.reason = if route.public { "public" } else { "ok" };
         self.path = path.to_owned();
         self.route = route.name.clone();
@@ -110,7 +146,7 @@ impl AccessRecord {
         if !self.enabled {
             return;
         }
-        self.decision = "deny";
+        self.decision = Decision::Deny;
         self.reason = deny.reason();
         if let Deny::InvalidApiKey(error) = deny {
             self.key_id = error.key_id().unwrap_or_default().to_owned();
@@ -144,14 +180,14 @@ pub fn emit(record: &AccessRecord) {
     tracing::info!(
         target: "authgate::access",
         request_id = %record.request_id,
-        mode = %record.mode,
+        mode = %record.mode.as_str(),
         peer = %record.peer,
         client = %record.client.map(|ip| ip.to_string()).unwrap_or_default(),
         method = %record.method,
         path = %record.path,
         route = %record.route,
         status = record.status,
-        decision = %record.decision,
+        decision = %record.decision.as_str(),
         reason = %record.reason,
         subject = %record.subject,
         client_id = %record.client_id,

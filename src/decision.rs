@@ -289,7 +289,7 @@ pub async fn handle<B>(shared: &Shared, conn: &ConnInfo, request: Request<B>) ->
     let (mut response, route, mut record) = match &described {
         Err(deny) => {
             let mut record = AccessRecord::new(&parts, conn.peer, &request_id);
-            record.decision = "deny";
+            record.decision = access_log::Decision::Deny;
             record.reason = deny.reason();
             let client: Option<IpAddr> = Some(conn.peer.ip().to_canonical());
             record.client = client;
@@ -361,7 +361,7 @@ pub async fn handle<B>(shared: &Shared, conn: &ConnInfo, request: Request<B>) ->
             .request(status, elapsed.as_secs_f64()),
         None => snapshot.unrouted.request(status, elapsed.as_secs_f64()),
     }
-    record.mode = "decision";
+    record.mode = access_log::Mode::Decision;
     record.finish(status, elapsed, &response);
     access_log::emit(&record);
     response

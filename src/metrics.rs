@@ -14,6 +14,7 @@ use prometheus::{
 };
 
 use crate::auth::jwks::KeyStore;
+use crate::tls::HandshakeFailure;
 
 /// Buckets from 100 µs to 30 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -25,18 +26,6 @@ const LATENCY_BUCKETS: &[f64] = &[
 const COMMON_CODES: &[u16] = &[
     200, 201, 202, 204, 206, 301, 302, 304, 307, 308, 400, 401, 403, 404, 405, 409, 413, 422, 429,
     431, 500, 502, 503, 504,
-];
-
-/// The `reason` label values of `authgate_tls_handshake_failures_total`.
-pub const TLS_FAILURE_REASONS: &[&str] = &[
-    "bad_certificate",
-    "no_certificate",
-    "no_application_protocol",
-    "incompatible",
-    "invalid_message",
-    "timeout",
-    "io",
-    "other",
 ];
 
 /// Every metric family of the gateway.
@@ -293,8 +282,10 @@ impl Metrics {
         });
         // Closed label sets are exported from the start (at 0), so dashboards and alerts see
         // the series before the first event.
-        for reason in TLS_FAILURE_REASONS {
-            metrics.tls_handshake_failures.with_label_values(&[reason]);
+        for reason in HandshakeFailure::ALL {
+            metrics
+                .tls_handshake_failures
+                .with_label_values(&[reason.as_str()]);
         }
         for result in ["success", "error"] {
             metrics.config_reloads.with_label_values(&[result]);
@@ -344,9 +335,9 @@ impl Metrics {
         self.connections_open.with_label_values(&[listener])
     }
 
-    pub fn tls_handshake_failed(&self, reason: &str) {
+    pub fn tls_handshake_failed(&self, reason: HandshakeFailure) {
         self.tls_handshake_failures
-            .with_label_values(&[reason])
+            .with_label_values(&[reason.as_str()])
             .inc();
     }
 

@@ -28,7 +28,7 @@ use crate::auth::jwt::{self, TokenError, Unverified};
 use crate::auth::scopes;
 use crate::deny::{Deny, InvalidRequest, RateLimited};
 use crate::header_names::X_REQUEST_ID;
-pub use crate::http_head::HeadFlags;
+pub use crate::http_head::{HeadFlag, HeadFlags};
 use crate::network::client_addr;
 pub use crate::network::mtls::ClientCert;
 use crate::proxy::{self, headers, Body};
@@ -45,10 +45,71 @@ pub struct ConnInfo {
     pub client_cert: Option<Arc<ClientCert>>,
 }
 
+/// A step of [`decide`] as a trace names it, in the order the steps run (SPEC §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The request target's form and length.
+    Target,
+    /// The message framing (Content-Length, Transfer-Encoding, line ends).
+    Framing,
+    /// The canonical path.
+    CanonicalPath,
+    /// The request host.
+    Host,
+    /// The route lookup.
+    Route,
+    /// The client address (the peer, or X-Forwarded-For from a trusted proxy).
+    ClientAddress,
+    /// The gateway-wide allowlist.
+    GatewayAllowlist,
+    /// The route's allowlist.
+    RouteAllowlist,
+    /// The route's demand for a client certificate.
+    ClientCertificate,
+    /// One rate-limit policy.
+    RateLimit,
+    /// Which credential the request carries (token or API key).
+    Credential,
+    /// The bearer token.
+    Token,
+    /// The issuers' key sets.
+    Keys,
+    /// The API key.
+    ApiKey,
+    /// The verified client's `[[clients]]` entry.
+    ClientPolicy,
+    /// The route's scopes.
+    Scopes,
+}
+
+impl Step {
+    /// The step's name as `explain` prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Target => "target",
+            Step::Framing => "framing",
+            Step::CanonicalPath => "canonical path",
+            Step::Host => "host",
+            Step::Route => "route",
+            Step::ClientAddress => "client address",
+            Step::GatewayAllowlist => "gateway allowlist",
+            Step::RouteAllowlist => "route allowlist",
+            Step::ClientCertificate => "client certificate",
+            Step::RateLimit => "rate limit",
+            Step::Credential => "credential",
+            Step::Token => "token",
+            Step::Keys => "keys",
+            Step::ApiKey => "api key",
+            Step::ClientPolicy => "client policy",
+            Step::Scopes => "scopes",
+        }
+    }
+}
+
 /// Receives each step's outcome; `explain` prints them, the server ignores them.
 pub trait Trace {
     /// `detail` is only called when the trace keeps it.
-    fn step(&mut self, step: &'static str, ok: bool, detail: impl FnOnce() -> String);
+    fn step(&mut self, step: Step, ok: bool, detail: impl FnOnce() -> String);
 
     /// A dry run (`explain`) shows which rate limits apply and their keys, and spends no
     /// budget.
@@ -62,7 +123,7 @@ pub struct NoTrace;
 
 impl Trace for NoTrace {
     #[inline]
-    fn step(&mut self, _: &'static str, _: bool, _: impl FnOnce() -> String) {}
+    fn step(&mut self, _: Step, _: bool, _: impl FnOnce() -> String) {}
 }
 
 /// An allowed request.
@@ -103,7 +164,7 @@ pub async fn decide<'r>(
     // 1. Framing, target form and canonical path: routing and forwarding both use the
     //    canonical path, so the upstream receives exactly the path that was authorized.
     let path = canonical_target(snapshot, parts, trace).map_err(deny)?;
-    trace.step("canonical path", true, || path.to_string());
+    trace.step(Step::CanonicalPath, true, || path.to_string());
 
     // 2. Route: a valid host (one trailing dot removed), host tier, longest whole-segment
     //    prefix, then method. Forwarding uses the same host (`forward`).
@@ -117,7 +178,7 @@ pub async fn decide<'r>(
     let route_index = match snapshot.table.lookup(host, &path, &parts.method) {
         Lookup::Matched(index) => index,
         Lookup::NoRoute => {
-            trace.step("route", false, || "no route matches".into());
+            trace.step(Step::Route, false, || "no route matches".into());
             return Err(Denied {
                 deny: Deny::NoRoute,
                 route: None,
@@ -126,7 +187,7 @@ pub async fn decide<'r>(
             });
         }
         Lookup::MethodNotAllowed(allow) => {
-            trace.step("route", false, || {
+            trace.step(Step::Route, false, || {
                 format!("method not allowed (Allow: {allow:?})")
             });
             let deny = Deny::MethodNotAllowed(allow.clone());
@@ -139,7 +200,7 @@ pub async fn decide<'r>(
         }
     };
     let route = &snapshot.routes[route_index];
-    trace.step("route", true, || route.name.clone());
+    trace.step(Step::Route, true, || route.name.clone());
     let denied = |deny: Deny, path: Cow<'r, str>, client: Option<IpAddr>| Denied {
         deny,
         route: Some(route_index),
@@ -149,7 +210,7 @@ pub async fn decide<'r>(
 
     // 3. Client address: the peer, or X-Forwarded-For when the peer is a trusted proxy.
     let client = client_addr(conn.peer.ip(), &parts.headers, &snapshot.trusted_proxies);
-    trace.step("client address", client.is_some(), || match client {
+    trace.step(Step::ClientAddress, client.is_some(), || match client {
         Some(addr) => addr.to_string(),
         None => "unknown (malformed X-Forwarded-For)".into(),
     });
@@ -157,8 +218,8 @@ pub async fn decide<'r>(
     // 4. Allowlists, gateway-wide then the route's, before any token work: a refused address
     //    must not be able to make the gateway verify signatures.
     for (name, list) in [
-        ("gateway allowlist", &snapshot.allow),
-        ("route allowlist", &route.allow),
+        (Step::GatewayAllowlist, &snapshot.allow),
+        (Step::RouteAllowlist, &route.allow),
     ] {
         if list.is_empty() {
             continue;
@@ -175,7 +236,7 @@ pub async fn decide<'r>(
     // 5. Client certificate: the route may demand a verified one.
     if route.client_cert_required {
         let present = conn.client_cert.is_some();
-        trace.step("client certificate", present, || {
+        trace.step(Step::ClientCertificate, present, || {
             if present {
                 "verified certificate present"
             } else {
@@ -202,7 +263,7 @@ pub async fn decide<'r>(
 
     // 6. Token, skipped on public routes.
     if route.public {
-        trace.step("token", true, || "public route: no token needed".into());
+        trace.step(Step::Token, true, || "public route: no token needed".into());
         if let Err(deny) =
             rate_limits(snapshot, route_limits, false, &facts, &mut limits, trace).await
         {
@@ -245,11 +306,11 @@ pub async fn decide<'r>(
         }
     };
     if !scopes::satisfied(granted, &route.scopes, &route.any_scopes) {
-        trace.step("scopes", false, shown);
+        trace.step(Step::Scopes, false, shown);
         let deny = Deny::InsufficientScope(route.scope_challenge.clone());
         return Err(denied(deny, path, client));
     }
-    trace.step("scopes", true, shown);
+    trace.step(Step::Scopes, true, shown);
 
     // 7b. The other rate limits, the route's then the client's, after authentication
     //     (SPEC §7.4).
@@ -307,13 +368,13 @@ async fn rate_limits(
         }
         let name = policy.spec.name.as_str();
         let Some(key) = ratelimit::key_for(&policy.spec, facts) else {
-            trace.step("rate limit", true, || {
+            trace.step(Step::RateLimit, true, || {
                 format!("{name}: does not apply (no API key on this request)")
             });
             continue;
         };
         if trace.dry_run() {
-            trace.step("rate limit", true, || {
+            trace.step(Step::RateLimit, true, || {
                 format!("{name}: key {} (not counted by explain)", key.shown)
             });
             continue;
@@ -326,10 +387,10 @@ async fn rate_limits(
                     header.push_str(", ");
                 }
                 header.push_str(&item);
-                trace.step("rate limit", true, || format!("{name}: {item}"));
+                trace.step(Step::RateLimit, true, || format!("{name}: {item}"));
             }
             Verdict::Limited { retry_after } => {
-                trace.step("rate limit", false, || format!("{name}: {item}"));
+                trace.step(Step::RateLimit, false, || format!("{name}: {item}"));
                 return Err(Deny::RateLimited(RateLimited {
                     policy: policy.policy_header.clone(),
                     limit: HeaderValue::from_str(&item)
@@ -361,7 +422,7 @@ fn client_rules(
     let client_id = verified.principal.client_id.as_deref();
     let Some(policy) = client_id.and_then(|id| snapshot.clients.get(id)) else {
         if snapshot.require_client_entry {
-            trace.step("client policy", false, || {
+            trace.step(Step::ClientPolicy, false, || {
                 "no [[clients]] entry for this client id (require_client_entry)".into()
             });
             return Err(Deny::ClientNotAllowed);
@@ -369,7 +430,7 @@ fn client_rules(
         return Ok(());
     };
     if !policy.allow.is_empty() && !client.is_some_and(|addr| policy.allow.contains(addr)) {
-        trace.step("client policy", false, || {
+        trace.step(Step::ClientPolicy, false, || {
             "the client address is not in the client's allow list".into()
         });
         return Err(Deny::IpNotAllowed);
@@ -383,7 +444,7 @@ fn client_rules(
                     .is_ok_and(|subject| policy.cert_subjects.iter().any(|s| s == subject))
         });
         if !pinned {
-            trace.step("client policy", false, || {
+            trace.step(Step::ClientPolicy, false, || {
                 "no client certificate of this client on the connection".into()
             });
             return Err(Deny::ClientCertificateRequired);
@@ -391,7 +452,7 @@ fn client_rules(
     }
     let granted = &verified.principal.granted;
     if !scopes::satisfied(granted, &policy.scopes, &[]) {
-        trace.step("client policy", false, || {
+        trace.step(Step::ClientPolicy, false, || {
             format!("the client must hold: {}", policy.scopes.join(" "))
         });
         let challenge = policy
@@ -400,7 +461,7 @@ fn client_rules(
             .unwrap_or_else(|| HeaderValue::from_static(""));
         return Err(Deny::InsufficientScope(challenge));
     }
-    trace.step("client policy", true, || {
+    trace.step(Step::ClientPolicy, true, || {
         format!("[[clients]] entry {} holds", client_id.unwrap_or_default())
     });
     Ok(())
@@ -417,13 +478,13 @@ fn canonical_target<'r>(
         .path_and_query()
         .map_or(0, |target| target.as_str().len());
     if target_length > snapshot.server.max_request_line_bytes {
-        trace.step("target", false, || {
+        trace.step(Step::Target, false, || {
             format!("request target of {target_length} bytes")
         });
         return Err(Deny::InvalidRequest(InvalidRequest::TargetTooLong));
     }
     if parts.method == Method::CONNECT || parts.uri.path() == "*" {
-        trace.step("target", false, || {
+        trace.step(Step::Target, false, || {
             "authority-form and asterisk-form are refused".into()
         });
         return Err(Deny::InvalidRequest(InvalidRequest::Target));
@@ -442,13 +503,13 @@ fn canonical_target<'r>(
         .get_all(TRANSFER_ENCODING)
         .iter()
         .any(|coding| !coding.as_bytes().eq_ignore_ascii_case(b"chunked"));
-    if head.has(HeadFlags::CONFLICTING_LENGTH) || head.has(HeadFlags::BARE_LF) || odd_coding {
-        trace.step("framing", false, || "ambiguous message framing".into());
+    if head.has(HeadFlag::ConflictingLength) || head.has(HeadFlag::BareLf) || odd_coding {
+        trace.step(Step::Framing, false, || "ambiguous message framing".into());
         return Err(Deny::InvalidRequest(InvalidRequest::Framing));
     }
     // The parser cuts a raw `#` off the target; SPEC §3 step 1 refuses it.
-    if head.has(HeadFlags::FRAGMENT) {
-        trace.step("canonical path", false, || {
+    if head.has(HeadFlag::Fragment) {
+        trace.step(Step::CanonicalPath, false, || {
             PathError::Fragment.description().into()
         });
         return Err(Deny::InvalidRequest(InvalidRequest::Path(
@@ -456,7 +517,7 @@ fn canonical_target<'r>(
         )));
     }
     canonicalize(parts.uri.path()).map_err(|error| {
-        trace.step("canonical path", false, || error.description().into());
+        trace.step(Step::CanonicalPath, false, || error.description().into());
         Deny::InvalidRequest(InvalidRequest::Path(error))
     })
 }
@@ -467,7 +528,7 @@ fn routed_host<'r>(
     trace: &mut impl Trace,
 ) -> Result<Option<RequestHost<'r>>, Deny> {
     request_host(parts).map_err(|error| {
-        trace.step("host", false, || error.description().into());
+        trace.step(Step::Host, false, || error.description().into());
         Deny::InvalidRequest(InvalidRequest::Host(error))
     })
 }
@@ -489,11 +550,13 @@ async fn authenticate(
     let token = match bearer::extract(&parts.headers) {
         Ok(token) => token,
         Err(BearerError::Missing) => {
-            trace.step("token", false, || "no bearer token".into());
+            trace.step(Step::Token, false, || "no bearer token".into());
             return Err(Deny::MissingToken);
         }
         Err(BearerError::Malformed) => {
-            trace.step("token", false, || "malformed Authorization header".into());
+            trace.step(Step::Token, false, || {
+                "malformed Authorization header".into()
+            });
             return Err(Deny::InvalidRequest(InvalidRequest::Authorization));
         }
     };
@@ -523,14 +586,14 @@ async fn authenticate(
             .is_none_or(|bound| Some(&bound) == cert);
         if allowed_here && binding_holds {
             snapshot.metrics.token_cache_hits.inc();
-            trace.step("token", true, || "valid (cached verification)".into());
+            trace.step(Step::Token, true, || "valid (cached verification)".into());
             return Ok(hit);
         }
     }
     snapshot.metrics.token_cache_misses.inc();
 
     let unverified = Unverified::decode(token).map_err(|error| {
-        trace.step("token", false, || error.description().into());
+        trace.step(Step::Token, false, || error.description().into());
         Deny::InvalidToken(error)
     })?;
     let iss = unverified.issuer();
@@ -542,7 +605,7 @@ async fn authenticate(
         .filter(|issuer| Some(issuer.policy.issuer.as_str()) == iss)
         .collect();
     if candidates.is_empty() {
-        trace.step("token", false, || {
+        trace.step(Step::Token, false, || {
             "the token's issuer is not allowed on this route".into()
         });
         return Err(Deny::InvalidToken(TokenError::UnknownIssuer));
@@ -566,7 +629,7 @@ async fn authenticate(
         }
         match result {
             Ok(principal) => {
-                trace.step("token", true, || {
+                trace.step(Step::Token, true, || {
                     format!("valid for issuer entry {}", issuer.name)
                 });
                 let verified = Verified {
@@ -576,7 +639,7 @@ async fn authenticate(
                 return Ok(snapshot.token_cache.insert(key, verified));
             }
             Err(error) => {
-                trace.step("token", false, || {
+                trace.step(Step::Token, false, || {
                     format!("issuer entry {}: {}", issuer.name, error.description())
                 });
                 first_error.get_or_insert(error);
@@ -588,7 +651,7 @@ async fn authenticate(
         // might have accepted it, and clients must not throw away good tokens (503, not 401).
         Some(error) if without_keys.is_empty() => Err(Deny::InvalidToken(error)),
         Some(_) | None => {
-            trace.step("keys", false, || {
+            trace.step(Step::Keys, false, || {
                 format!("no usable key set for {}", without_keys.join(", "))
             });
             Err(Deny::Unavailable)
@@ -626,7 +689,7 @@ async fn authenticate_credential(
                 }
                 CredentialError::NotAnApiKey => Deny::InvalidApiKey(ApiKeyError::NotAnApiKey),
             };
-            trace.step("credential", false, || deny.description().into());
+            trace.step(Step::Credential, false, || deny.description().into());
             deny
         })?;
     match chosen {
@@ -660,14 +723,14 @@ async fn authenticate_api_key(
         .collect();
     match api_keys::authenticate(&sources, key, now_seconds()).await {
         Ok((verified, source)) => {
-            trace.step("api key", true, || {
+            trace.step(Step::ApiKey, true, || {
                 let id = verified.principal.key_id.as_deref().unwrap_or_default();
                 format!("valid API key, id {id}, source {source}")
             });
             Ok(verified)
         }
         Err(error) => {
-            trace.step("api key", false, || error.description().into());
+            trace.step(Step::ApiKey, false, || error.description().into());
             Err(Deny::InvalidApiKey(error))
         }
     }

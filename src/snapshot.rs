@@ -52,8 +52,8 @@ pub struct Snapshot {
     /// Normalized (lowercase, `_` as `-`) configured claim header names, stripped from clients.
     pub claim_header_names: Vec<String>,
     pub token_cache: Arc<TokenCache>,
-    /// (entries, ttl) the token cache was built with; a reload with other settings replaces it.
-    pub token_cache_settings: (u64, Duration),
+    /// The settings the token cache was built with; a reload with other settings replaces it.
+    pub token_cache_settings: TokenCacheSettings,
     /// `[[rate_limits]]`, in config order; routes refer to them by index.
     pub rate_limits: Vec<crate::ratelimit::Policy>,
     /// `[[clients]]` `rate_limits` by client id: indexes into `rate_limits`.
@@ -63,6 +63,15 @@ pub struct Snapshot {
     pub metrics: Arc<Metrics>,
     /// Metrics for requests that match no route (label `none`).
     pub unrouted: RouteMetrics,
+}
+
+/// `token_cache_entries` and `token_cache_ttl`: what the token cache is built with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenCacheSettings {
+    /// Most verified tokens kept.
+    pub max_entries: u64,
+    /// How long a verification is kept (never past the token's `exp`).
+    pub ttl: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -22,7 +22,8 @@ use crate::proxy::client::{ClientIdentity, UpstreamClient};
 use crate::proxy::host_value;
 use crate::routing::{canonicalize, HostPattern, RouteSpec, RouteTable};
 use crate::snapshot::{
-    ClientCertMode, Issuer, Readiness, Route, ServerSettings, Snapshot, TlsSettings, Upstream,
+    ClientCertMode, Issuer, Readiness, Route, ServerSettings, Snapshot, TlsSettings,
+    TokenCacheSettings, Upstream,
 };
 use crate::tls::server::{self as tls_server, ServerFiles, TlsFile};
 
@@ -216,16 +217,21 @@ pub fn compile(config: &raw::Config, context: CompileContext<'_>) -> Result<Snap
     }
     let table = RouteTable::new(specs);
 
-    let cache_entries = s
-        .token_cache_entries
-        .as_ref()
-        .map_or(10_000, |v| *v.get_ref());
-    let cache_ttl = duration(&s.token_cache_ttl, Duration::from_secs(300));
+    let token_cache_settings = TokenCacheSettings {
+        max_entries: s
+            .token_cache_entries
+            .as_ref()
+            .map_or(10_000, |v| *v.get_ref()),
+        ttl: duration(&s.token_cache_ttl, Duration::from_secs(300)),
+    };
     let token_cache = match previous {
-        Some(previous) if previous.token_cache_settings == (cache_entries, cache_ttl) => {
+        Some(previous) if previous.token_cache_settings == token_cache_settings => {
             Arc::clone(&previous.token_cache)
         }
-        _ => Arc::new(TokenCache::new(cache_entries, cache_ttl)),
+        _ => Arc::new(TokenCache::new(
+            token_cache_settings.max_entries,
+            token_cache_settings.ttl,
+        )),
     };
 
     Ok(Snapshot {
@@ -245,7 +251,7 @@ pub fn compile(config: &raw::Config, context: CompileContext<'_>) -> Result<Snap
         api_keys,
         claim_header_names,
         token_cache,
-        token_cache_settings: (cache_entries, cache_ttl),
+        token_cache_settings,
         rate_limits,
         client_rate_limits,
         rate_limit_store,
