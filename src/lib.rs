@@ -46,6 +46,10 @@
 //! 10. [`server`]: listeners, connections, reload;
 //! 11. [`explain`], [`demo`]; then `main.rs`.
 
+// Lints: no unsafe code anywhere (the one system call that needed it, setrlimit, goes
+// through rustix); `auth` and `config` also warn on undocumented public items.
+#![forbid(unsafe_code)]
+
 pub mod access_log;
 pub mod auth;
 pub mod config;

@@ -73,9 +73,15 @@ pub enum ApiKeyError {
     /// No key of the route's sources has this value.
     Unknown,
     /// The key's `expires` has passed.
-    Expired { key_id: Box<str> },
+    Expired {
+        /// The key's `id`.
+        key_id: Box<str>,
+    },
     /// The key is `disabled = true`.
-    Disabled { key_id: Box<str> },
+    Disabled {
+        /// The key's `id`.
+        key_id: Box<str>,
+    },
     /// A keys-only route got a bearer value shaped like a JWT (it has a `.`).
     NotAnApiKey,
 }
@@ -176,10 +182,12 @@ impl StoredHash {
 
 /// One stored key: its rules and the identity it grants, rendered once at load.
 pub struct ApiKey {
+    /// Unique in its source; logged and forwarded as `X-Auth-Key-Id`, never the key itself.
     pub id: String,
     hash: StoredHash,
     /// Seconds since the epoch; `None`: never.
     pub expires_at: Option<u64>,
+    /// True: the key is refused (403 `api_key_disabled`).
     pub disabled: bool,
     /// What a request with this key is allowed as; `principal.key_id` is `id`.
     pub verified: Arc<Verified>,
@@ -198,19 +206,28 @@ impl fmt::Debug for ApiKey {
 
 /// What one key entry says, before its hash is parsed.
 pub struct KeySpec<'a> {
+    /// Unique in the file; `[A-Za-z0-9-]`, at most 64 characters.
     pub id: &'a str,
+    /// `sha256:<64 lowercase hex>` or an argon2id PHC string.
     pub hash: &'a str,
+    /// `X-Auth-Subject` and `X-Auth-Client-Id`.
     pub client_id: &'a str,
+    /// Granted scopes.
     pub scopes: Vec<String>,
+    /// Claims for the source's `claim_headers`.
     pub claims: Map<String, Value>,
+    /// Seconds since the epoch after which the key is refused; `None`: never.
     pub expires_at: Option<u64>,
+    /// True: the key is refused.
     pub disabled: bool,
 }
 
 /// Why a key entry cannot be compiled (the config module adds file and line).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyEntryError {
+    /// The `id` is not a valid key id (the message says why).
     Id(String),
+    /// The `hash` is neither a sha256 digest nor an argon2id PHC string (the message says why).
     Hash(String),
     /// A value that would go upstream cannot be a header value.
     Header(&'static str),
@@ -381,7 +398,9 @@ pub fn new_entry(id: &str, client_id: &str, scopes: &[String]) -> Result<(String
 
 /// One compiled `[[api_keys]]` source: its keys, indexed by digest and by id.
 pub struct ApiKeySource {
+    /// The source's `name` (`X-Auth-Issuer: apikey:<name>`).
     pub name: String,
+    /// Where the source's keys are presented.
     pub header: KeyHeader,
     keys: Vec<ApiKey>,
     by_digest: HashMap<[u8; 32], usize>,
@@ -401,7 +420,9 @@ impl fmt::Debug for ApiKeySource {
 /// A duplicate found while building a source: the index of the later entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Duplicate {
+    /// Two entries with the same `id`.
     Id(usize),
+    /// Two entries with the same hash.
     Hash(usize),
 }
 
@@ -445,6 +466,7 @@ impl ApiKeySource {
         })
     }
 
+    /// Every key of the source, in file order.
     pub fn keys(&self) -> &[ApiKey] {
         &self.keys
     }

@@ -29,7 +29,9 @@ use crate::tls::server::{self as tls_server, ServerFiles, TlsFile};
 
 /// What compiling needs besides the raw config.
 pub struct CompileContext<'a> {
+    /// The config text, for line numbers in errors.
     pub source: &'a Source,
+    /// The registry the snapshot's metric children come from.
     pub metrics: Arc<Metrics>,
     /// The snapshot being replaced, whose surviving state is reused.
     pub previous: Option<&'a Snapshot>,
