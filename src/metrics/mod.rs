@@ -4,6 +4,8 @@
 //! resolved once per snapshot ([`RouteMetrics`], [`UpstreamMetrics`]) so the hot path does no
 //! label hashing. JWKS figures live in the key stores and are copied in at scrape time.
 
+mod children;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,6 +15,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+pub use self::children::{PolicyMetrics, RouteMetrics, UpstreamMetrics};
 use crate::auth::jwks::KeyStore;
 use crate::tls::HandshakeFailure;
 
@@ -449,75 +452,4 @@ impl Metrics {
             self.jwks_age.with_label_values(&[name]).set(age);
         }
     }
-}
-
-/// Per-route metric children.
-#[derive(Clone)]
-pub struct RouteMetrics {
-    name: String,
-    /// Children for the usual status codes, created on first use (no zero series), then
-    /// found without hashing labels.
-    codes: Arc<[(u16, OnceLock<IntCounter>)]>,
-    requests: IntCounterVec,
-    duration: Histogram,
-    allow_public: IntCounter,
-    allow_token: IntCounter,
-    decisions: IntCounterVec,
-}
-
-impl RouteMetrics {
-    pub fn request(&self, status: u16, seconds: f64) {
-        match self.codes.iter().find(|(code, _)| *code == status) {
-            Some((_, counter)) => counter
-                .get_or_init(|| {
-                    self.requests
-                        .with_label_values(&[&self.name, code_str(status)])
-                })
-                .inc(),
-            None => self
-                .requests
-                .with_label_values(&[&self.name, code_str(status)])
-                .inc(),
-        }
-        self.duration.observe(seconds);
-    }
-
-    pub fn allowed(&self, public: bool) {
-        if public {
-            self.allow_public.inc()
-        } else {
-            self.allow_token.inc()
-        }
-    }
-
-    /// `reason` is an error code or a token failure kind (closed sets).
-    pub fn denied(&self, reason: &str) {
-        self.decisions
-            .with_label_values(&[&self.name, "deny", reason])
-            .inc();
-    }
-}
-
-/// `authgate_rate_limit_decisions_total` children of one policy.
-#[derive(Clone)]
-pub struct PolicyMetrics {
-    pub allowed: IntCounter,
-    pub limited: IntCounter,
-    pub store_error: IntCounter,
-}
-
-#[derive(Clone)]
-pub struct UpstreamMetrics {
-    pub duration: Histogram,
-    /// Requests in flight to the upstream (holding a place under its caps).
-    pub in_flight: IntGauge,
-    /// Requests refused because a cap was reached.
-    pub refused: IntCounter,
-}
-
-/// Status codes as label text without allocating: one table of their texts, built once.
-fn code_str(code: u16) -> &'static str {
-    static TABLE: OnceLock<Vec<String>> = OnceLock::new();
-    let table = TABLE.get_or_init(|| (0..1000).map(|c| c.to_string()).collect());
-    table.get(usize::from(code)).map_or("other", String::as_str)
 }
