@@ -9,7 +9,7 @@
 //! the drain at shutdown timed out, or the client went away) still gets its line, when the
 //! record is dropped: `status` 0 and `reason` `shutdown` or `client_closed`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -17,13 +17,50 @@ use http::header::{HeaderValue, CONTENT_LENGTH};
 use http::request::Parts;
 use http::Response;
 
+use crate::auth::cache::Verified;
 use crate::deny::Deny;
-use crate::pipeline::{Allowed, ConnInfo, Denied};
 use crate::proxy::Body;
 use crate::snapshot::{Route, Snapshot};
 
 /// Longest raw path logged for requests refused before canonicalization.
 const MAX_RAW_PATH: usize = 256;
+
+/// How the request came: the access log's `mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// A proxied request.
+    #[default]
+    Proxy,
+    /// An ingress asking whether to let a request through (SPEC §7.3).
+    Decision,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Proxy => "proxy",
+            Mode::Decision => "decision",
+        }
+    }
+}
+
+/// What the gateway decided: the access log's `decision`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// Also what a record says until the pipeline decides (deny by default).
+    #[default]
+    Deny,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+        }
+    }
+}
 
 /// What one access-log line says.
 #[derive(Debug, Default)]
@@ -31,15 +68,14 @@ pub struct AccessRecord {
     /// False when the access log is filtered out: then nothing is collected (no allocation).
     pub enabled: bool,
     pub request_id: String,
-    /// `proxy` (a proxied request) or `decision` (an ingress asking, SPEC §7.3).
-    pub mode: &'static str,
+    pub mode: Mode,
     pub peer: String,
     pub client: Option<IpAddr>,
     pub method: String,
     pub path: String,
     pub route: String,
     pub status: u16,
-    pub decision: &'static str,
+    pub decision: Decision,
     pub reason: &'static str,
     pub subject: String,
     pub client_id: String,
@@ -68,7 +104,9 @@ fn content_length(headers: &http::HeaderMap) -> Option<u64> {
 }
 
 impl AccessRecord {
-    pub fn new(parts: &Parts, conn: &ConnInfo, request_id: &HeaderValue) -> AccessRecord {
+    /// A record of the request `parts` from `peer` (the connection's, before any forwarded
+    /// address is believed).
+    pub fn new(parts: &Parts, peer: SocketAddr, request_id: &HeaderValue) -> AccessRecord {
         if !tracing::enabled!(target: "authgate::access", tracing::Level::INFO) {
             return AccessRecord::default();
         }
@@ -81,8 +119,8 @@ impl AccessRecord {
         let mut record = AccessRecord::default();
         record.enabled = true;
         record.request_id = request_id.to_str().unwrap_or_default().to_owned();
-        record.mode = "proxy";
-        record.peer = conn.peer.to_string();
+        record.mode = Mode::Proxy;
+        record.peer = peer.to_string();
         record.method = parts.method.as_str().to_owned();
         record.path = raw_path[..end].to_owned();
         record.route = "none".to_owned();
@@ -91,40 +129,58 @@ impl AccessRecord {
         record
     }
 
-    pub fn allowed(&mut self, allowed: &Allowed<'_>, route: &Route, snapshot: &Snapshot) {
+    /// The pipeline allowed the request on `route`: its canonical `path`, the `client` address
+    /// and, on a non-public route, who was `verified`.
+    pub fn allowed(
+        &mut self,
+        path: &str,
+        client: Option<IpAddr>,
+        verified: Option<&Verified>,
+        route: &Route,
+        snapshot: &Snapshot,
+    ) {
         if !self.enabled {
             return;
         }
-        self.decision = "allow";
+        self.decision = Decision::Allow;
         self.reason = if route.public { "public" } else { "ok" };
-        self.path = allowed.path.to_string();
+        self.path = path.to_owned();
         self.route = route.name.clone();
-        self.client = allowed.client;
+        self.client = client;
         self.upstream = snapshot.upstreams[route.upstream].name.clone();
-        if let Some(verified) = &allowed.verified {
+        if let Some(verified) = verified {
             self.subject = verified.principal.subject.clone().unwrap_or_default();
             self.client_id = verified.principal.client_id.clone().unwrap_or_default();
             self.key_id = verified.principal.key_id.clone().unwrap_or_default();
         }
     }
 
-    pub fn denied(&mut self, denied: &Denied<'_>, route: Option<&Route>) {
+    /// The pipeline refused the request with `deny`; the canonical `path`, the `client`
+    /// address and the `route` as far as the pipeline got.
+    pub fn denied(
+        &mut self,
+        deny: &Deny,
+        path: Option<&str>,
+        client: Option<IpAddr>,
+        verified: Option<&Verified>,
+        route: Option<&Route>,
+    ) {
         if !self.enabled {
             return;
         }
-        self.decision = "deny";
-        self.reason = denied.deny.reason();
-        if let Deny::InvalidApiKey(error) = &denied.deny {
+        self.decision = Decision::Deny;
+        self.reason = deny.reason();
+        if let Deny::InvalidApiKey(error) = deny {
             self.key_id = error.key_id().unwrap_or_default().to_owned();
         }
-        if let Some(path) = &denied.path {
-            self.path = path.to_string();
+        if let Some(path) = path {
+            self.path = path.to_owned();
         }
         if let Some(route) = route {
             self.route = route.name.clone();
         }
-        self.client = denied.client;
-        if let Some(verified) = &denied.verified {
+        self.client = client;
+        if let Some(verified) = verified {
             self.subject = verified.principal.subject.clone().unwrap_or_default();
             self.client_id = verified.principal.client_id.clone().unwrap_or_default();
             self.key_id = verified.principal.key_id.clone().unwrap_or_default();
@@ -172,14 +228,14 @@ pub fn emit(record: &AccessRecord) {
     tracing::info!(
         target: "authgate::access",
         request_id = %record.request_id,
-        mode = %record.mode,
+        mode = %record.mode.as_str(),
         peer = %record.peer,
         client = %record.client.map(|ip| ip.to_string()).unwrap_or_default(),
         method = %record.method,
         path = %record.path,
         route = %record.route,
         status = record.status,
-        decision = %record.decision,
+        decision = %record.decision.as_str(),
         reason = %record.reason,
         subject = %record.subject,
         client_id = %record.client_id,

@@ -288,8 +288,8 @@ pub async fn handle<B>(shared: &Shared, conn: &ConnInfo, request: Request<B>) ->
 
     let (mut response, route, mut record) = match &described {
         Err(deny) => {
-            let mut record = AccessRecord::new(&parts, conn, &request_id);
-            record.decision = "deny";
+            let mut record = AccessRecord::new(&parts, conn.peer, &request_id);
+            record.decision = access_log::Decision::Deny;
             record.reason = deny.reason();
             let client: Option<IpAddr> = Some(conn.peer.ip().to_canonical());
             record.client = client;
@@ -300,12 +300,18 @@ pub async fn handle<B>(shared: &Shared, conn: &ConnInfo, request: Request<B>) ->
             )
         }
         Ok((dialect, described)) => {
-            let mut record = AccessRecord::new(described, conn, &request_id);
+            let mut record = AccessRecord::new(described, conn.peer, &request_id);
             match pipeline::decide(&snapshot, described, &described_conn, &mut NoTrace).await {
                 Ok(allowed) => {
                     let route = &snapshot.routes[allowed.route];
                     route.metrics.allowed(route.public);
-                    record.allowed(&allowed, route, &snapshot);
+                    record.allowed(
+                        &allowed.path,
+                        allowed.client,
+                        allowed.verified.as_deref(),
+                        route,
+                        &snapshot,
+                    );
                     let mut response = Response::new(proxy::full(bytes::Bytes::new()));
                     *response.status_mut() = StatusCode::OK;
                     if let Some(verified) = &allowed.verified {
@@ -334,7 +340,13 @@ pub async fn handle<B>(shared: &Shared, conn: &ConnInfo, request: Request<B>) ->
                     if let Some(route) = route {
                         route.metrics.denied(denied.deny.reason());
                     }
-                    record.denied(&denied, route);
+                    record.denied(
+                        &denied.deny,
+                        denied.path.as_deref(),
+                        denied.client,
+                        denied.verified.as_deref(),
+                        route,
+                    );
                     let index = denied.route;
                     (
                         pipeline::deny_response(denied.deny, has_body),
@@ -355,7 +367,7 @@ pub async fn handle<B>(shared: &Shared, conn: &ConnInfo, request: Request<B>) ->
             .request(status, elapsed.as_secs_f64()),
         None => snapshot.unrouted.request(status, elapsed.as_secs_f64()),
     }
-    record.mode = "decision";
+    record.mode = access_log::Mode::Decision;
     record.finish(status, elapsed, &response);
     access_log::emit(&record);
     response

@@ -28,7 +28,7 @@ use rustls::server::WebPkiClientVerifier;
 use crate::deny::Deny;
 use crate::metrics::Metrics;
 use crate::network::mtls::{client_cert, ClientCert};
-use crate::pipeline::{self, ConnInfo, Trace};
+use crate::pipeline::{self, ConnInfo, Step, Trace};
 use crate::routing::{HostPattern, Lookup};
 use crate::server::ConfigOrigin;
 use crate::snapshot::{ClientCertMode, Snapshot};
@@ -65,11 +65,11 @@ pub struct Args {
 /// Keeps every step.
 #[derive(Default)]
 pub struct Recorder {
-    pub steps: Vec<(&'static str, bool, String)>,
+    pub steps: Vec<(Step, bool, String)>,
 }
 
 impl Trace for Recorder {
-    fn step(&mut self, step: &'static str, ok: bool, detail: impl FnOnce() -> String) {
+    fn step(&mut self, step: Step, ok: bool, detail: impl FnOnce() -> String) {
         self.steps.push((step, ok, detail()));
     }
 
@@ -142,11 +142,11 @@ pub async fn explain(snapshot: &Snapshot, args: &Args) -> anyhow::Result<Explana
         let _ = writeln!(
             text,
             "  {:<20} {:<5} {}",
-            step,
+            step.as_str(),
             if *ok { "ok" } else { "FAIL" },
             detail
         );
-        if *step == "route" {
+        if *step == Step::Route {
             candidates(snapshot, &parts, &mut text);
         }
     }

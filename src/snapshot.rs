@@ -52,8 +52,8 @@ pub struct Snapshot {
     /// Normalized (lowercase, `_` as `-`) configured claim header names, stripped from clients.
     pub claim_header_names: Vec<String>,
     pub token_cache: Arc<TokenCache>,
-    /// (entries, ttl) the token cache was built with; a reload with other settings replaces it.
-    pub token_cache_settings: (u64, Duration),
+    /// The settings the token cache was built with; a reload with other settings replaces it.
+    pub token_cache_settings: TokenCacheSettings,
     /// `[[rate_limits]]`, in config order; routes refer to them by index.
     pub rate_limits: Vec<crate::ratelimit::Policy>,
     /// `[[clients]]` `rate_limits` by client id: indexes into `rate_limits`.
@@ -65,19 +65,52 @@ pub struct Snapshot {
     pub unrouted: RouteMetrics,
 }
 
+/// `token_cache_entries` and `token_cache_ttl`: what the token cache is built with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenCacheSettings {
+    /// Most verified tokens kept.
+    pub max_entries: u64,
+    /// How long a verification is kept (never past the token's `exp`).
+    pub ttl: Duration,
+}
+
+/// `[server]`: the plaintext listener, the client-side timeouts and limits (SPEC §2, §6).
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
+    /// `listen`: the plaintext listener; `None` when only `[server.tls]` listens.
     pub listen: Option<SocketAddr>,
+    /// `header_read_timeout`: a request head must be complete within this time of its first
+    /// byte (of the connection's start for the first request), else the connection is
+    /// closed. Default 10 s.
     pub header_read_timeout: Duration,
+    /// `request_timeout`: a whole request until the response headers, upstream included
+    /// (504 after). Default 60 s.
     pub request_timeout: Duration,
+    /// `idle_timeout`: how long a connection may go without activity and without a request
+    /// waiting for its response (the wait between keep-alive requests). Default 90 s.
     pub idle_timeout: Duration,
+    /// `max_header_bytes`: largest request head (request line and headers), in bytes; the
+    /// HTTP/2 header list size too. Default 32768.
     pub max_header_bytes: usize,
+    /// `max_headers`: most header fields in an HTTP/1.1 request (431 above). Default 100.
     pub max_headers: usize,
+    /// `max_request_line_bytes`: longest request target (path and query), in bytes (400
+    /// `invalid_request` above). Default 8192.
     pub max_request_line_bytes: usize,
+    /// `max_connections`: most client connections open at once over all listeners; above it
+    /// the gateway stops accepting until one closes. Default 10000.
     pub max_connections: usize,
+    /// `max_connections_per_client`: most connections open at once from one peer address
+    /// (the TCP peer, not X-Forwarded-For). Default 1024.
     pub max_connections_per_client: usize,
+    /// `http2_max_concurrent_streams`: most HTTP/2 streams at once on one connection.
+    /// Default 100.
     pub http2_max_concurrent_streams: u32,
+    /// `max_upstream_requests`: most requests in flight to all upstreams together (503
+    /// `unavailable` above, never queued). Default 1024.
     pub max_upstream_requests: usize,
+    /// `shutdown_timeout`: how long SIGTERM waits for requests in flight before closing.
+    /// Default 30 s.
     pub shutdown_timeout: Duration,
 }
 

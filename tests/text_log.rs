@@ -368,8 +368,8 @@ async fn shutdown_logs_the_cut_request_the_drain_warning_and_a_final_stopped_lin
             .is_some(),
         "the slow request reached the upstream"
     );
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(gateway.child.id() as i32, libc::SIGTERM) };
+    let pid = rustix::process::Pid::from_raw(gateway.child.id() as i32).expect("a child pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM sent");
     let started = Instant::now();
     let status = loop {
         if let Some(status) = gateway.child.try_wait().unwrap() {

@@ -41,12 +41,13 @@ use std::sync::{Arc, OnceLock};
 
 use argon2::password_hash::PasswordHash;
 use argon2::{Argon2, PasswordVerifier};
-use aws_lc_rs::{constant_time, digest, rand};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
+use aws_lc_rs::constant_time;
 use http::{HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
+mod format;
+
+pub use self::format::{generate, named_id, new_entry, sha256, sha256_hash, valid_id};
 use super::cache::Verified;
 use super::jwt::{header_value, render_claim, Principal, TokenError, VerifiedBy};
 use super::keys::KeyDigest;
@@ -73,9 +74,15 @@ pub enum ApiKeyError {
     /// No key of the route's sources has this value.
     Unknown,
     /// The key's `expires` has passed.
-    Expired { key_id: Box<str> },
+    Expired {
+        /// The key's `id`.
+        key_id: Box<str>,
+    },
     /// The key is `disabled = true`.
-    Disabled { key_id: Box<str> },
+    Disabled {
+        /// The key's `id`.
+        key_id: Box<str>,
+    },
     /// A keys-only route got a bearer value shaped like a JWT (it has a `.`).
     NotAnApiKey,
 }
@@ -176,10 +183,12 @@ impl StoredHash {
 
 /// One stored key: its rules and the identity it grants, rendered once at load.
 pub struct ApiKey {
+    /// Unique in its source; logged and forwarded as `X-Auth-Key-Id`, never the key itself.
     pub id: String,
     hash: StoredHash,
     /// Seconds since the epoch; `None`: never.
     pub expires_at: Option<u64>,
+    /// True: the key is refused (403 `api_key_disabled`).
     pub disabled: bool,
     /// What a request with this key is allowed as; `principal.key_id` is `id`.
     pub verified: Arc<Verified>,
@@ -198,19 +207,28 @@ impl fmt::Debug for ApiKey {
 
 /// What one key entry says, before its hash is parsed.
 pub struct KeySpec<'a> {
+    /// Unique in the file; `[A-Za-z0-9-]`, at most 64 characters.
     pub id: &'a str,
+    /// `sha256:<64 lowercase hex>` or an argon2id PHC string.
     pub hash: &'a str,
+    /// `X-Auth-Subject` and `X-Auth-Client-Id`.
     pub client_id: &'a str,
+    /// Granted scopes.
     pub scopes: Vec<String>,
+    /// Claims for the source's `claim_headers`.
     pub claims: Map<String, Value>,
+    /// Seconds since the epoch after which the key is refused; `None`: never.
     pub expires_at: Option<u64>,
+    /// True: the key is refused.
     pub disabled: bool,
 }
 
 /// Why a key entry cannot be compiled (the config module adds file and line).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyEntryError {
+    /// The `id` is not a valid key id (the message says why).
     Id(String),
+    /// The `hash` is neither a sha256 digest nor an argon2id PHC string (the message says why).
     Hash(String),
     /// A value that would go upstream cannot be a header value.
     Header(&'static str),
@@ -301,87 +319,11 @@ impl ApiKey {
     }
 }
 
-/// A key id: 1 to 64 of `A-Z a-z 0-9 -` (no `_`, so `agk_<id>_<secret>` splits uniquely; no
-/// `.`, so a key is never shaped like a JWT).
-pub fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_ID_LEN
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
-
-/// The id named by a key of the form `agk_<id>_<secret>`.
-pub fn named_id(key: &str) -> Option<&str> {
-    let rest = key.strip_prefix(KEY_PREFIX)?;
-    let (id, secret) = rest.split_once('_')?;
-    (valid_id(id) && !secret.is_empty()).then_some(id)
-}
-
-/// SHA-256 of the exact key string.
-pub fn sha256(key: &str) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest::digest(&digest::SHA256, key.as_bytes()).as_ref());
-    out
-}
-
-/// The stored form of a high-entropy key: `sha256:<64 lowercase hex>`.
-pub fn sha256_hash(key: &str) -> String {
-    format!("sha256:{}", hex::encode(sha256(key)))
-}
-
-/// A new key `agk_<id>_<secret>`, 32 bytes from the system CSPRNG.
-pub fn generate(id: &str) -> Result<String, aws_lc_rs::error::Unspecified> {
-    let mut secret = [0u8; 32];
-    rand::fill(&mut secret)?;
-    Ok(format!(
-        "{KEY_PREFIX}{id}_{}",
-        URL_SAFE_NO_PAD.encode(secret)
-    ))
-}
-
-/// `authgate apikey new`: a new key and the `[[keys]]` entry holding only its hash (TOML).
-pub fn new_entry(id: &str, client_id: &str, scopes: &[String]) -> Result<(String, String), String> {
-    #[derive(serde::Serialize)]
-    struct Entry<'a> {
-        id: &'a str,
-        hash: String,
-        client_id: &'a str,
-        scopes: &'a [String],
-    }
-    #[derive(serde::Serialize)]
-    struct File<'a> {
-        keys: [Entry<'a>; 1],
-    }
-    if !valid_id(id) {
-        return Err(format!(
-            "invalid --id \"{}\": 1 to {MAX_ID_LEN} characters of A-Z a-z 0-9 -",
-            id.escape_default()
-        ));
-    }
-    if client_id.is_empty() {
-        return Err("--client-id must be non-empty".into());
-    }
-    if let Some(bad) = scopes
-        .iter()
-        .find(|s| s.is_empty() || s.contains(char::is_whitespace))
-    {
-        return Err(format!("invalid scope \"{}\"", bad.escape_default()));
-    }
-    let key = generate(id).map_err(|_| "the system random generator failed".to_owned())?;
-    let file = File {
-        keys: [Entry {
-            id,
-            hash: sha256_hash(&key),
-            client_id,
-            scopes,
-        }],
-    };
-    let entry = toml::to_string(&file).map_err(|e| format!("cannot render the entry: {e}"))?;
-    Ok((key, entry))
-}
-
 /// One compiled `[[api_keys]]` source: its keys, indexed by digest and by id.
 pub struct ApiKeySource {
+    /// The source's `name` (`X-Auth-Issuer: apikey:<name>`).
     pub name: String,
+    /// Where the source's keys are presented.
     pub header: KeyHeader,
     keys: Vec<ApiKey>,
     by_digest: HashMap<[u8; 32], usize>,
@@ -401,7 +343,9 @@ impl fmt::Debug for ApiKeySource {
 /// A duplicate found while building a source: the index of the later entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Duplicate {
+    /// Two entries with the same `id`.
     Id(usize),
+    /// Two entries with the same hash.
     Hash(usize),
 }
 
@@ -445,6 +389,7 @@ impl ApiKeySource {
         })
     }
 
+    /// Every key of the source, in file order.
     pub fn keys(&self) -> &[ApiKey] {
         &self.keys
     }

@@ -43,7 +43,9 @@ pub enum Credential<'h> {
     /// An API key; `header` is the named key header it came from, `None` for
     /// `Authorization: Bearer`.
     Key {
+        /// The key, as presented.
         key: &'h str,
+        /// The named key header it came from; `None` for `Authorization: Bearer`.
         header: Option<&'h HeaderName>,
     },
 }

@@ -50,14 +50,23 @@ pub enum TokenError {
     /// Keys exist but none fits the token's `kid`/`alg` (or no `kid` and not exactly one
     /// candidate). A refresh would not help.
     NoMatchingKey,
+    /// The signature does not verify under the key the token names.
     BadSignature,
+    /// No `exp` claim: every token must expire.
     MissingExpiry,
+    /// `exp` lies more than the issuer's `leeway` in the past.
     Expired,
+    /// `nbf` lies more than the issuer's `leeway` in the future.
     NotYetValid,
+    /// `iat` lies more than the issuer's `leeway` in the future.
     IssuedInFuture,
+    /// `aud` holds none of the issuer's `audiences` (or is missing).
     AudienceMismatch,
+    /// The token's client id is missing or not in the issuer's `allowed_clients`.
     ClientNotAllowed,
+    /// The `typ` header is missing or not one of the issuer's `token_types`.
     TypeNotAllowed,
+    /// A `required_claims` claim is missing or holds none of its allowed values.
     RequiredClaim,
     /// A claim that would go upstream cannot be a header value.
     InvalidClaimValue,

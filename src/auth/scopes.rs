@@ -38,6 +38,7 @@ impl Granted {
         }
     }
 
+    /// Whether `scope` is granted (held, implied, or every scope is).
     pub fn has(&self, scope: &str) -> bool {
         self.every || self.scopes.iter().any(|granted| granted == scope)
     }
@@ -72,6 +73,7 @@ impl Implications {
         Implications { closure }
     }
 
+    /// No `implied_scopes` configured.
     pub fn is_empty(&self) -> bool {
         self.closure.is_empty()
     }

@@ -22,13 +22,16 @@ use crate::proxy::client::{ClientIdentity, UpstreamClient};
 use crate::proxy::host_value;
 use crate::routing::{canonicalize, HostPattern, RouteSpec, RouteTable};
 use crate::snapshot::{
-    ClientCertMode, Issuer, Readiness, Route, ServerSettings, Snapshot, TlsSettings, Upstream,
+    ClientCertMode, Issuer, Readiness, Route, ServerSettings, Snapshot, TlsSettings,
+    TokenCacheSettings, Upstream,
 };
 use crate::tls::server::{self as tls_server, ServerFiles, TlsFile};
 
 /// What compiling needs besides the raw config.
 pub struct CompileContext<'a> {
+    /// The config text, for line numbers in errors.
     pub source: &'a Source,
+    /// The registry the snapshot's metric children come from.
     pub metrics: Arc<Metrics>,
     /// The snapshot being replaced, whose surviving state is reused.
     pub previous: Option<&'a Snapshot>,
@@ -216,16 +219,21 @@ pub fn compile(config: &raw::Config, context: CompileContext<'_>) -> Result<Snap
     }
     let table = RouteTable::new(specs);
 
-    let cache_entries = s
-        .token_cache_entries
-        .as_ref()
-        .map_or(10_000, |v| *v.get_ref());
-    let cache_ttl = duration(&s.token_cache_ttl, Duration::from_secs(300));
+    let token_cache_settings = TokenCacheSettings {
+        max_entries: s
+            .token_cache_entries
+            .as_ref()
+            .map_or(10_000, |v| *v.get_ref()),
+        ttl: duration(&s.token_cache_ttl, Duration::from_secs(300)),
+    };
     let token_cache = match previous {
-        Some(previous) if previous.token_cache_settings == (cache_entries, cache_ttl) => {
+        Some(previous) if previous.token_cache_settings == token_cache_settings => {
             Arc::clone(&previous.token_cache)
         }
-        _ => Arc::new(TokenCache::new(cache_entries, cache_ttl)),
+        _ => Arc::new(TokenCache::new(
+            token_cache_settings.max_entries,
+            token_cache_settings.ttl,
+        )),
     };
 
     Ok(Snapshot {
@@ -245,7 +253,7 @@ pub fn compile(config: &raw::Config, context: CompileContext<'_>) -> Result<Snap
         api_keys,
         claim_header_names,
         token_cache,
-        token_cache_settings: (cache_entries, cache_ttl),
+        token_cache_settings,
         rate_limits,
         client_rate_limits,
         rate_limit_store,

@@ -2,6 +2,11 @@
 //! interpolated, then compiled once into an immutable [`Snapshot`](crate::snapshot::Snapshot).
 //!
 //! Loading never binds a port or fetches anything, so `authgate check` is `load` alone.
+//!
+//! Every public item is documented (`missing_docs`): the raw types are the config reference
+//! in code, unit and default included.
+
+#![warn(missing_docs)]
 
 mod api_keys;
 mod clients;
@@ -38,7 +43,9 @@ pub fn read(path: &Path) -> Result<(raw::Config, Source), ConfigError> {
 /// The config text, kept so compile errors can point at a line.
 #[derive(Debug, Clone)]
 pub struct Source {
+    /// The file's path as given, for error messages.
     pub path: String,
+    /// The file's text.
     pub text: String,
 }
 

@@ -11,26 +11,35 @@ use super::value::{Dur, EnvString};
 
 type S<T> = Spanned<T>;
 
+/// The whole config file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `[server]`: listeners, timeouts and limits.
     #[serde(default)]
     pub server: Server,
+    /// `[admin]`: the admin listener and the readiness rule.
     #[serde(default)]
     pub admin: Admin,
+    /// `[network]`: trusted proxies and the gateway-wide allowlist.
     #[serde(default)]
     pub network: Network,
+    /// `[[issuers]]`: token issuers and their key sources.
     #[serde(default)]
     pub issuers: Vec<S<Issuer>>,
+    /// `[[upstreams]]`: where allowed requests go.
     #[serde(default)]
     pub upstreams: Vec<S<Upstream>>,
+    /// `[[routes]]`: host, path prefix and methods, with their rules and upstream.
     #[serde(default)]
     pub routes: Vec<S<Route>>,
+    /// `[[clients]]`: rules for verified client ids (SPEC §7.2).
     #[serde(default)]
     pub clients: Vec<S<Client>>,
     /// API key sources (SPEC §7.1), each a file of hashed keys.
     #[serde(default)]
     pub api_keys: Vec<S<ApiKeySource>>,
+    /// `[decision]`: the decision listener (SPEC §7.3).
     #[serde(default)]
     pub decision: Decision,
     /// `[[rate_limits]]` policies, attached to routes by name (SPEC §7.4).
@@ -66,7 +75,9 @@ pub struct RateLimit {
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum RateLimitKey {
+    /// One key part.
     One(EnvString),
+    /// A combination of key parts, in this order.
     Many(Vec<EnvString>),
 }
 
@@ -88,6 +99,7 @@ pub struct RateLimitStore {
     pub ca_file: Option<S<EnvString>>,
 }
 
+/// `[server]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Server {
@@ -119,15 +131,21 @@ pub struct Server {
     pub token_cache_entries: Option<S<u64>>,
     /// Longest a verified token stays cached, also when its `exp` is later. Default 5m.
     pub token_cache_ttl: Option<S<Dur>>,
+    /// `[server.tls]`: the TLS listener. Absent: no TLS listener.
     pub tls: Option<S<Tls>>,
 }
 
+/// `[server.tls]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tls {
+    /// TLS listener address.
     pub listen: S<EnvString>,
+    /// PEM certificate chain, leaf first.
     pub cert_file: S<EnvString>,
+    /// PEM private key of the leaf certificate.
     pub key_file: S<EnvString>,
+    /// PEM roots that client certificates must chain to (never the system roots).
     pub client_ca_file: Option<S<EnvString>>,
     /// PEM certificate revocation lists checked for client certificates.
     pub client_crl_file: Option<S<EnvString>>,
@@ -137,6 +155,7 @@ pub struct Tls {
     pub handshake_timeout: Option<S<Dur>>,
 }
 
+/// `[admin]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Admin {
@@ -146,6 +165,7 @@ pub struct Admin {
     pub readiness: Option<S<EnvString>>,
 }
 
+/// `[network]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
@@ -178,20 +198,28 @@ pub struct Client {
     pub rate_limits: Option<S<Vec<EnvString>>>,
 }
 
+/// An `[[issuers]]` entry: one token issuer and its key source (exactly one of `jwks_uri`,
+/// `discovery`, `jwks_file`, `hmac_secret`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Issuer {
+    /// Unique; routes list it in `issuers`.
     pub name: S<EnvString>,
     /// Exact `iss` value.
     pub issuer: S<EnvString>,
+    /// URL of the issuer's JWKS.
     pub jwks_uri: Option<S<EnvString>>,
+    /// True: the JWKS URL is read from the issuer's OpenID discovery document.
     pub discovery: Option<S<bool>>,
+    /// A local JWKS file, re-read at reload.
     pub jwks_file: Option<S<EnvString>>,
+    /// An HMAC secret (HS256/384/512), usually `${VAR}` or `${file:PATH}`.
     pub hmac_secret: Option<S<EnvString>>,
     /// Extra PEM roots for fetching keys.
     pub ca_file: Option<S<EnvString>>,
     /// Required; `[]` only together with `allowed_clients`.
     pub audiences: S<Vec<EnvString>>,
+    /// Client ids accepted instead of (or besides) an audience.
     pub allowed_clients: Option<S<Vec<EnvString>>>,
     /// Default RS/PS/ES/EdDSA for key sets, HS256 for hmac.
     pub algorithms: Option<S<Vec<EnvString>>>,
@@ -209,9 +237,12 @@ pub struct Issuer {
     pub max_stale: Option<S<Dur>>,
     /// Whole key fetch (connect, headers, body). Default 5s.
     pub fetch_timeout: Option<S<Dur>>,
+    /// Accepted `typ` headers (`at+jwt` matches `application/at+jwt`). Default: any.
     #[serde(default)]
     pub token_types: Vec<EnvString>,
+    /// claim -> allowed value(s); a token must hold one of them. Default none.
     pub required_claims: Option<S<BTreeMap<String, ClaimValue>>>,
+    /// upstream header -> claim forwarded in it. Default none.
     pub claim_headers: Option<S<BTreeMap<String, EnvString>>>,
     /// RFC 8705: refuse tokens without `cnf.x5t#S256`. Default false.
     #[serde(default)]
@@ -227,13 +258,17 @@ pub struct Issuer {
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum ClaimValue {
+    /// One allowed string.
     One(EnvString),
+    /// Any of these strings.
     Many(Vec<EnvString>),
 }
 
+/// An `[[upstreams]]` entry.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Upstream {
+    /// Unique; routes name it in `upstream`.
     pub name: S<EnvString>,
     /// `http` or `https`; a path prefixes every forwarded path.
     pub url: S<EnvString>,
@@ -254,21 +289,32 @@ pub struct Upstream {
     pub max_concurrent_requests: Option<S<u64>>,
 }
 
+/// A `[[routes]]` entry (SPEC §3 step 2).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
+    /// Unique; the metrics and the access log carry it.
     pub name: S<EnvString>,
+    /// Whole-segment path prefix the route matches.
     pub path_prefix: S<EnvString>,
+    /// Methods the route takes. Default: every method.
     pub methods: Option<S<Vec<EnvString>>>,
+    /// Host the route matches (exact, or `*.` wildcard). Default: any host.
     pub host: Option<S<EnvString>>,
+    /// The `[[upstreams]]` name requests go to.
     pub upstream: S<EnvString>,
+    /// True: no credential is needed. Default false.
     #[serde(default)]
     pub public: bool,
+    /// `[[issuers]]` names whose tokens this route takes.
     pub issuers: Option<S<Vec<EnvString>>>,
+    /// Scopes a token must all hold. Default none.
     #[serde(default)]
     pub scopes: Vec<EnvString>,
+    /// Scopes of which a token must hold at least one. Default none.
     #[serde(default)]
     pub any_scopes: Vec<EnvString>,
+    /// The route's allowlist, after the gateway's. Default empty = every address.
     pub allow: Option<S<Vec<EnvString>>>,
     /// `any` (default) or `required`.
     pub client_cert: Option<S<EnvString>>,
@@ -299,6 +345,7 @@ pub struct ApiKeySource {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyFile {
+    /// The keys of the file.
     #[serde(default)]
     pub keys: Vec<S<KeyEntry>>,
 }

@@ -17,6 +17,7 @@ use super::env::interpolate;
 pub struct EnvString(pub String);
 
 impl EnvString {
+    /// The interpolated text.
     pub fn as_str(&self) -> &str {
         &self.0
     }

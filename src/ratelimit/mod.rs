@@ -31,9 +31,9 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use http::{HeaderName, HeaderValue};
-use prometheus::IntCounter;
 
 use self::store::{Store, StoreVerdict};
+use crate::metrics::PolicyMetrics;
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers-10).
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -281,14 +281,6 @@ where
         self.cells.run_pending_tasks();
         self.cells.entry_count()
     }
-}
-
-/// `authgate_rate_limit_decisions_total` children of one policy.
-#[derive(Clone)]
-pub struct PolicyMetrics {
-    pub allowed: IntCounter,
-    pub limited: IntCounter,
-    pub store_error: IntCounter,
 }
 
 /// A compiled policy: its spec, its local state (kept across reloads while the spec is

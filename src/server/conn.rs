@@ -18,14 +18,15 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::io::{expired, Activity, Expired, FramingLimits, Timeouts, Watched};
-use super::tls::{handshake_reason, TlsListener};
+use super::tls::TlsListener;
 use super::ServerState;
-use crate::http_head::HeadFlags;
+use crate::http_head::{HeadFlag, HeadFlags};
 use crate::logging::Throttle;
 use crate::network::mtls::client_cert;
 use crate::pipeline::{self, ConnInfo};
 use crate::proxy;
 use crate::snapshot::ServerSettings;
+use crate::tls::HandshakeFailure;
 
 /// Logs a connection refused by `max_connections_per_client`, throttled (a flood must not
 /// flood the log too).
@@ -193,13 +194,16 @@ pub(super) async fn serve_connection(
             {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => {
-                    let reason = handshake_reason(&error);
+                    let reason = HandshakeFailure::of(&error);
                     state.metrics.tls_handshake_failed(reason);
+                    let reason = reason.as_str();
                     tracing::debug!(peer = %peer, reason, error = %error, "tls handshake failed");
                     return;
                 }
                 Err(_) => {
-                    state.metrics.tls_handshake_failed("timeout");
+                    state
+                        .metrics
+                        .tls_handshake_failed(HandshakeFailure::Timeout);
                     return;
                 }
             };
@@ -274,7 +278,7 @@ async fn serve_http<I>(
             if request.version() == http::Version::HTTP_2 {
                 let target = request.uri().path_and_query().map_or("", |pq| pq.as_str());
                 if activity.take_fragment(request.method(), target) {
-                    flags = HeadFlags::from_bits(flags.bits() | HeadFlags::FRAGMENT);
+                    flags = flags.with(HeadFlag::Fragment);
                 }
             }
             if flags != HeadFlags::default() {

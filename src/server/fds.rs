@@ -7,6 +7,8 @@
 //! So at start the soft RLIMIT_NOFILE is raised to the hard limit, and a config that still
 //! does not fit is refused before anything is bound.
 
+use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+
 use crate::snapshot::Snapshot;
 
 /// Descriptors kept for everything else: listeners, key-set fetches, files read at reload,
@@ -51,14 +53,12 @@ pub enum FdError {
         limit: u64,
         hard: u64,
     },
-    #[error("cannot read the file descriptor limit")]
-    Read(#[source] std::io::Error),
 }
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit, then checks that `snapshot` fits.
 /// Returns the limit in force.
 pub fn raise_and_check(snapshot: &Snapshot) -> Result<u64, FdError> {
-    let (soft, hard) = limits().map_err(FdError::Read)?;
+    let (soft, hard) = limits();
     let limit = if soft < hard && set_soft(hard).is_ok() {
         hard
     } else {
@@ -80,29 +80,39 @@ pub fn raise_and_check(snapshot: &Snapshot) -> Result<u64, FdError> {
     Ok(limit)
 }
 
-fn limits() -> std::io::Result<(u64, u64)> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit into the valid, exclusively borrowed struct.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // rlim_t is u64 on Linux, not on every platform.
-    #[allow(clippy::unnecessary_cast)]
-    Ok((limit.rlim_cur as u64, limit.rlim_max as u64))
+/// `RLIM_INFINITY` as the number it is on Linux, where the limits were raw `rlim_t` values.
+const INFINITY: u64 = u64::MAX;
+
+/// The soft and hard RLIMIT_NOFILE (`u64::MAX` for no limit). Reading them cannot fail.
+fn limits() -> (u64, u64) {
+    let limit = getrlimit(Resource::Nofile);
+    (
+        limit.current.unwrap_or(INFINITY),
+        limit.maximum.unwrap_or(INFINITY),
+    )
 }
 
 fn set_soft(soft: u64) -> std::io::Result<()> {
-    let (_, hard) = limits()?;
-    let limit = libc::rlimit {
-        rlim_cur: soft as libc::rlim_t,
-        rlim_max: hard as libc::rlim_t,
+    let (_, hard) = limits();
+    let finite = |limit: u64| (limit != INFINITY).then_some(limit);
+    let limit = Rlimit {
+        current: finite(soft),
+        maximum: finite(hard),
     };
-    // SAFETY: setrlimit reads one rlimit from the valid struct.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    setrlimit(Resource::Nofile, limit)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limits_read_back_what_was_set() {
+        let (soft, hard) = limits();
+        assert!(soft <= hard, "soft {soft} above hard {hard}");
+        // Setting the soft limit it already has changes nothing and must succeed.
+        set_soft(soft).expect("setrlimit to the current soft limit");
+        assert_eq!(limits(), (soft, hard));
+    }
 }

@@ -1,13 +1,12 @@
-//! The TLS listener's side of a connection: the acceptor config that reload swaps, and the
-//! bounded reason label of a failed handshake.
+//! The TLS listener's side of a connection: the acceptor config that reload swaps.
 //!
 //! What it does not own: reading certificate and key files and building the rustls config
 //! (`crate::tls`, run by config compilation so `check`, `run` and reload read the files the
 //! same way; a broken file is a config error),
 //! the handshake itself (run by `conn` in the connection's own task under
-//! `handshake_timeout`), and what a verified client certificate means (`network::mtls`).
+//! `handshake_timeout`), why one failed (`crate::tls::HandshakeFailure`), and what a verified
+//! client certificate means (`network::mtls`).
 
-use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,23 +31,5 @@ impl TlsListener {
     /// New connections use `config`; open ones keep theirs.
     pub fn swap(&self, config: Arc<rustls::ServerConfig>) {
         self.config.store(config);
-    }
-}
-
-/// A bounded reason label for a failed handshake.
-pub fn handshake_reason(error: &io::Error) -> &'static str {
-    let Some(inner) = error
-        .get_ref()
-        .and_then(|e| e.downcast_ref::<rustls::Error>())
-    else {
-        return "io";
-    };
-    match inner {
-        rustls::Error::InvalidCertificate(_) => "bad_certificate",
-        rustls::Error::NoCertificatesPresented => "no_certificate",
-        rustls::Error::NoApplicationProtocol => "no_application_protocol",
-        rustls::Error::PeerIncompatible(_) => "incompatible",
-        rustls::Error::InvalidMessage(_) => "invalid_message",
-        _ => "other",
     }
 }

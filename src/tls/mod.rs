@@ -5,7 +5,8 @@
 //! - [`pem`]: PEM files -> certificates, keys, CRLs, root stores, with one error type
 //!   ([`PemError`]) that names the file and the problem;
 //! - [`server`]: `[server.tls]` -> the listener's `rustls::ServerConfig`, with
-//!   [`server::TlsError`] naming the `[server.tls]` key at fault.
+//!   [`server::TlsError`] naming the `[server.tls]` key at fault;
+//! - [`handshake`]: why a client's handshake failed, as a closed set of metric labels.
 //!
 //! Its users: config compilation (the listener config, so that `check` and `run` read the same
 //! files the same way), the upstream client (`proxy::client`) and the key fetcher
@@ -16,11 +17,13 @@
 //! and never puts file contents in an error (a key file's bytes are secret).
 
 pub mod expiry;
+pub mod handshake;
 pub mod pem;
 pub mod server;
 
 use std::sync::Arc;
 
+pub use handshake::HandshakeFailure;
 pub use pem::PemError;
 
 /// The crypto provider of every TLS context here (rustls and jsonwebtoken share aws-lc-rs).

@@ -4,6 +4,8 @@
 //! resolved once per snapshot ([`RouteMetrics`], [`UpstreamMetrics`]) so the hot path does no
 //! label hashing. JWKS figures live in the key stores and are copied in at scrape time.
 
+mod children;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,7 +15,9 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+pub use self::children::{PolicyMetrics, RouteMetrics, UpstreamMetrics};
 use crate::auth::jwks::KeyStore;
+use crate::tls::HandshakeFailure;
 
 /// Buckets from 100 µs to 30 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -25,18 +29,6 @@ const LATENCY_BUCKETS: &[f64] = &[
 const COMMON_CODES: &[u16] = &[
     200, 201, 202, 204, 206, 301, 302, 304, 307, 308, 400, 401, 403, 404, 405, 409, 413, 422, 429,
     431, 500, 502, 503, 504,
-];
-
-/// The `reason` label values of `authgate_tls_handshake_failures_total`.
-pub const TLS_FAILURE_REASONS: &[&str] = &[
-    "bad_certificate",
-    "no_certificate",
-    "no_application_protocol",
-    "incompatible",
-    "invalid_message",
-    "timeout",
-    "io",
-    "other",
 ];
 
 /// Every metric family of the gateway.
@@ -296,8 +288,10 @@ impl Metrics {
         });
         // Closed label sets are exported from the start (at 0), so dashboards and alerts see
         // the series before the first event.
-        for reason in TLS_FAILURE_REASONS {
-            metrics.tls_handshake_failures.with_label_values(&[reason]);
+        for reason in HandshakeFailure::ALL {
+            metrics
+                .tls_handshake_failures
+                .with_label_values(&[reason.as_str()]);
         }
         for result in ["success", "error"] {
             metrics.config_reloads.with_label_values(&[result]);
@@ -326,9 +320,9 @@ impl Metrics {
     }
 
     /// `authgate_rate_limit_decisions_total` children of one policy.
-    pub fn rate_limit_policy(&self, name: &str) -> crate::ratelimit::PolicyMetrics {
+    pub fn rate_limit_policy(&self, name: &str) -> PolicyMetrics {
         let child = |result: &str| self.rate_limit_decisions.with_label_values(&[name, result]);
-        crate::ratelimit::PolicyMetrics {
+        PolicyMetrics {
             allowed: child("allowed"),
             limited: child("limited"),
             store_error: child("store_error"),
@@ -347,9 +341,9 @@ impl Metrics {
         self.connections_open.with_label_values(&[listener])
     }
 
-    pub fn tls_handshake_failed(&self, reason: &str) {
+    pub fn tls_handshake_failed(&self, reason: HandshakeFailure) {
         self.tls_handshake_failures
-            .with_label_values(&[reason])
+            .with_label_values(&[reason.as_str()])
             .inc();
     }
 
@@ -490,67 +484,4 @@ impl Metrics {
         }
         *seen = current.into_iter().map(|(name, _)| name).collect();
     }
-}
-
-/// Per-route metric children.
-#[derive(Clone)]
-pub struct RouteMetrics {
-    name: String,
-    /// Children for the usual status codes, created on first use (no zero series), then
-    /// found without hashing labels.
-    codes: Arc<[(u16, OnceLock<IntCounter>)]>,
-    requests: IntCounterVec,
-    duration: Histogram,
-    allow_public: IntCounter,
-    allow_token: IntCounter,
-    decisions: IntCounterVec,
-}
-
-impl RouteMetrics {
-    pub fn request(&self, status: u16, seconds: f64) {
-        match self.codes.iter().find(|(code, _)| *code == status) {
-            Some((_, counter)) => counter
-                .get_or_init(|| {
-                    self.requests
-                        .with_label_values(&[&self.name, code_str(status)])
-                })
-                .inc(),
-            None => self
-                .requests
-                .with_label_values(&[&self.name, code_str(status)])
-                .inc(),
-        }
-        self.duration.observe(seconds);
-    }
-
-    pub fn allowed(&self, public: bool) {
-        if public {
-            self.allow_public.inc()
-        } else {
-            self.allow_token.inc()
-        }
-    }
-
-    /// `reason` is an error code or a token failure kind (closed sets).
-    pub fn denied(&self, reason: &str) {
-        self.decisions
-            .with_label_values(&[&self.name, "deny", reason])
-            .inc();
-    }
-}
-
-#[derive(Clone)]
-pub struct UpstreamMetrics {
-    pub duration: Histogram,
-    /// Requests in flight to the upstream (holding a place under its caps).
-    pub in_flight: IntGauge,
-    /// Requests refused because a cap was reached.
-    pub refused: IntCounter,
-}
-
-/// Status codes as label text without allocating: one table of their texts, built once.
-fn code_str(code: u16) -> &'static str {
-    static TABLE: OnceLock<Vec<String>> = OnceLock::new();
-    let table = TABLE.get_or_init(|| (0..1000).map(|c| c.to_string()).collect());
-    table.get(usize::from(code)).map_or("other", String::as_str)
 }

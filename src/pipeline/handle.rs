@@ -1,0 +1,215 @@
+//! The request handler: runs [`decide`](super::decide), then forwards the request (SPEC §4)
+//! or answers the denial, and records the metrics and the access log, here and nowhere else.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::request::Parts;
+use http::{Request, Response};
+use hyper::upgrade::OnUpgrade;
+
+use super::checks::routed_host;
+use super::{decide, Allowed, ConnInfo, NoTrace};
+use crate::access_log::{self, AccessRecord};
+use crate::auth::cache::Verified;
+use crate::deny::Deny;
+use crate::header_names::X_REQUEST_ID;
+use crate::proxy::{self, headers, Body};
+use crate::ratelimit;
+use crate::snapshot::{Route, Shared, Snapshot};
+
+/// A process-unique request id: a random prefix per process and a counter.
+pub(crate) fn new_request_id() -> HeaderValue {
+    static PREFIX: OnceLock<u32> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(rand::random::<u32>);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let text = format!("{prefix:08x}{n:016x}");
+    // Hex digits are always a valid header value.
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+fn request_has_body(parts: &Parts) -> bool {
+    parts.headers.contains_key(TRANSFER_ENCODING)
+        || parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes() != b"0")
+}
+
+/// Handles one request on `conn`: decide, then forward or deny; metrics and the access log
+/// are recorded here and nowhere else.
+pub async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Body>) -> Response<Body> {
+    let snapshot = shared.load_full();
+    let started = std::time::Instant::now();
+    let deadline = proxy::deadline_after(snapshot.server.request_timeout);
+    let (mut parts, body) = request.into_parts();
+    let request_id = match parts.headers.get(X_REQUEST_ID) {
+        Some(id) if headers::acceptable_request_id(id) => id.clone(),
+        _ => new_request_id(),
+    };
+
+    let decision = decide(&snapshot, &parts, conn, &mut NoTrace).await;
+    // Unread body bytes must never be parsed as the next request: a response the gateway makes
+    // itself to a request with a body closes the connection.
+    let has_body = request_has_body(&parts);
+    let mut record = AccessRecord::new(&parts, conn.peer, &request_id);
+    let (mut response, route) = match decision {
+        Ok(allowed) => {
+            let route = &snapshot.routes[allowed.route];
+            route.metrics.allowed(route.public);
+            record.allowed(
+                &allowed.path,
+                allowed.client,
+                allowed.verified.as_deref(),
+                route,
+                &snapshot,
+            );
+            // End the borrow of `parts` so forwarding can take its headers.
+            let Allowed {
+                route: index,
+                path,
+                verified,
+                rate_limit,
+                ..
+            } = allowed;
+            let path = path.into_owned();
+            let outbound = Outbound {
+                route,
+                path: &path,
+                verified: verified.as_deref(),
+                request_id: &request_id,
+            };
+            let mut response =
+                match forward(&snapshot, conn, &mut parts, body, &outbound, deadline).await {
+                    Ok(response) => response,
+                    Err(deny) => {
+                        record.failed(&deny);
+                        deny_response(deny, has_body)
+                    }
+                };
+            if let Some(value) = rate_limit {
+                response.headers_mut().insert(ratelimit::RATELIMIT, value);
+            }
+            (response, Some(index))
+        }
+        Err(denied) => {
+            let route = denied.route.map(|index| &snapshot.routes[index]);
+            if let Some(route) = route {
+                route.metrics.denied(denied.deny.reason());
+            }
+            record.denied(
+                &denied.deny,
+                denied.path.as_deref(),
+                denied.client,
+                denied.verified.as_deref(),
+                route,
+            );
+            // Unread body bytes must never be parsed as the next request: close the connection
+            // after a denial when the client sent a body.
+            (deny_response(denied.deny, has_body), denied.route)
+        }
+    };
+    headers::set_request_id(response.headers_mut(), &request_id);
+
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    match route {
+        Some(index) => snapshot.routes[index]
+            .metrics
+            .request(status, elapsed.as_secs_f64()),
+        None => snapshot.unrouted.request(status, elapsed.as_secs_f64()),
+    }
+    record.finish(status, elapsed, &response);
+    access_log::emit(&record);
+    response
+}
+
+pub(crate) fn deny_response(deny: Deny, close: bool) -> Response<Body> {
+    // A malformed request says nothing good about what follows it on the connection.
+    let close = close || matches!(deny, Deny::InvalidRequest(_));
+    let mut response = deny.into_response().map(proxy::full);
+    if close {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+struct Outbound<'a> {
+    route: &'a Route,
+    path: &'a str,
+    verified: Option<&'a Verified>,
+    request_id: &'a HeaderValue,
+}
+
+/// Step 8: rewrite the headers (SPEC §4) and send upstream.
+async fn forward(
+    snapshot: &Snapshot,
+    conn: &ConnInfo,
+    parts: &mut Parts,
+    body: Body,
+    outbound: &Outbound<'_>,
+    deadline: tokio::time::Instant,
+) -> Result<Response<Body>, Deny> {
+    let route = outbound.route;
+    if let Some(limit) = route.max_body_bytes {
+        let declared = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|length| length.to_str().ok())
+            .and_then(|length| length.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > limit) {
+            return Err(Deny::PayloadTooLarge);
+        }
+    }
+    let upstream = &snapshot.upstreams[route.upstream];
+    let websocket = headers::is_websocket_upgrade(&parts.headers);
+    // The host that chose the route (validated, one trailing dot removed), never the raw one.
+    let original_host = routed_host(parts, &mut NoTrace)?.and_then(|host| host.header_value());
+
+    let headers = &mut parts.headers;
+    // Remove first, add after: nothing the client sends can remove or spoof what we add.
+    headers::remove_hop_by_hop(headers, websocket);
+    headers::remove_identity_headers(headers, &snapshot.claim_header_names);
+    let peer = conn.peer.ip();
+    let forwarded = headers::Forwarded {
+        peer,
+        peer_trusted: snapshot.trusted_proxies.contains(peer),
+        proto: if conn.tls { "https" } else { "http" },
+        host: original_host.as_ref(),
+    };
+    headers::set_forwarded(headers, &forwarded);
+    headers.insert(X_REQUEST_ID, outbound.request_id.clone());
+    if let Some(verified) = outbound.verified {
+        for (name, value) in &verified.principal.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    if let Some(cert) = &conn.client_cert {
+        headers::set_client_cert(headers, &cert.subject, &cert.sha256_hex);
+    }
+    if upstream.preserve_host {
+        if let Some(host) = original_host {
+            headers.insert(HOST, host);
+        }
+    }
+
+    let uri = proxy::upstream_uri(upstream, outbound.path, parts.uri.query())?;
+    let mut request = Request::new(match route.max_body_bytes {
+        Some(limit) => proxy::boxed(http_body_util::Limited::new(body, limit as usize)),
+        None => body,
+    });
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = uri;
+    *request.headers_mut() = std::mem::take(&mut parts.headers);
+    // The client side of a WebSocket upgrade, spliced to the upstream's after its 101.
+    let client_upgrade = if websocket {
+        parts.extensions.remove::<OnUpgrade>()
+    } else {
+        None
+    };
+    proxy::forward(upstream, request, deadline, client_upgrade).await
+}
