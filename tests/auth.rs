@@ -716,25 +716,21 @@ async fn algorithm_attacks_are_refused() {
         }
     }
 
-    // HS256 keyed with the RSA public key (PEM and the JWK's modulus), on a route whose
-    // issuer allows RS256 only and on one with the default algorithms.
-    let pem = keys::rsa().public_pem.clone();
-    for secret in [
-        pem.as_bytes().to_vec(),
-        keys::rsa().jwk["n"].to_string().into_bytes(),
-    ] {
+    // HS256 keyed with the RSA public key as an attacker has it: the SPKI PEM (with and
+    // without its final newline), the JWK's `n` as published (base64url text, no quotes) and
+    // the decoded modulus bytes; on a route whose issuer allows RS256 only and on one with the
+    // default algorithms. `confusion_secrets_make_valid_tokens_for_an_hmac_issuer` shows that
+    // the same tokens pass where those bytes are the configured secret.
+    for (what, secret) in confusion_secrets(keys::rsa()) {
         for (path, iss) in [
             ("/read", idp.issuer()),
             ("/other-only", "https://other.test/".into()),
         ] {
-            let claims = good.clone().iss(&iss).claims();
-            let token = sign_raw(
-                &json!({"alg": "HS256", "typ": "JWT", "kid": "k1"}),
-                &claims,
-                &EncodingKey::from_secret(&secret),
-                Algorithm::HS256,
+            let token = hs256_keyed_with(&good.clone().iss(&iss).claims(), &secret);
+            assert_invalid_token(
+                &gateway.get(path, Some(&token)).await,
+                &format!("alg confusion, HS256 keyed with {what}"),
             );
-            assert_invalid_token(&gateway.get(path, Some(&token)).await, "alg confusion");
         }
     }
 
@@ -771,6 +767,70 @@ async fn algorithm_attacks_are_refused() {
         gateway.get("/read", Some(&token)).await.status,
         StatusCode::OK
     );
+    gateway.shutdown().await;
+}
+
+/// The bytes an algorithm-confusion attacker would use as the HMAC secret for `key`.
+fn confusion_secrets(key: &keys::TestKey) -> Vec<(&'static str, Vec<u8>)> {
+    use base64::Engine as _;
+    let n = key.jwk["n"].as_str().expect("RSA JWK has n");
+    let modulus = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(n)
+        .expect("n is base64url");
+    vec![
+        ("the SPKI PEM", key.public_pem.as_bytes().to_vec()),
+        (
+            "the SPKI PEM without its final newline",
+            key.public_pem.trim_end().as_bytes().to_vec(),
+        ),
+        ("the JWK's n as text", n.as_bytes().to_vec()),
+        ("the decoded modulus", modulus),
+    ]
+}
+
+/// An HS256 token for `claims` (header with kid `k1`) keyed with `secret`.
+fn hs256_keyed_with(claims: &Value, secret: &[u8]) -> String {
+    sign_raw(
+        &json!({"alg": "HS256", "typ": "JWT", "kid": "k1"}),
+        claims,
+        &EncodingKey::from_secret(secret),
+        Algorithm::HS256,
+    )
+}
+
+/// The control for the algorithm-confusion cases: where the attacker's bytes (those that are
+/// text, as `hmac_secret` is) are the configured HMAC secret, the very same tokens verify, so
+/// their refusal in `algorithm_attacks_are_refused` comes from the key set, not from a
+/// malformed token.
+#[tokio::test]
+async fn confusion_secrets_make_valid_tokens_for_an_hmac_issuer() {
+    let idp = Idp::start_with(&[("k1", keys::rsa())]).await;
+    let secrets: Vec<(&str, String)> = confusion_secrets(keys::rsa())
+        .into_iter()
+        .filter_map(|(what, secret)| Some((what, String::from_utf8(secret).ok()?)))
+        .collect();
+    assert_eq!(secrets.len(), 3, "the PEM twice and n are text");
+    let mut body = String::new();
+    for (index, (_, secret)) in secrets.iter().enumerate() {
+        // A TOML literal string keeps the PEM's newlines; the one after ''' is dropped.
+        body.push_str(&format!(
+            "[[issuers]]\nname = \"h{index}\"\nissuer = \"https://h{index}.test/\"\n\
+             audiences = [\"api\"]\nhmac_secret = '''\n{secret}'''\n\n\
+             [[routes]]\nname = \"h{index}\"\npath_prefix = \"/h{index}\"\n\
+             upstream = \"echo\"\nissuers = [\"h{index}\"]\n\n"
+        ));
+    }
+    let gateway = Gateway::start(&body).await;
+    for (index, (what, secret)) in secrets.iter().enumerate() {
+        let claims = idp
+            .token()
+            .iss(&format!("https://h{index}.test/"))
+            .aud("api")
+            .claims();
+        let token = hs256_keyed_with(&claims, secret.as_bytes());
+        let resp = gateway.get(&format!("/h{index}"), Some(&token)).await;
+        assert_eq!(resp.status, StatusCode::OK, "{what}: {}", resp.text());
+    }
     gateway.shutdown().await;
 }
 
