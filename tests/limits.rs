@@ -892,56 +892,32 @@ public = true
 
 #[tokio::test]
 async fn an_upstream_outage_logs_a_few_warnings_and_every_request() {
-    let free_port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port()
-    };
-    let (http, admin, closed) = (free_port(), free_port(), free_port());
+    let (_closed, closed) = support::gateway::closed_port();
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:{http}\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
          [[upstreams]]\nname = \"down\"\nurl = \"http://127.0.0.1:{closed}\"\n\
          [[routes]]\nname = \"public\"\npath_prefix = \"/public\"\nupstream = \"down\"\npublic = true\n"
     );
-    let dir = std::env::temp_dir().join(format!("authgate-flood-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("flood.toml");
-    std::fs::write(&path, config).expect("config");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"))
-        .args(["--log-format", "json", "run", "-c"])
-        .arg(&path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let addr: SocketAddr = format!("127.0.0.1:{http}").parse().expect("addr");
-    let up = support::gateway::eventually(Duration::from_secs(5), || async {
-        TcpStream::connect(addr).await.is_ok()
-    })
-    .await;
-    assert!(up, "gateway did not listen");
+    let path = support::gateway::ConfigFile::new(&config);
+    let gateway = support::binary::Running::start(&path.0, "json");
+    let addr = gateway.bound().await.http;
     for _ in 0..40 {
         let reply = support::gateway::send(addr, support::gateway::get("/public/x")).await;
         assert_eq!(reply.status, 502);
     }
-    let _ = std::process::Command::new("kill")
-        .arg(child.id().to_string())
-        .status();
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
-    }
-    let _ = child.wait();
-    let warnings = stderr
-        .lines()
+    let is_access = |l: &String| l.contains("authgate::access") || l.contains("\"request_id\"");
+    let all_logged = support::gateway::eventually(Duration::from_secs(5), || async {
+        gateway.lines().iter().filter(|l| is_access(l)).count() >= 40
+    })
+    .await;
+    let lines = gateway.lines();
+    let stderr = lines.join("\n");
+    assert!(all_logged, "{stderr}");
+    let warnings = lines
+        .iter()
         .filter(|l| l.contains("upstream request failed"))
         .count();
-    let access = stderr
-        .lines()
-        .filter(|l| l.contains("authgate::access") || l.contains("\"request_id\""))
-        .count();
+    let access = lines.iter().filter(|l| is_access(l)).count();
     assert_eq!(warnings, 1, "{stderr}");
     assert_eq!(access, 40, "{stderr}");
 }

@@ -11,7 +11,8 @@ use std::time::Duration;
 use http::{Method, Request, StatusCode};
 use support::echo::Echo;
 use support::gateway::{
-    eventually, get, raw, request, send, with_body, ConfigFile, Gateway, READY_TIMEOUT, TIMEOUT,
+    closed_port, eventually, get, raw, request, send, with_body, ConfigFile, Gateway,
+    READY_TIMEOUT, TIMEOUT,
 };
 
 /// An HMAC issuer, so that non-public routes are valid config.
@@ -67,15 +68,6 @@ fn with_host(path: &str, host: &str) -> Request<http_body_util::Empty<bytes::Byt
         .headers_mut()
         .insert("host", host.parse().expect("host value"));
     request
-}
-
-/// A port that refuses connections: bound (so no other test can take it while the socket
-/// lives) but never listening.
-fn closed_port() -> (tokio::net::TcpSocket, u16) {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let port = socket.local_addr().unwrap().port();
-    (socket, port)
 }
 
 // ---------------------------------------------------------------------------------------------

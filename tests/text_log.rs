@@ -5,97 +5,32 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use support::binary::Running;
 use support::echo::Echo;
 use support::gateway::raw;
 use support::refusal::{status_of, REFUSAL};
 
-/// The gateway binary on port 0 in text mode, its stderr collected line by line (split on
-/// `\n` only, as `tail` or a log shipper would; a record split by anything else shows up as
-/// a separator inside a line).
-struct Running {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Running {
-    fn start(config: &std::path::Path) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_authgate"))
-            .args(["--log-format", "text", "run", "-c"])
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start authgate");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        let mut pipe = BufReader::new(child.stderr.take().expect("stderr"));
-        std::thread::spawn(move || {
-            let mut line = Vec::new();
-            while matches!(pipe.read_until(b'\n', &mut line), Ok(n) if n > 0) {
-                let text = String::from_utf8_lossy(&line);
-                sink.lock()
-                    .unwrap()
-                    .push(text.trim_end_matches('\n').to_owned());
-                line.clear();
-            }
-        });
-        Running { child, lines }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    /// The plaintext listener's address, read back from the "authgate listening" line.
-    async fn http_addr(&self) -> SocketAddr {
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(10) {
-            let found = self.lines().iter().find_map(|line| {
-                let rest = line.split("http=Some(").nth(1)?;
-                rest.split(')').next()?.parse().ok()
-            });
-            if let Some(addr) = found {
-                return addr;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("gateway did not start: {:?}", self.lines());
-    }
-
-    /// The lines naming `request_id`, once at least one is there (bounded).
-    async fn lines_with(&self, request_id: &str) -> Vec<String> {
-        let started = Instant::now();
-        loop {
-            let found: Vec<String> = self
+/// The lines naming `request_id`, once at least one is there (bounded).
+async fn lines_with(gateway: &Running, request_id: &str) -> Vec<String> {
+    let started = Instant::now();
+    loop {
+        let found: Vec<String> = gateway
+            .lines()
+            .into_iter()
+            .filter(|line| line.contains(request_id))
+            .collect();
+        if !found.is_empty() || started.elapsed() > Duration::from_secs(5) {
+            // A moment more, so a second line of the same record would be seen too.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return gateway
                 .lines()
                 .into_iter()
                 .filter(|line| line.contains(request_id))
                 .collect();
-            if !found.is_empty() || started.elapsed() > Duration::from_secs(5) {
-                // A moment more, so a second line of the same record would be seen too.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                return self
-                    .lines()
-                    .into_iter()
-                    .filter(|line| line.contains(request_id))
-                    .collect();
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -127,8 +62,10 @@ public = true
         ),
     )
     .unwrap();
-    let gateway = Running::start(&path);
-    let addr = gateway.http_addr().await;
+    // Stderr is split on `\n` only, as `tail` or a log shipper would: a record split by
+    // anything else shows up as a separator inside a line.
+    let gateway = Running::start(&path, "text");
+    let addr = gateway.bound().await.http;
 
     // What would follow a separator if it split the line: a forged second entry.
     let forged =
@@ -178,7 +115,7 @@ public = true
         assert_eq!(status_of(&reply), Some(*status), "{id}: {}", reply.text());
     }
     for (id, _, _, expected) in &cases {
-        let lines = gateway.lines_with(id).await;
+        let lines = lines_with(&gateway, id).await;
         assert_eq!(lines.len(), 1, "{id}: one line per request: {lines:#?}");
         assert!(
             lines[0].contains(expected),
