@@ -1,6 +1,7 @@
 //! Test harness: real servers on 127.0.0.1:0. Every handle shuts down on drop.
 #![allow(dead_code)]
 
+pub mod auth;
 pub mod binary;
 pub mod echo;
 pub mod gateway;
