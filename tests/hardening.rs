@@ -13,43 +13,11 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use support::echo::Echo;
-use support::gateway::{eventually, raw, read_until_close, Gateway, TIMEOUT};
+use support::config::start_public as start;
+use support::gateway::{eventually, raw, read_until_close, TIMEOUT};
 use support::refusal::{assert_refused, assert_upstream_untouched, status_of, REFUSAL};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// A gateway config on free ports: `server` lines go into `[server]`; one public route
-/// `/public` to the echo.
-fn config(server: &str, echo: &Echo) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-{server}
-
-[admin]
-listen = "127.0.0.1:0"
-
-[[upstreams]]
-name = "echo"
-url = "{echo}"
-
-[[routes]]
-name = "public"
-path_prefix = "/public"
-upstream = "echo"
-public = true
-"#,
-        echo = echo.url("")
-    )
-}
-
-async fn start(server: &str) -> (Echo, Gateway) {
-    let echo = Echo::start().await;
-    let gateway = Gateway::from_toml(config(server, &echo)).start().await;
-    (echo, gateway)
-}
 
 // ---------------------------------------------------------------------------------------------
 // Limits

@@ -11,6 +11,7 @@
 
 mod support;
 
+use support::config::Config;
 use support::echo::Echo;
 use support::gateway::{raw, Gateway};
 use support::refusal::{assert_refused, assert_upstream_untouched, status_of, REFUSAL};
@@ -19,52 +20,19 @@ use support::refusal::{assert_refused, assert_upstream_untouched, status_of, REF
 /// `/private` (token needed), `/allowlisted` (10.0.0.0/8 only) and `/small` (10-byte bodies),
 /// all to the echo.
 fn config(server: &str, echo: &Echo) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-{server}
-
-[admin]
-listen = "127.0.0.1:0"
-
-[[issuers]]
-name = "test-idp"
-issuer = "https://idp.test/"
-hmac_secret = "0123456789abcdef0123456789abcdef"
-audiences = ["api"]
-
-[[upstreams]]
-name = "echo"
-url = "{echo}"
-
-[[routes]]
-name = "public"
-path_prefix = "/public"
-upstream = "echo"
-public = true
-
-[[routes]]
-name = "private"
-path_prefix = "/private"
-upstream = "echo"
-
-[[routes]]
-name = "allowlisted"
-path_prefix = "/allowlisted"
-upstream = "echo"
-public = true
-allow = ["10.0.0.0/8"]
-
-[[routes]]
-name = "small"
-path_prefix = "/small"
-upstream = "echo"
-public = true
-max_body_bytes = 10
-"#,
-        echo = echo.url("")
-    )
+    Config::new()
+        .server(server)
+        .test_issuer()
+        .echo(echo)
+        .public("/public")
+        .route("private", "/private", "")
+        .route(
+            "allowlisted",
+            "/allowlisted",
+            "public = true\nallow = [\"10.0.0.0/8\"]",
+        )
+        .route("small", "/small", "public = true\nmax_body_bytes = 10")
+        .toml()
 }
 
 async fn start(server: &str) -> (Echo, Gateway) {

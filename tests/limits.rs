@@ -12,43 +12,12 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use support::config::{public_echo, start_public as start, Config};
 use support::echo::Echo;
 use support::gateway::{read_until_close, Gateway, TIMEOUT};
 use support::refusal::{assert_refused, assert_upstream_untouched};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// A gateway config on free ports: `server` lines go into `[server]`; one public route
-/// `/public` to the echo.
-fn config(server: &str, echo: &Echo) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-{server}
-
-[admin]
-listen = "127.0.0.1:0"
-
-[[upstreams]]
-name = "echo"
-url = "{echo}"
-
-[[routes]]
-name = "public"
-path_prefix = "/public"
-upstream = "echo"
-public = true
-"#,
-        echo = echo.url("")
-    )
-}
-
-async fn start(server: &str) -> (Echo, Gateway) {
-    let echo = Echo::start().await;
-    let gateway = Gateway::from_toml(config(server, &echo)).start().await;
-    (echo, gateway)
-}
 
 /// Reads one response (head plus Content-Length body) from a kept-alive connection.
 /// `None` if none completes within `within` or the peer closes first.
@@ -672,28 +641,12 @@ mod upstream_caps {
     use hyper_util::rt::{TokioExecutor, TokioIo};
 
     fn capped_config(server: &str, upstream: &str, echo: &Echo) -> String {
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-{server}
-
-[admin]
-listen = "127.0.0.1:0"
-
-[[upstreams]]
-name = "echo"
-url = "{echo}"
-{upstream}
-
-[[routes]]
-name = "public"
-path_prefix = "/public"
-upstream = "echo"
-public = true
-"#,
-            echo = echo.url("")
-        )
+        Config::new()
+            .server(server)
+            .echo(echo)
+            .raw(upstream)
+            .public("/public")
+            .toml()
     }
 
     /// `n` concurrent GETs of `path` as streams of one h2c connection; their statuses and
@@ -803,13 +756,7 @@ public = true
     }
 
     fn binary_config(max_connections: u64, echo: &Echo) -> String {
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nmax_connections = {max_connections}\n\
-             [admin]\nlisten = \"127.0.0.1:0\"\n\
-             [[upstreams]]\nname = \"echo\"\nurl = \"{}\"\n\
-             [[routes]]\nname = \"public\"\npath_prefix = \"/public\"\nupstream = \"echo\"\npublic = true\n",
-            echo.url("")
-        )
+        public_echo(&format!("max_connections = {max_connections}"), echo)
     }
 
     /// Runs `authgate run` under `ulimit` settings; exit status (None: still running after

@@ -312,6 +312,15 @@ pub fn get(path: &str) -> Request<Empty<Bytes>> {
     request(Method::GET, path)
 }
 
+/// `GET path` with `Host: host`.
+pub fn with_host(path: &str, host: &str) -> Request<Empty<Bytes>> {
+    let mut request = get(path);
+    request
+        .headers_mut()
+        .insert("host", host.parse().expect("host value"));
+    request
+}
+
 /// A request with a fixed body.
 pub fn with_body(method: Method, path: &str, body: impl Into<Bytes>) -> Request<Full<Bytes>> {
     Request::builder()

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod binary;
+pub mod config;
 pub mod echo;
 pub mod gateway;
 pub mod idp;
