@@ -8,47 +8,26 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use support::binary::{Bound, Running};
+use support::config::Config;
 use support::echo::Echo;
 use support::gateway::{get, send};
 
 const SECRET: &str = "operations-test-secret-0123456789abcdef";
 
-/// Listeners on port 0: the addresses are read back from the gateway's log.
+/// Listeners on port 0 (the addresses are read back from the gateway's log): an HMAC issuer,
+/// the routes `public` and `orders` (scope `orders:read`) to the echo, then `extra_route`.
 fn config(echo: &Echo, extra_route: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-shutdown_timeout = "10s"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[[issuers]]
-name = "internal"
-issuer = "https://auth.internal.example"
-hmac_secret = "{SECRET}"
-audiences = ["orders"]
-
-[[upstreams]]
-name = "echo"
-url = "{}"
-
-[[routes]]
-name = "public"
-path_prefix = "/public"
-upstream = "echo"
-public = true
-
-[[routes]]
-name = "orders"
-path_prefix = "/orders"
-upstream = "echo"
-scopes = ["orders:read"]
-{extra_route}
-"#,
-        echo.url("")
-    )
+    Config::new()
+        .server("shutdown_timeout = \"10s\"")
+        .raw(&format!(
+            "[[issuers]]\nname = \"internal\"\nissuer = \"https://auth.internal.example\"\n\
+             hmac_secret = \"{SECRET}\"\naudiences = [\"orders\"]"
+        ))
+        .echo(echo)
+        .public("/public")
+        .route("orders", "/orders", "scopes = [\"orders:read\"]")
+        .raw(extra_route)
+        .toml()
 }
 
 /// The binary running `config` in log `format`, with the addresses it bound.

@@ -8,8 +8,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::binary::Running;
+use support::config::public_echo;
 use support::echo::Echo;
-use support::gateway::raw;
+use support::gateway::{raw, ConfigFile};
 use support::refusal::{status_of, REFUSAL};
 
 /// The lines naming `request_id`, once at least one is there (bounded).
@@ -37,34 +38,10 @@ async fn lines_with(gateway: &Running, request_id: &str) -> Vec<String> {
 #[tokio::test]
 async fn text_log_escapes_separators_in_every_field() {
     let echo = Echo::start().await;
-    let path = std::env::temp_dir().join(format!("authgate-text-log-{}.toml", std::process::id()));
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[[upstreams]]
-name = "echo"
-url = "{}"
-
-[[routes]]
-name = "public"
-path_prefix = "/public"
-upstream = "echo"
-public = true
-"#,
-            echo.url("")
-        ),
-    )
-    .unwrap();
+    let config = ConfigFile::new(&public_echo("", &echo));
     // Stderr is split on `\n` only, as `tail` or a log shipper would: a record split by
     // anything else shows up as a separator inside a line.
-    let gateway = Running::start(&path, "text");
+    let gateway = Running::start(&config.0, "text");
     let addr = gateway.bound().await.http;
 
     // What would follow a separator if it split the line: a forged second entry.
@@ -133,5 +110,4 @@ public = true
         );
         assert!(!line.starts_with("2026-01-01"), "a forged entry: {line:?}");
     }
-    std::fs::remove_file(path).ok();
 }

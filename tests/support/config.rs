@@ -23,6 +23,7 @@ audiences = ["api"]
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     server: String,
+    admin: String,
     rest: String,
 }
 
@@ -36,6 +37,13 @@ impl Config {
     pub fn server(mut self, lines: &str) -> Config {
         self.server.push_str(lines);
         self.server.push('\n');
+        self
+    }
+
+    /// Lines inside `[admin]` (after `listen`).
+    pub fn admin(mut self, lines: &str) -> Config {
+        self.admin.push_str(lines);
+        self.admin.push('\n');
         self
     }
 
@@ -78,8 +86,8 @@ impl Config {
     /// The TOML text.
     pub fn toml(&self) -> String {
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n{}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
-            self.server, self.rest
+            "[server]\nlisten = \"127.0.0.1:0\"\n{}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}\n{}",
+            self.server, self.admin, self.rest
         )
     }
 }
@@ -120,4 +128,64 @@ pub fn standard_config(echo: &Echo) -> String {
 /// A ready gateway running [`standard_config`].
 pub async fn standard(echo: &Echo) -> Gateway {
     Gateway::from_toml(standard_config(echo)).start().await
+}
+
+/// The decision-mode gateway of `decision.rs` and `nginx_decision.rs`: a `[decision]`
+/// listener on 127.0.0.1:0 trusting `trusted`, readiness on listeners, issuers `main` (the
+/// IdP at `issuer`/`jwks_uri`, audience `api`, plus `main_lines`) and `down` (keys never
+/// reachable), routes `public` (public), `admin` (scope `admin`), `orders` (scope
+/// `orders:read`, plus `orders_lines`), `office` (allow 192.0.2.0/24) and `down` (issuer
+/// `down`), all to `echo`; `server` lines in `[server]`.
+pub struct DecisionGateway<'a> {
+    pub issuer: &'a str,
+    pub jwks_uri: &'a str,
+    pub echo: &'a Echo,
+    pub trusted: &'a str,
+    pub server: &'a str,
+    pub main_lines: &'a str,
+    pub orders_lines: &'a str,
+}
+
+impl DecisionGateway<'_> {
+    pub fn toml(&self) -> String {
+        let DecisionGateway {
+            issuer,
+            jwks_uri,
+            trusted,
+            main_lines,
+            orders_lines,
+            ..
+        } = self;
+        let absent = super::idp::Idp::absent_jwks_uri();
+        Config::new()
+            .server(self.server)
+            .admin("readiness = \"listeners\"")
+            .raw(&format!(
+                "\n[decision]\nlisten = \"127.0.0.1:0\"\n\n\
+                 [network]\ntrusted_proxies = [\"{trusted}\"]\n\n\
+                 [[issuers]]\nname = \"main\"\nissuer = \"{issuer}\"\njwks_uri = \"{jwks_uri}\"\n\
+                 audiences = [\"api\"]\n{main_lines}\n\n\
+                 [[issuers]]\nname = \"down\"\nissuer = \"https://down.test/\"\n\
+                 jwks_uri = \"{absent}\"\naudiences = [\"api\"]"
+            ))
+            .echo(self.echo)
+            .public("/public")
+            .route(
+                "admin",
+                "/admin",
+                "issuers = [\"main\"]\nscopes = [\"admin\"]",
+            )
+            .route(
+                "orders",
+                "/orders",
+                &format!("{orders_lines}\nissuers = [\"main\"]\nscopes = [\"orders:read\"]"),
+            )
+            .route(
+                "office",
+                "/office",
+                "issuers = [\"main\"]\nallow = [\"192.0.2.0/24\"]",
+            )
+            .route("down", "/down", "issuers = [\"down\"]")
+            .toml()
+    }
 }

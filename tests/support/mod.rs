@@ -7,4 +7,5 @@ pub mod config;
 pub mod echo;
 pub mod gateway;
 pub mod idp;
+pub mod logs;
 pub mod refusal;
