@@ -157,10 +157,7 @@ upstream = "echo"
         resp.header("retry-after").is_some(),
         "503 needs Retry-After"
     );
-    assert_eq!(
-        resp.header("content-type").as_deref(),
-        Some("application/json")
-    );
+    assert_eq!(resp.header("content-type"), Some("application/json"));
     assert!(resp.json()["error_description"].is_string());
 
     // No token is still 401: the client must send one anyway.

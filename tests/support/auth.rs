@@ -217,7 +217,7 @@ pub fn assert_invalid_token(resp: &Reply, context: &str) {
         "{context}: WWW-Authenticate {challenge:?}"
     );
     assert_eq!(
-        resp.header("content-type").as_deref(),
+        resp.header("content-type"),
         Some("application/json"),
         "{context}"
     );
