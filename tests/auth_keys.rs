@@ -12,7 +12,7 @@ use http::StatusCode;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
 
-use support::auth::{assert_invalid_token, get, wait_metrics, Gateway, WAIT};
+use support::auth::{assert_invalid_token, get, issuer_with_route, wait_metrics, Gateway, WAIT};
 use support::idp::{keys, Idp};
 
 // ----------------------------------------------------------------------------------------
@@ -22,22 +22,12 @@ use support::idp::{keys, Idp};
 #[tokio::test]
 async fn unknown_kid_refreshes_once_and_is_rate_limited() {
     let idp = Idp::start().await;
-    let gateway = Gateway::start(&format!(
-        r#"
-[[issuers]]
-name = "rot"
-issuer = "{}"
-jwks_uri = "{}"
-audiences = ["api"]
-min_refresh = "1s"
-
-[[routes]]
-name = "r"
-path_prefix = "/r"
-upstream = "echo"
-"#,
-        idp.issuer(),
-        idp.jwks_uri()
+    let gateway = Gateway::start(&issuer_with_route(
+        "rot",
+        &idp.issuer(),
+        &format!("jwks_uri = \"{}\"", idp.jwks_uri()),
+        "min_refresh = \"1s\"",
+        "/r",
     ))
     .await;
     assert_eq!(idp.jwks_requests(), 1);
@@ -125,22 +115,12 @@ upstream = "echo"
 #[tokio::test]
 async fn idp_down_at_start_gives_503_and_not_ready() {
     let idp = Idp::start().await; // only used to mint tokens
-    let gateway = Gateway::start_unready(&format!(
-        r#"
-[[issuers]]
-name = "down-idp"
-issuer = "{}"
-jwks_uri = "{}"
-audiences = ["api"]
-min_refresh = "1s"
-
-[[routes]]
-name = "r"
-path_prefix = "/r"
-upstream = "echo"
-"#,
-        idp.issuer(),
-        Idp::absent_jwks_uri()
+    let gateway = Gateway::start_unready(&issuer_with_route(
+        "down-idp",
+        &idp.issuer(),
+        &format!("jwks_uri = \"{}\"", Idp::absent_jwks_uri()),
+        "min_refresh = \"1s\"",
+        "/r",
     ))
     .await;
 
@@ -179,22 +159,12 @@ upstream = "echo"
 async fn idp_recovering_after_start_makes_the_gateway_ready() {
     let idp = Idp::start().await;
     idp.set_failing(true);
-    let gateway = Gateway::start_unready(&format!(
-        r#"
-[[issuers]]
-name = "late"
-issuer = "{}"
-jwks_uri = "{}"
-audiences = ["api"]
-min_refresh = "200ms"
-
-[[routes]]
-name = "r"
-path_prefix = "/r"
-upstream = "echo"
-"#,
-        idp.issuer(),
-        idp.jwks_uri()
+    let gateway = Gateway::start_unready(&issuer_with_route(
+        "late",
+        &idp.issuer(),
+        &format!("jwks_uri = \"{}\"", idp.jwks_uri()),
+        "min_refresh = \"200ms\"",
+        "/r",
     ))
     .await;
     assert!(idp.wait_jwks_requests(1, WAIT).await, "no fetch at start");
@@ -213,24 +183,12 @@ upstream = "echo"
 #[tokio::test]
 async fn stale_keys_are_served_while_the_idp_fails() {
     let idp = Idp::start().await;
-    let gateway = Gateway::start(&format!(
-        r#"
-[[issuers]]
-name = "flaky"
-issuer = "{}"
-jwks_uri = "{}"
-audiences = ["api"]
-refresh_interval = "200ms"
-min_refresh = "100ms"
-max_stale = "1h"
-
-[[routes]]
-name = "r"
-path_prefix = "/r"
-upstream = "echo"
-"#,
-        idp.issuer(),
-        idp.jwks_uri()
+    let gateway = Gateway::start(&issuer_with_route(
+        "flaky",
+        &idp.issuer(),
+        &format!("jwks_uri = \"{}\"", idp.jwks_uri()),
+        "refresh_interval = \"200ms\"\nmin_refresh = \"100ms\"\nmax_stale = \"1h\"",
+        "/r",
     ))
     .await;
     let token = idp.token().sign();
@@ -285,24 +243,12 @@ upstream = "echo"
 #[tokio::test]
 async fn keys_past_max_stale_are_not_used() {
     let idp = Idp::start().await;
-    let gateway = Gateway::start(&format!(
-        r#"
-[[issuers]]
-name = "expiring"
-issuer = "{}"
-jwks_uri = "{}"
-audiences = ["api"]
-refresh_interval = "200ms"
-min_refresh = "100ms"
-max_stale = "300ms"
-
-[[routes]]
-name = "r"
-path_prefix = "/r"
-upstream = "echo"
-"#,
-        idp.issuer(),
-        idp.jwks_uri()
+    let gateway = Gateway::start(&issuer_with_route(
+        "expiring",
+        &idp.issuer(),
+        &format!("jwks_uri = \"{}\"", idp.jwks_uri()),
+        "refresh_interval = \"200ms\"\nmin_refresh = \"100ms\"\nmax_stale = \"300ms\"",
+        "/r",
     ))
     .await;
     // A token verified (and cached) while the keys were good...
@@ -417,20 +363,12 @@ scopes = ["h:read"]
 #[tokio::test]
 async fn discovery_finds_the_jwks() {
     let idp = Idp::start().await;
-    let gateway = Gateway::start(&format!(
-        r#"
-[[issuers]]
-name = "oidc"
-issuer = "{}"
-discovery = true
-audiences = ["api"]
-
-[[routes]]
-name = "d"
-path_prefix = "/d"
-upstream = "echo"
-"#,
-        idp.issuer()
+    let gateway = Gateway::start(&issuer_with_route(
+        "oidc",
+        &idp.issuer(),
+        "discovery = true",
+        "",
+        "/d",
     ))
     .await;
     assert!(idp.discovery_requests() >= 1);
@@ -444,21 +382,12 @@ upstream = "echo"
 async fn discovery_document_for_another_issuer_is_not_used() {
     let idp = Idp::start().await;
     idp.set_discovery_issuer("https://impostor.test");
-    let gateway = Gateway::start_unready(&format!(
-        r#"
-[[issuers]]
-name = "oidc"
-issuer = "{}"
-discovery = true
-audiences = ["api"]
-min_refresh = "1s"
-
-[[routes]]
-name = "d"
-path_prefix = "/d"
-upstream = "echo"
-"#,
-        idp.issuer()
+    let gateway = Gateway::start_unready(&issuer_with_route(
+        "oidc",
+        &idp.issuer(),
+        "discovery = true",
+        "min_refresh = \"1s\"",
+        "/d",
     ))
     .await;
     // Bounded wait for the first discovery attempt.
@@ -544,23 +473,12 @@ issuers = ["up", "down"]
 async fn cache_control_max_age_is_clamped_to_min_refresh() {
     let idp = Idp::start().await;
     idp.set_cache_control(Some("max-age=0"));
-    let gateway = Gateway::start(&format!(
-        r#"
-[[issuers]]
-name = "cc"
-issuer = "{}"
-jwks_uri = "{}"
-audiences = ["api"]
-refresh_interval = "10m"
-min_refresh = "300ms"
-
-[[routes]]
-name = "r"
-path_prefix = "/r"
-upstream = "echo"
-"#,
-        idp.issuer(),
-        idp.jwks_uri()
+    let gateway = Gateway::start(&issuer_with_route(
+        "cc",
+        &idp.issuer(),
+        &format!("jwks_uri = \"{}\"", idp.jwks_uri()),
+        "refresh_interval = \"10m\"\nmin_refresh = \"300ms\"",
+        "/r",
     ))
     .await;
     // max-age=0 is clamped up to min_refresh: background refreshes continue (not every

@@ -350,3 +350,19 @@ pub async fn main_setup() -> (Idp, Gateway) {
     let gateway = Gateway::start(&main_config(&idp)).await;
     (idp, gateway)
 }
+
+/// One issuer entry `name` (`iss`, audience `api`, the `key_source` line such as `jwks_uri =
+/// "..."`, then `lines`) and the route named after `prefix` (`/r` → `r`) that accepts it.
+pub fn issuer_with_route(
+    name: &str,
+    iss: &str,
+    key_source: &str,
+    lines: &str,
+    prefix: &str,
+) -> String {
+    let route = prefix.trim_start_matches('/');
+    format!(
+        "[[issuers]]\nname = \"{name}\"\nissuer = \"{iss}\"\n{key_source}\naudiences = [\"api\"]\n\
+         {lines}\n\n[[routes]]\nname = \"{route}\"\npath_prefix = \"{prefix}\"\nupstream = \"echo\"\n"
+    )
+}
