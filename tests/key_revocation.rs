@@ -7,6 +7,7 @@ mod support;
 use std::time::Duration;
 
 use http::StatusCode;
+use support::config::Config;
 use support::echo::Echo;
 use support::gateway::{eventually, ConfigFile, Gateway, TIMEOUT};
 use support::idp::{keys, Idp};
@@ -14,27 +15,11 @@ use support::idp::{keys, Idp};
 /// `[server]`/`[admin]` on free ports, the echo upstream and one token route `/r`, around the
 /// given `[[issuers]]` text.
 fn config(echo: &Echo, issuers: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-{issuers}
-
-[[upstreams]]
-name = "echo"
-url = "{}"
-
-[[routes]]
-name = "r"
-path_prefix = "/r"
-upstream = "echo"
-"#,
-        echo.url("")
-    )
+    Config::new()
+        .raw(issuers)
+        .echo(echo)
+        .route("r", "/r", "")
+        .toml()
 }
 
 fn hmac_issuer(secret: &str) -> String {
