@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use support::config::Config;
 use support::echo::Echo;
 use support::gateway::{eventually, get, Gateway, Reply};
 
@@ -128,35 +129,12 @@ impl Drop for Redis {
 }
 
 fn config(echo: &Echo, store: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-
-[[upstreams]]
-name = "echo"
-url = "{upstream}"
-
-[[rate_limits]]
-name = "shared"
-key = "route"
-rate = "1/h"
-burst = 5
-
-[rate_limit_store]
-{store}
-
-[[routes]]
-name = "open"
-path_prefix = "/open"
-upstream = "echo"
-public = true
-rate_limits = ["shared"]
-"#,
-        upstream = echo.url(""),
-    )
+    Config::new()
+        .echo(echo)
+        .raw("[[rate_limits]]\nname = \"shared\"\nkey = \"route\"\nrate = \"1/h\"\nburst = 5")
+        .raw(&format!("[rate_limit_store]\n{store}"))
+        .route("open", "/open", "public = true\nrate_limits = [\"shared\"]")
+        .toml()
 }
 
 async fn status(gateway: &Gateway) -> u16 {
