@@ -26,7 +26,7 @@ async fn unknown_kid_refreshes_once_and_is_rate_limited() {
         "rot",
         &idp.issuer(),
         &format!("jwks_uri = \"{}\"", idp.jwks_uri()),
-        "min_refresh = \"1s\"",
+        "min_refresh = \"600ms\"",
         "/r",
     ))
     .await;
@@ -43,8 +43,13 @@ async fn unknown_kid_refreshes_once_and_is_rate_limited() {
     assert_eq!(idp.jwks_requests(), 2, "exactly one unknown-kid fetch");
     assert_eq!(gateway.get("/r", Some(&k1)).await.status, StatusCode::OK);
 
+    // The attacker's key (generated on first use, which takes a while) and its token are made
+    // now, so the "within min_refresh" step below spends no time on key generation.
+    idp.register_signer("k9", keys::attacker());
+    let k9 = idp.token().kid("k9").sign();
+
     // After min_refresh: 20 concurrent requests with a newly rotated kid share one fetch.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
     idp.add_key("k3", keys::rsa3());
     let k3 = idp.token().kid("k3").sign();
     let before = idp.jwks_requests();
@@ -65,8 +70,6 @@ async fn unknown_kid_refreshes_once_and_is_rate_limited() {
 
     // Unknown kids within min_refresh: the rest of the burst of 3 fetches, then no fetch;
     // each is a 401.
-    idp.register_signer("k9", keys::attacker());
-    let k9 = idp.token().kid("k9").sign();
     let before = idp.jwks_requests();
     for _ in 0..4 {
         let resp = gateway.get("/r", Some(&k9)).await;
@@ -80,7 +83,7 @@ async fn unknown_kid_refreshes_once_and_is_rate_limited() {
 
     // After min_refresh, 20 concurrent requests with a kid the IdP never publishes cause at
     // most one fetch, and all fail.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
     let before = idp.jwks_requests();
     let requests = (0..20).map(|_| {
         let token = k9.clone();
