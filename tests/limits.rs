@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use support::config::{public_echo, start_public as start, Config};
 use support::echo::Echo;
 use support::gateway::{read_until_close, Gateway, TIMEOUT};
+use support::h2raw as h2;
 use support::refusal::{assert_refused, assert_upstream_untouched};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -139,7 +140,7 @@ async fn a_later_head_must_complete_within_header_read_timeout_of_its_first_byte
 #[tokio::test]
 async fn h2_a_first_header_block_dripped_is_cut_at_header_read_timeout() {
     let (echo, gateway) = start("header_read_timeout = \"400ms\"\nidle_timeout = \"5s\"").await;
-    let mut conn = h2::Raw::connect(gateway.http_addr()).await;
+    let mut conn = h2::H2Raw::connect(gateway.http_addr()).await;
     let headers = h2::headers_frame(1, "/public/drip", true);
     let closed = drip(
         &mut conn.stream,
@@ -156,7 +157,7 @@ async fn h2_a_first_header_block_dripped_is_cut_at_header_read_timeout() {
 #[tokio::test]
 async fn h2_a_connection_without_a_request_is_closed_at_header_read_timeout() {
     let (_echo, gateway) = start("header_read_timeout = \"400ms\"\nidle_timeout = \"5s\"").await;
-    let mut conn = h2::Raw::connect(gateway.http_addr()).await;
+    let mut conn = h2::H2Raw::connect(gateway.http_addr()).await;
     let started = Instant::now();
     let reply = read_until_close(&mut conn.stream, Duration::from_secs(3)).await;
     assert!(reply.closed, "h2 connection without a request left open");
@@ -170,7 +171,7 @@ async fn h2_a_connection_without_a_request_is_closed_at_header_read_timeout() {
 #[tokio::test]
 async fn h2_a_later_header_block_must_complete_within_header_read_timeout() {
     let (echo, gateway) = start("header_read_timeout = \"400ms\"\nidle_timeout = \"5s\"").await;
-    let mut conn = h2::Raw::connect(gateway.http_addr()).await;
+    let mut conn = h2::H2Raw::connect(gateway.http_addr()).await;
     conn.stream
         .write_all(&h2::headers_frame(1, "/public/one", true))
         .await
@@ -205,7 +206,7 @@ async fn h2_a_later_header_block_must_complete_within_header_read_timeout() {
 #[tokio::test]
 async fn h2_bytes_that_complete_no_frame_do_not_keep_a_connection_alive() {
     let (_echo, gateway) = start("header_read_timeout = \"300ms\"\nidle_timeout = \"700ms\"").await;
-    let mut conn = h2::Raw::connect(gateway.http_addr()).await;
+    let mut conn = h2::H2Raw::connect(gateway.http_addr()).await;
     conn.stream
         .write_all(&h2::headers_frame(1, "/public/one", true))
         .await
@@ -234,7 +235,7 @@ async fn h2_bytes_that_complete_no_frame_do_not_keep_a_connection_alive() {
 #[tokio::test]
 async fn h2_a_path_with_a_raw_hash_is_refused_as_over_http1() {
     let (echo, gateway) = start("").await;
-    let mut conn = h2::Raw::connect(gateway.http_addr()).await;
+    let mut conn = h2::H2Raw::connect(gateway.http_addr()).await;
     // First request, literal :path.
     conn.stream
         .write_all(&h2::headers_frame(1, "/public/a#frag", true))
@@ -288,7 +289,7 @@ async fn drain_closes_idle_and_half_sent_heads_at_once() {
         .write_all(b"GET /public/half HTTP/1.1\r\n")
         .await
         .expect("write");
-    let mut h2_half = h2::Raw::connect(addr).await;
+    let mut h2_half = h2::H2Raw::connect(addr).await;
     let headers = h2::headers_frame(1, "/public/h2", true);
     h2_half
         .stream
@@ -369,140 +370,6 @@ async fn leading_empty_lines_do_not_hide_ambiguous_framing() {
 
 // ---------------------------------------------------------------------------------------------
 // Raw HTTP/2 frames
-
-mod h2 {
-    use super::*;
-
-    pub const HEADERS: u8 = 1;
-    pub const SETTINGS: u8 = 4;
-    pub const PING: u8 = 6;
-    pub const GOAWAY: u8 = 7;
-    pub const END_STREAM: u8 = 1;
-    pub const END_HEADERS: u8 = 4;
-
-    pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let length = payload.len() as u32;
-        let mut out = length.to_be_bytes()[1..].to_vec();
-        out.push(kind);
-        out.push(flags);
-        out.extend_from_slice(&stream.to_be_bytes());
-        out.extend_from_slice(payload);
-        out
-    }
-
-    /// HPACK literal without indexing, name and value as plain strings (RFC 7541 §6.2.2).
-    fn literal(out: &mut Vec<u8>, name: &str, value: &str) {
-        out.push(0);
-        for text in [name, value] {
-            assert!(text.len() < 127);
-            out.push(text.len() as u8);
-            out.extend_from_slice(text.as_bytes());
-        }
-    }
-
-    /// A GET header block for `path` in one HEADERS frame.
-    pub fn headers_frame(stream: u32, path: &str, end_stream: bool) -> Vec<u8> {
-        let mut block = vec![0x82, 0x86]; // :method GET, :scheme http (static table)
-        literal(&mut block, ":path", path);
-        literal(&mut block, ":authority", "t");
-        let flags = END_HEADERS | if end_stream { END_STREAM } else { 0 };
-        frame(HEADERS, flags, stream, &block)
-    }
-
-    /// A GET header block whose `:path` is added to the HPACK dynamic table (RFC 7541
-    /// §6.2.1), or taken from it (`indexed`: dynamic index 62, the newest entry).
-    pub fn indexed_path_frame(stream: u32, path: Option<&str>) -> Vec<u8> {
-        let mut block = vec![0x82, 0x86];
-        match path {
-            Some(path) => {
-                block.push(0x44); // literal with incremental indexing, name :path (static 4)
-                block.push(path.len() as u8);
-                block.extend_from_slice(path.as_bytes());
-            }
-            None => block.push(0x80 | 62),
-        }
-        literal(&mut block, ":authority", "t");
-        frame(HEADERS, END_HEADERS | END_STREAM, stream, &block)
-    }
-
-    pub struct Raw {
-        pub stream: TcpStream,
-        buf: Vec<u8>,
-    }
-
-    impl Raw {
-        /// Preface and an empty SETTINGS; waits (bounded) for the server's SETTINGS, acks it.
-        pub async fn connect(addr: SocketAddr) -> Raw {
-            let stream = TcpStream::connect(addr).await.expect("connect");
-            let mut conn = Raw {
-                stream,
-                buf: Vec::new(),
-            };
-            let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-            hello.extend(frame(SETTINGS, 0, 0, &[]));
-            conn.stream.write_all(&hello).await.expect("preface");
-            let deadline = tokio::time::Instant::now() + TIMEOUT;
-            loop {
-                let (kind, flags, _, _) = conn.next(deadline).await.expect("server settings");
-                if kind == SETTINGS && flags & 1 == 0 {
-                    break;
-                }
-            }
-            conn.stream
-                .write_all(&frame(SETTINGS, 1, 0, &[]))
-                .await
-                .expect("settings ack");
-            conn
-        }
-
-        async fn next(&mut self, deadline: tokio::time::Instant) -> Option<(u8, u8, u32, Vec<u8>)> {
-            loop {
-                if self.buf.len() >= 9 {
-                    let length = u32::from_be_bytes([0, self.buf[0], self.buf[1], self.buf[2]]);
-                    let total = 9 + length as usize;
-                    if self.buf.len() >= total {
-                        let kind = self.buf[3];
-                        let flags = self.buf[4];
-                        let stream = u32::from_be_bytes([
-                            self.buf[5],
-                            self.buf[6],
-                            self.buf[7],
-                            self.buf[8],
-                        ]) & 0x7fff_ffff;
-                        let payload = self.buf[9..total].to_vec();
-                        self.buf.drain(..total);
-                        return Some((kind, flags, stream, payload));
-                    }
-                }
-                let mut chunk = [0u8; 16 * 1024];
-                match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
-                    Ok(Ok(n)) if n > 0 => self.buf.extend_from_slice(&chunk[..n]),
-                    _ => return None,
-                }
-            }
-        }
-
-        /// The `:status` of the response on `stream` when it is a static-table status.
-        pub async fn status(&mut self, stream: u32, within: Duration) -> Option<u16> {
-            let deadline = tokio::time::Instant::now() + within;
-            loop {
-                let (kind, _, id, payload) = self.next(deadline).await?;
-                if kind == GOAWAY {
-                    return None;
-                }
-                if kind == HEADERS && id == stream {
-                    return match payload.first()? & 0x7f {
-                        8 => Some(200),
-                        13 => Some(404),
-                        12 => Some(400),
-                        14 => Some(500),
-                        _ => Some(0),
-                    };
-                }
-            }
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // WebSocket tunnels keep their connection's limits

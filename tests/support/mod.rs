@@ -6,6 +6,7 @@ pub mod binary;
 pub mod config;
 pub mod echo;
 pub mod gateway;
+pub mod h2raw;
 pub mod idp;
 pub mod logs;
 pub mod refusal;
