@@ -14,7 +14,7 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ use http_body_util::Empty;
 
 use support::config::DecisionGateway;
 use support::echo::Echo;
-use support::gateway::{send, Gateway, Reply};
+use support::gateway::{port_for_child, send, Gateway, Reply};
 use support::idp::Idp;
 
 /// The nginx binary: AUTHGATE_NGINX, else `nginx` on PATH, else /usr/sbin/nginx. Panics when
@@ -129,10 +129,7 @@ async fn start_nginx(decision: SocketAddr, echo: SocketAddr) -> Nginx {
     let binary = nginx_binary();
     let mut failures = Vec::new();
     for _ in 0..5 {
-        let port = {
-            let probe = TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
-            probe.local_addr().expect("probe address").port()
-        };
+        let port = port_for_child();
         let dir = TempDir::new();
         let conf = dir.0.join("nginx.conf");
         std::fs::write(&conf, config(&dir.0, port, decision, echo)).expect("write nginx.conf");

@@ -545,6 +545,16 @@ pub async fn read_until_close(stream: &mut TcpStream, within: Duration) -> RawRe
     }
 }
 
+/// A loopback port for a child program that cannot listen on port 0 and report the port it
+/// got (redis-server, nginx): bound, read back and released. Another process may take it in
+/// between, so callers fail loudly or retry; the gateway itself always binds port 0.
+pub fn port_for_child() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
 /// A loopback port that refuses connections: bound (so no other test can take it while the
 /// socket lives) but never listening. Keep the socket alive as long as the port must stay
 /// closed.
