@@ -290,7 +290,7 @@ async fn a_forged_kid_does_not_hold_back_a_key_rotation() {
 
 /// SPEC §6: `[admin] readiness`. `all_issuers` follows the keys (unready once they are past
 /// max_stale), `listeners` ignores them; the default (`loaded_once`) is covered by
-/// tests/auth.rs `keys_past_max_stale_are_not_used`.
+/// tests/auth_keys.rs `keys_past_max_stale_are_not_used`.
 #[tokio::test]
 async fn readiness_all_issuers_follows_the_keys_and_listeners_ignores_them() {
     let echo = Echo::start().await;
