@@ -6,7 +6,7 @@
 mod support;
 
 use http::{Request, StatusCode};
-use support::config::{standard, with_server as config};
+use support::config::{standard, Config};
 use support::echo::Echo;
 use support::gateway::{raw, send, with_host, Gateway, TIMEOUT};
 
@@ -168,26 +168,13 @@ async fn forwarded_headers_are_set_from_the_connection_for_an_untrusted_peer() {
 #[tokio::test]
 async fn forwarded_headers_from_a_trusted_proxy_are_kept_and_extended() {
     let echo = Echo::start().await;
-    let gateway = Gateway::from_toml(config(
-        "",
-        &format!(
-            r#"
-[network]
-trusted_proxies = ["127.0.0.1/32"]
-
-[[upstreams]]
-name = "echo"
-url = "{}"
-
-[[routes]]
-name = "public"
-path_prefix = "/public"
-upstream = "echo"
-public = true
-"#,
-            echo.url("")
-        ),
-    ))
+    let gateway = Gateway::from_toml(
+        Config::new()
+            .raw("[network]\ntrusted_proxies = [\"127.0.0.1/32\"]")
+            .upstream("echo", &echo.url(""))
+            .public("/public")
+            .toml(),
+    )
     .start()
     .await;
 
@@ -210,24 +197,13 @@ public = true
 #[tokio::test]
 async fn preserve_host_forwards_the_original_host() {
     let echo = Echo::start().await;
-    let gateway = Gateway::from_toml(config(
-        "",
-        &format!(
-            r#"
-[[upstreams]]
-name = "keep"
-url = "{}"
-preserve_host = true
-
-[[routes]]
-name = "keep"
-path_prefix = "/keep"
-upstream = "keep"
-public = true
-"#,
-            echo.url("")
-        ),
-    ))
+    let gateway = Gateway::from_toml(
+        Config::new()
+            .upstream("keep", &echo.url(""))
+            .raw("preserve_host = true")
+            .raw("[[routes]]\nname = \"keep\"\npath_prefix = \"/keep\"\nupstream = \"keep\"\npublic = true")
+            .toml(),
+    )
     .start()
     .await;
 

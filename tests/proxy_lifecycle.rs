@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use http::{Method, Request, StatusCode};
-use support::config::{standard, standard_config, with_server as config};
+use support::config::{standard, standard_config, with_server as config, Config};
 use support::echo::Echo;
 use support::gateway::{
     closed_port, eventually, get, raw, request, send, ConfigFile, Gateway, READY_TIMEOUT, TIMEOUT,
@@ -177,24 +177,13 @@ public = true
 #[tokio::test]
 async fn a_slow_upstream_is_504_after_its_timeout() {
     let echo = Echo::start().await;
-    let gateway = Gateway::from_toml(config(
-        "",
-        &format!(
-            r#"
-[[upstreams]]
-name = "echo"
-url = "{}"
-timeout = "200ms"
-
-[[routes]]
-name = "public"
-path_prefix = "/public"
-upstream = "echo"
-public = true
-"#,
-            echo.url("")
-        ),
-    ))
+    let gateway = Gateway::from_toml(
+        Config::new()
+            .upstream("echo", &echo.url(""))
+            .raw("timeout = \"200ms\"")
+            .public("/public")
+            .toml(),
+    )
     .start()
     .await;
 
@@ -209,23 +198,13 @@ public = true
 #[tokio::test]
 async fn the_server_request_timeout_is_504_too() {
     let echo = Echo::start().await;
-    let gateway = Gateway::from_toml(config(
-        "request_timeout = \"300ms\"",
-        &format!(
-            r#"
-[[upstreams]]
-name = "echo"
-url = "{}"
-
-[[routes]]
-name = "public"
-path_prefix = "/public"
-upstream = "echo"
-public = true
-"#,
-            echo.url("")
-        ),
-    ))
+    let gateway = Gateway::from_toml(
+        Config::new()
+            .server("request_timeout = \"300ms\"")
+            .upstream("echo", &echo.url(""))
+            .public("/public")
+            .toml(),
+    )
     .start()
     .await;
 

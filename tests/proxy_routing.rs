@@ -8,7 +8,7 @@
 mod support;
 
 use http::Method;
-use support::config::{standard, with_server as config};
+use support::config::{standard, Config};
 use support::echo::Echo;
 use support::gateway::{raw, request, with_body, with_host, Gateway, TIMEOUT};
 
@@ -18,34 +18,14 @@ use support::gateway::{raw, request, with_body, with_host, Gateway, TIMEOUT};
 #[tokio::test]
 async fn longest_whole_segment_prefix_wins() {
     let echo = Echo::start().await;
-    let gateway = Gateway::from_toml(config(
-        "",
-        &format!(
-            r#"
-[[upstreams]]
-name = "a"
-url = "{a}"
-
-[[upstreams]]
-name = "b"
-url = "{b}"
-
-[[routes]]
-name = "api"
-path_prefix = "/api"
-upstream = "a"
-public = true
-
-[[routes]]
-name = "api-admin"
-path_prefix = "/api/admin"
-upstream = "b"
-public = true
-"#,
-            a = echo.url("/a"),
-            b = echo.url("/b"),
-        ),
-    ))
+    let gateway = Gateway::from_toml(
+        Config::new()
+            .upstream("a", &echo.url("/a"))
+            .upstream("b", &echo.url("/b"))
+            .raw("[[routes]]\nname = \"api\"\npath_prefix = \"/api\"\nupstream = \"a\"\npublic = true")
+            .raw("[[routes]]\nname = \"api-admin\"\npath_prefix = \"/api/admin\"\nupstream = \"b\"\npublic = true")
+            .toml(),
+    )
     .start()
     .await;
 
@@ -81,23 +61,12 @@ async fn a_path_outside_every_prefix_is_404_no_route() {
 #[tokio::test]
 async fn apix_is_not_under_api() {
     let echo = Echo::start().await;
-    let gateway = Gateway::from_toml(config(
-        "",
-        &format!(
-            r#"
-[[upstreams]]
-name = "echo"
-url = "{}"
-
-[[routes]]
-name = "api"
-path_prefix = "/api"
-upstream = "echo"
-public = true
-"#,
-            echo.url("")
-        ),
-    ))
+    let gateway = Gateway::from_toml(
+        Config::new()
+            .upstream("echo", &echo.url(""))
+            .route("api", "/api", "public = true")
+            .toml(),
+    )
     .start()
     .await;
 
@@ -109,36 +78,14 @@ public = true
 #[tokio::test]
 async fn a_method_outside_the_routes_methods_is_405_with_an_exact_allow_header() {
     let echo = Echo::start().await;
-    let gateway = Gateway::from_toml(config(
-        "",
-        &format!(
-            r#"
-[[upstreams]]
-name = "read"
-url = "{read}"
-
-[[upstreams]]
-name = "write"
-url = "{write}"
-
-[[routes]]
-name = "m-write"
-path_prefix = "/m"
-methods = ["POST"]
-upstream = "write"
-public = true
-
-[[routes]]
-name = "m-read"
-path_prefix = "/m"
-methods = ["HEAD", "GET"]
-upstream = "read"
-public = true
-"#,
-            read = echo.url("/read"),
-            write = echo.url("/write"),
-        ),
-    ))
+    let gateway = Gateway::from_toml(
+        Config::new()
+            .upstream("read", &echo.url("/read"))
+            .upstream("write", &echo.url("/write"))
+            .raw("[[routes]]\nname = \"m-write\"\npath_prefix = \"/m\"\nmethods = [\"POST\"]\nupstream = \"write\"\npublic = true")
+            .raw("[[routes]]\nname = \"m-read\"\npath_prefix = \"/m\"\nmethods = [\"HEAD\", \"GET\"]\nupstream = \"read\"\npublic = true")
+            .toml(),
+    )
     .start()
     .await;
 
@@ -160,53 +107,17 @@ public = true
 #[tokio::test]
 async fn host_tiers_exact_then_wildcard_then_none() {
     let echo = Echo::start().await;
-    let gateway = Gateway::from_toml(config(
-        "",
-        &format!(
-            r#"
-[[upstreams]]
-name = "exact"
-url = "{exact}"
-
-[[upstreams]]
-name = "wild"
-url = "{wild}"
-
-[[upstreams]]
-name = "none"
-url = "{none}"
-
-[[routes]]
-name = "h-none"
-path_prefix = "/h"
-upstream = "none"
-public = true
-
-[[routes]]
-name = "other"
-path_prefix = "/other"
-upstream = "none"
-public = true
-
-[[routes]]
-name = "h-wild"
-path_prefix = "/h"
-host = "*.example.com"
-upstream = "wild"
-public = true
-
-[[routes]]
-name = "h-exact"
-path_prefix = "/h"
-host = "api.example.com"
-upstream = "exact"
-public = true
-"#,
-            exact = echo.url("/exact"),
-            wild = echo.url("/wild"),
-            none = echo.url("/none"),
-        ),
-    ))
+    let gateway = Gateway::from_toml(
+        Config::new()
+            .upstream("exact", &echo.url("/exact"))
+            .upstream("wild", &echo.url("/wild"))
+            .upstream("none", &echo.url("/none"))
+            .raw("[[routes]]\nname = \"h-none\"\npath_prefix = \"/h\"\nupstream = \"none\"\npublic = true")
+            .raw("[[routes]]\nname = \"other\"\npath_prefix = \"/other\"\nupstream = \"none\"\npublic = true")
+            .raw("[[routes]]\nname = \"h-wild\"\npath_prefix = \"/h\"\nhost = \"*.example.com\"\nupstream = \"wild\"\npublic = true")
+            .raw("[[routes]]\nname = \"h-exact\"\npath_prefix = \"/h\"\nhost = \"api.example.com\"\nupstream = \"exact\"\npublic = true")
+            .toml(),
+    )
     .start()
     .await;
 
@@ -271,34 +182,14 @@ async fn the_upstream_receives_the_canonical_path_and_the_query_unchanged() {
 #[tokio::test]
 async fn the_upstream_url_path_prefixes_the_forwarded_path() {
     let echo = Echo::start().await;
-    let gateway = Gateway::from_toml(config(
-        "",
-        &format!(
-            r#"
-[[upstreams]]
-name = "deep"
-url = "{}"
-
-[[upstreams]]
-name = "root"
-url = "{}"
-
-[[routes]]
-name = "deep"
-path_prefix = "/deep"
-upstream = "deep"
-public = true
-
-[[routes]]
-name = "root"
-path_prefix = "/root"
-upstream = "root"
-public = true
-"#,
-            echo.url("/svc/v1"),
-            echo.url(""),
-        ),
-    ))
+    let gateway = Gateway::from_toml(
+        Config::new()
+            .upstream("deep", &echo.url("/svc/v1"))
+            .upstream("root", &echo.url(""))
+            .raw("[[routes]]\nname = \"deep\"\npath_prefix = \"/deep\"\nupstream = \"deep\"\npublic = true")
+            .raw("[[routes]]\nname = \"root\"\npath_prefix = \"/root\"\nupstream = \"root\"\npublic = true")
+            .toml(),
+    )
     .start()
     .await;
 
