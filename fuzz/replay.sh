@@ -10,7 +10,10 @@
 #     sanitizer, so this proves they compile and link) and the `replay` runner;
 #  2. `replay`: every file of corpus/<target>/ and artifacts-found/<target>/ through the same
 #     `fuzz_one` function the fuzzer calls, with debug assertions and overflow checks on. A broken
-#     invariant panics and names the input file.
+#     invariant panics and names the input file. A missing or empty corpus/<target>/ and a
+#     directory under corpus/ or artifacts-found/ that names no target are errors;
+#  3. in a git checkout: each directory replayed at least as many inputs as git tracks in it
+#     (a committed seed that was not replayed, e.g. a hidden file, fails the step).
 # cargo-fuzz and a nightly toolchain are not needed.
 #
 # Environment:
@@ -34,6 +37,25 @@ if command -v git >/dev/null && git rev-parse --git-dir >/dev/null 2>&1 \
 fi
 
 echo "== fuzz: replay every corpus and reproducer file"
-"$CARGO_TARGET_DIR/debug/replay"
+report=$(mktemp)
+trap 'rm -f "$report"' EXIT
+"$CARGO_TARGET_DIR/debug/replay" | tee "$report"
+
+if git rev-parse --git-dir >/dev/null 2>&1; then
+  echo "== fuzz: every committed input was replayed"
+  short=0
+  for dir in corpus/* artifacts-found/*; do
+    [ -d "$dir" ] || continue
+    committed=$(git ls-files -- "$dir" | wc -l)
+    replayed=$(sed -n "s|^replay: [a-z_]*: \([0-9]*\) inputs from $dir in .*|\1|p" "$report")
+    if [ -z "$replayed" ] || [ "$replayed" -lt "$committed" ]; then
+      echo "error: $dir: ${replayed:-no} inputs replayed, $committed committed" >&2
+      short=1
+    fi
+  done
+  [ "$short" = 0 ] || exit 1
+else
+  echo "warning: not a git checkout; committed-seed counts not compared" >&2
+fi
 
 echo "== fuzz: replay passed in $((SECONDS - started)) s"

@@ -166,7 +166,9 @@ fn json_response(value: &Value) -> Response<Full<Bytes>> {
     response
 }
 
-/// The echo upstream: answers with the method, path and headers it received.
+/// The echo upstream: answers with the method, path and headers it received. A header
+/// received once shows as a string; one received several times as an array of every value in
+/// order, so a smuggled duplicate (an `X-Auth-Subject: admin` next to the gateway's own) shows.
 async fn echo(request: Request<Incoming>) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
     let body = body
@@ -176,12 +178,19 @@ async fn echo(request: Request<Incoming>) -> Response<Full<Bytes>> {
         .unwrap_or_default();
     let headers: serde_json::Map<String, Value> = parts
         .headers
-        .iter()
-        .map(|(name, value)| {
-            (
-                name.to_string(),
-                Value::String(String::from_utf8_lossy(value.as_bytes()).into()),
-            )
+        .keys()
+        .map(|name| {
+            let mut values: Vec<Value> = parts
+                .headers
+                .get_all(name)
+                .iter()
+                .map(|value| Value::String(String::from_utf8_lossy(value.as_bytes()).into()))
+                .collect();
+            let shown = match values.len() {
+                1 => values.remove(0),
+                _ => Value::Array(values),
+            };
+            (name.to_string(), shown)
         })
         .collect();
     json_response(&json!({

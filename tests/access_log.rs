@@ -4,9 +4,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
-
 use http::{HeaderValue, Request, StatusCode};
 use http_body_util::Empty;
 use serde_json::json;
@@ -14,45 +11,7 @@ use serde_json::json;
 use support::echo::Echo;
 use support::gateway::{send, Gateway, Reply};
 use support::idp::Idp;
-
-/// Everything logged by this test binary, at every level.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("log lock")).into_owned()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log lock").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Installs the capturing subscriber once per binary (text format, no colours, TRACE).
-fn capture() -> Captured {
-    static CAPTURED: OnceLock<Captured> = OnceLock::new();
-    CAPTURED
-        .get_or_init(|| {
-            let captured = Captured::default();
-            let writer = captured.clone();
-            tracing_subscriber::fmt()
-                .with_writer(move || writer.clone())
-                .with_ansi(false)
-                .with_max_level(tracing::Level::TRACE)
-                .try_init()
-                .expect("first subscriber in this binary");
-            captured
-        })
-        .clone()
-}
+use support::logs::capture_text;
 
 async fn get(gateway: &Gateway, path: &str, token: Option<&str>, request_id: &str) -> Reply {
     let mut builder = Request::get(path).header("x-request-id", request_id);
@@ -68,7 +27,7 @@ async fn get(gateway: &Gateway, path: &str, token: Option<&str>, request_id: &st
 
 #[tokio::test]
 async fn access_log_never_contains_the_token() {
-    let log = capture();
+    let log = capture_text();
     let idp = Idp::start().await;
     let echo = Echo::start().await;
     let gateway = Gateway::from_toml(format!(

@@ -9,10 +9,8 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
 
 use http::{HeaderValue, Method};
 use serde_json::json;
@@ -20,6 +18,7 @@ use serde_json::json;
 use support::echo::{Echo, Echoed};
 use support::gateway::{request, ConfigFile, Gateway, Reply};
 use support::idp::Idp;
+use support::logs::capture_text;
 
 /// Keys whose hashes are in config/keys/*.toml (made with `authgate apikey new`); only this
 /// test knows them.
@@ -28,44 +27,6 @@ const PARTNER_B: &str = "agk_partner-b-1_30-uBCf23OTEDn_Egag7zXOWw7LzNvv97EdD9YY
 /// Disabled in config/keys/partners.toml.
 const PARTNER_A_OLD: &str = "agk_partner-a-0__YXwsvWGXPo6d7fWqkch5UZNG-I8K71zv-fDTss2z_Y";
 const BATCH: &str = "agk_batch-1_efavdLb9BXUHn4Al8wxZhHTURFf2dz7uvDxZnbZ543E";
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("log lock")).into_owned()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log lock").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Everything this binary logs, at every level.
-fn capture() -> Captured {
-    static CAPTURED: OnceLock<Captured> = OnceLock::new();
-    CAPTURED
-        .get_or_init(|| {
-            let captured = Captured::default();
-            let writer = captured.clone();
-            tracing_subscriber::fmt()
-                .with_writer(move || writer.clone())
-                .with_ansi(false)
-                .with_max_level(tracing::Level::TRACE)
-                .try_init()
-                .expect("first subscriber in this binary");
-            captured
-        })
-        .clone()
-}
 
 fn config_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config")
@@ -137,7 +98,7 @@ fn secret(key: &str) -> &str {
 
 #[tokio::test]
 async fn shipped_config_takes_keys_and_tokens_on_one_route() {
-    let log = capture();
+    let log = capture_text();
     let idp = Idp::start().await;
     let echo = Echo::start().await;
     std::env::set_var("PARTNER_ISSUER", idp.issuer());

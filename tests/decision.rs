@@ -16,65 +16,18 @@
 
 mod support;
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::Empty;
-use serde_json::Value;
 
+use support::config::DecisionGateway;
 use support::echo::Echo;
 use support::gateway::{raw, send, send_h2, Gateway, Reply};
 use support::idp::Idp;
-
-/// Everything logged by this test binary, as JSON lines.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    /// The access-log lines (JSON objects) of request id `id`.
-    fn access_lines(&self, id: &str) -> Vec<Value> {
-        let bytes = self.0.lock().expect("log lock").clone();
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .filter(|line| line["target"] == "authgate::access" && line["request_id"] == id)
-            .collect()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log lock").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Installs the JSON capturing subscriber once per binary.
-fn capture() -> Captured {
-    static CAPTURED: OnceLock<Captured> = OnceLock::new();
-    CAPTURED
-        .get_or_init(|| {
-            let captured = Captured::default();
-            let writer = captured.clone();
-            tracing_subscriber::fmt()
-                .json()
-                .flatten_event(true)
-                .with_writer(move || writer.clone())
-                .with_max_level(tracing::Level::INFO)
-                .try_init()
-                .expect("first subscriber in this binary");
-            captured
-        })
-        .clone()
-}
+use support::logs::capture_json;
 
 /// A gateway whose decision listener trusts `trusted` callers; routes:
 /// - `public` (`/public`, public), `admin` (`/admin`, scope `admin`), `orders` (`/orders`,
@@ -86,80 +39,16 @@ async fn gateway(idp: &Idp, echo: &Echo, trusted: &str) -> Gateway {
 
 /// [`gateway`] with more `[server]` settings.
 async fn gateway_with(idp: &Idp, echo: &Echo, trusted: &str, server: &str) -> Gateway {
-    Gateway::from_toml(format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-{server}
-
-[admin]
-listen = "127.0.0.1:0"
-readiness = "listeners"
-
-[decision]
-listen = "127.0.0.1:0"
-
-[network]
-trusted_proxies = ["{trusted}"]
-
-[[issuers]]
-name = "main"
-issuer = "{iss}"
-jwks_uri = "{jwks}"
-audiences = ["api"]
-claim_headers = {{ "X-Auth-Tenant" = "tid" }}
-
-[[issuers]]
-name = "down"
-issuer = "https://down.test/"
-jwks_uri = "{absent}"
-audiences = ["api"]
-
-[[upstreams]]
-name = "echo"
-url = "{echo}"
-
-[[routes]]
-name = "public"
-path_prefix = "/public"
-upstream = "echo"
-public = true
-
-[[routes]]
-name = "admin"
-path_prefix = "/admin"
-upstream = "echo"
-issuers = ["main"]
-scopes = ["admin"]
-
-[[routes]]
-name = "orders"
-path_prefix = "/orders"
-methods = ["GET", "POST"]
-upstream = "echo"
-issuers = ["main"]
-scopes = ["orders:read"]
-
-[[routes]]
-name = "office"
-path_prefix = "/office"
-upstream = "echo"
-issuers = ["main"]
-allow = ["192.0.2.0/24"]
-
-[[routes]]
-name = "down"
-path_prefix = "/down"
-upstream = "echo"
-issuers = ["down"]
-"#,
-        iss = idp.issuer(),
-        jwks = idp.jwks_uri(),
-        absent = Idp::absent_jwks_uri(),
-        echo = echo.url(""),
-    ))
-    .start()
-    .await
+    let config = DecisionGateway {
+        issuer: &idp.issuer(),
+        jwks_uri: &idp.jwks_uri(),
+        echo,
+        trusted,
+        server,
+        main_lines: "claim_headers = { \"X-Auth-Tenant\" = \"tid\" }",
+        orders_lines: "methods = [\"GET\", \"POST\"]",
+    };
+    Gateway::from_toml(config.toml()).start().await
 }
 
 struct Setup {
@@ -170,7 +59,7 @@ struct Setup {
 
 impl Setup {
     async fn new() -> Setup {
-        capture();
+        capture_json();
         let idp = Idp::start().await;
         let echo = Echo::start().await;
         let gateway = gateway(&idp, &echo, "127.0.0.1/32").await;
@@ -276,7 +165,7 @@ async fn nginx_allow_answers_200_with_identity_headers() {
     setup.assert_upstream_untouched();
 
     // Logged like the proxy, with the described request and mode "decision".
-    let lines = capture().access_lines("nginx-allow-1");
+    let lines = capture_json().access_lines("nginx-allow-1");
     assert_eq!(lines.len(), 1, "{lines:?}");
     let line = &lines[0];
     assert_eq!(line["mode"], "decision");
@@ -298,7 +187,7 @@ async fn proxied_requests_log_mode_proxy() {
         .expect("request");
     let reply = setup.gateway.send(request).await;
     assert_eq!(reply.status, StatusCode::OK);
-    let lines = capture().access_lines("proxied-1");
+    let lines = capture_json().access_lines("proxied-1");
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["mode"], "proxy");
 }
@@ -456,7 +345,7 @@ async fn client_address_comes_from_the_ingress() {
 
 #[tokio::test]
 async fn untrusted_caller_is_refused_before_anything() {
-    capture();
+    capture_json();
     let idp = Idp::start().await;
     let echo = Echo::start().await;
     let gateway = gateway(&idp, &echo, "10.0.0.0/8").await;
@@ -487,7 +376,7 @@ async fn untrusted_caller_is_refused_before_anything() {
         assert!(reply.header("x-auth-subject").is_none());
     }
     assert!(echo.requests_seen().is_empty());
-    let lines = capture().access_lines("untrusted-1");
+    let lines = capture_json().access_lines("untrusted-1");
     assert!(!lines.is_empty());
     assert!(lines.iter().all(|line| line["mode"] == "decision"
         && line["reason"] == "ip_not_allowed"
@@ -656,7 +545,7 @@ async fn a_declared_body_is_never_read() {
 
 #[tokio::test]
 async fn idle_decision_connections_are_closed() {
-    capture();
+    capture_json();
     let idp = Idp::start().await;
     let echo = Echo::start().await;
     let gateway = gateway_with(
@@ -711,7 +600,7 @@ async fn envoy_over_h2c_takes_the_authority() {
 /// anyone who can reach the listener cannot hold `max_connections` places forever.
 #[tokio::test]
 async fn an_h2_decision_connection_without_a_request_is_closed() {
-    capture();
+    capture_json();
     let idp = Idp::start().await;
     let echo = Echo::start().await;
     let gateway = gateway_with(

@@ -131,8 +131,31 @@ async fn demo_prints_commands_that_give_the_printed_answers() {
             }
         }
         if example.expect.contains("X-Auth-Subject: demo-client") {
+            // The echo shows a repeated header as an array of its values, so a client's
+            // `X-Auth-Subject: admin` forwarded next to the gateway's own fails here.
             let echo: serde_json::Value = serde_json::from_str(&body).expect("echo JSON");
             assert_eq!(echo["headers"]["x-auth-subject"], "demo-client", "{body}");
+        }
+        if example.expect.contains("never admin") {
+            let sent_admin = example.headers.iter().any(|(name, value)| {
+                name.eq_ignore_ascii_case("x-auth-subject") && value == "admin"
+            });
+            assert!(sent_admin, "the example sends the spoofed header");
+            let echo: serde_json::Value = serde_json::from_str(&body).expect("echo JSON");
+            let headers = echo["headers"].as_object().expect("echo headers");
+            // Every header but the token itself (base64 text) must be free of "admin".
+            for (name, shown) in headers.iter().filter(|(name, _)| *name != "authorization") {
+                let values = match shown {
+                    serde_json::Value::Array(values) => values.clone(),
+                    value => vec![value.clone()],
+                };
+                assert!(
+                    values
+                        .iter()
+                        .all(|value| value.as_str().is_some_and(|v| !v.contains("admin"))),
+                    "{name}: the upstream received {shown}"
+                );
+            }
         }
     }
 

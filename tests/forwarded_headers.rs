@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Empty;
 
+use support::config::Config;
 use support::echo::{Echo, Echoed};
 use support::gateway::{send, Gateway};
 
@@ -35,31 +36,11 @@ const UNDERSCORED: [(&str, &str); 3] = [
 ];
 
 async fn gateway(echo: &Echo, trusted_proxies: &str) -> Gateway {
-    Gateway::from_toml(format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[network]
-trusted_proxies = {trusted_proxies}
-
-[[upstreams]]
-name = "echo"
-url = "{}"
-
-[[routes]]
-name = "public"
-path_prefix = "/public"
-upstream = "echo"
-public = true
-"#,
-        echo.url("")
-    ))
-    .start()
-    .await
+    let config = Config::new()
+        .raw(&format!("[network]\ntrusted_proxies = {trusted_proxies}"))
+        .echo(echo)
+        .public("/public");
+    Gateway::from_toml(config.toml()).start().await
 }
 
 fn request() -> Request<Empty<Bytes>> {

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use http_body_util::BodyExt;
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
+use support::config::Config;
 use support::echo::Echo;
 use support::gateway::{eventually, get, open, Gateway, TIMEOUT};
 use support::idp::{keys, now, sign_raw};
@@ -227,40 +228,16 @@ const ISSUER: &str = "https://bad-idp.test/";
 /// `/secure` (token) and `/public`, both to the echo. Started without waiting for /readyz (the
 /// issuer may never get keys), then waits (bounded) for /healthz.
 async fn idp_gateway(jwks_uri: &str, echo: &Echo) -> Gateway {
-    let config = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[[issuers]]
-name = "bad-idp"
-issuer = "{ISSUER}"
-jwks_uri = "{jwks_uri}"
-audiences = ["api"]
-fetch_timeout = "300ms"
-refresh_interval = "200ms"
-min_refresh = "100ms"
-
-[[upstreams]]
-name = "echo"
-url = "{echo}"
-
-[[routes]]
-name = "secure"
-path_prefix = "/secure"
-upstream = "echo"
-
-[[routes]]
-name = "public"
-path_prefix = "/public"
-upstream = "echo"
-public = true
-"#,
-        echo = echo.url("")
-    );
+    let config = Config::new()
+        .raw(&format!(
+            "[[issuers]]\nname = \"bad-idp\"\nissuer = \"{ISSUER}\"\njwks_uri = \"{jwks_uri}\"\n\
+             audiences = [\"api\"]\nfetch_timeout = \"300ms\"\nrefresh_interval = \"200ms\"\n\
+             min_refresh = \"100ms\""
+        ))
+        .echo(echo)
+        .route("secure", "/secure", "")
+        .public("/public")
+        .toml();
     let gateway = Gateway::from_toml(config)
         .try_start()
         .await

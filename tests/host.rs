@@ -13,63 +13,28 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Empty;
 
+use support::config::Config;
 use support::echo::{Echo, Echoed};
 use support::gateway::{raw, send_h2, Gateway, RawReply};
 use support::refusal::{assert_refused, assert_upstream_untouched, REFUSAL};
 
 fn config(echo: &Echo) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[[issuers]]
-name = "internal"
-issuer = "https://auth.internal.example"
-hmac_secret = "host-test-secret-0123456789abcdef0123"
-audiences = ["admin"]
-
-[[upstreams]]
-name = "echo"
-url = "{echo}"
-
-[[upstreams]]
-name = "echo-preserve"
-url = "{echo}"
-preserve_host = true
-
-[[routes]]
-name = "admin"
-host = "admin.test"
-path_prefix = "/"
-upstream = "echo"
-scopes = ["admin"]
-
-[[routes]]
-name = "api"
-host = "api.test"
-path_prefix = "/api"
-upstream = "echo-preserve"
-public = true
-
-[[routes]]
-name = "web"
-host = "web.test"
-path_prefix = "/web"
-upstream = "echo"
-public = true
-
-[[routes]]
-name = "catch-all"
-path_prefix = "/"
-upstream = "echo"
-public = true
-"#,
-        echo = echo.url("")
-    )
+    Config::new()
+        .raw(
+            "[[issuers]]\nname = \"internal\"\nissuer = \"https://auth.internal.example\"\n\
+             hmac_secret = \"host-test-secret-0123456789abcdef0123\"\naudiences = [\"admin\"]",
+        )
+        .echo(echo)
+        .upstream("echo-preserve", &echo.url(""))
+        .raw("preserve_host = true")
+        .route("admin", "/", "host = \"admin.test\"\nscopes = [\"admin\"]")
+        .raw(
+            "\n[[routes]]\nname = \"api\"\nhost = \"api.test\"\npath_prefix = \"/api\"\n\
+             upstream = \"echo-preserve\"\npublic = true",
+        )
+        .route("web", "/web", "host = \"web.test\"\npublic = true")
+        .route("catch-all", "/", "public = true")
+        .toml()
 }
 
 async fn start() -> (Echo, Gateway) {

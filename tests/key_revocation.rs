@@ -7,6 +7,7 @@ mod support;
 use std::time::Duration;
 
 use http::StatusCode;
+use support::config::Config;
 use support::echo::Echo;
 use support::gateway::{eventually, ConfigFile, Gateway, TIMEOUT};
 use support::idp::{keys, Idp};
@@ -14,27 +15,11 @@ use support::idp::{keys, Idp};
 /// `[server]`/`[admin]` on free ports, the echo upstream and one token route `/r`, around the
 /// given `[[issuers]]` text.
 fn config(echo: &Echo, issuers: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-{issuers}
-
-[[upstreams]]
-name = "echo"
-url = "{}"
-
-[[routes]]
-name = "r"
-path_prefix = "/r"
-upstream = "echo"
-"#,
-        echo.url("")
-    )
+    Config::new()
+        .raw(issuers)
+        .echo(echo)
+        .route("r", "/r", "")
+        .toml()
 }
 
 fn hmac_issuer(secret: &str) -> String {
@@ -305,7 +290,7 @@ async fn a_forged_kid_does_not_hold_back_a_key_rotation() {
 
 /// SPEC §6: `[admin] readiness`. `all_issuers` follows the keys (unready once they are past
 /// max_stale), `listeners` ignores them; the default (`loaded_once`) is covered by
-/// tests/auth.rs `keys_past_max_stale_are_not_used`.
+/// tests/auth_keys.rs `keys_past_max_stale_are_not_used`.
 #[tokio::test]
 async fn readiness_all_issuers_follows_the_keys_and_listeners_ignores_them() {
     let echo = Echo::start().await;

@@ -12,43 +12,13 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use support::config::{public_echo, start_public as start, Config};
 use support::echo::Echo;
 use support::gateway::{read_until_close, Gateway, TIMEOUT};
+use support::h2raw as h2;
 use support::refusal::{assert_refused, assert_upstream_untouched};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// A gateway config on free ports: `server` lines go into `[server]`; one public route
-/// `/public` to the echo.
-fn config(server: &str, echo: &Echo) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-{server}
-
-[admin]
-listen = "127.0.0.1:0"
-
-[[upstreams]]
-name = "echo"
-url = "{echo}"
-
-[[routes]]
-name = "public"
-path_prefix = "/public"
-upstream = "echo"
-public = true
-"#,
-        echo = echo.url("")
-    )
-}
-
-async fn start(server: &str) -> (Echo, Gateway) {
-    let echo = Echo::start().await;
-    let gateway = Gateway::from_toml(config(server, &echo)).start().await;
-    (echo, gateway)
-}
 
 /// Reads one response (head plus Content-Length body) from a kept-alive connection.
 /// `None` if none completes within `within` or the peer closes first.
@@ -170,7 +140,7 @@ async fn a_later_head_must_complete_within_header_read_timeout_of_its_first_byte
 #[tokio::test]
 async fn h2_a_first_header_block_dripped_is_cut_at_header_read_timeout() {
     let (echo, gateway) = start("header_read_timeout = \"400ms\"\nidle_timeout = \"5s\"").await;
-    let mut conn = h2::Raw::connect(gateway.http_addr()).await;
+    let mut conn = h2::H2Raw::connect(gateway.http_addr()).await;
     let headers = h2::headers_frame(1, "/public/drip", true);
     let closed = drip(
         &mut conn.stream,
@@ -187,7 +157,7 @@ async fn h2_a_first_header_block_dripped_is_cut_at_header_read_timeout() {
 #[tokio::test]
 async fn h2_a_connection_without_a_request_is_closed_at_header_read_timeout() {
     let (_echo, gateway) = start("header_read_timeout = \"400ms\"\nidle_timeout = \"5s\"").await;
-    let mut conn = h2::Raw::connect(gateway.http_addr()).await;
+    let mut conn = h2::H2Raw::connect(gateway.http_addr()).await;
     let started = Instant::now();
     let reply = read_until_close(&mut conn.stream, Duration::from_secs(3)).await;
     assert!(reply.closed, "h2 connection without a request left open");
@@ -201,7 +171,7 @@ async fn h2_a_connection_without_a_request_is_closed_at_header_read_timeout() {
 #[tokio::test]
 async fn h2_a_later_header_block_must_complete_within_header_read_timeout() {
     let (echo, gateway) = start("header_read_timeout = \"400ms\"\nidle_timeout = \"5s\"").await;
-    let mut conn = h2::Raw::connect(gateway.http_addr()).await;
+    let mut conn = h2::H2Raw::connect(gateway.http_addr()).await;
     conn.stream
         .write_all(&h2::headers_frame(1, "/public/one", true))
         .await
@@ -236,7 +206,7 @@ async fn h2_a_later_header_block_must_complete_within_header_read_timeout() {
 #[tokio::test]
 async fn h2_bytes_that_complete_no_frame_do_not_keep_a_connection_alive() {
     let (_echo, gateway) = start("header_read_timeout = \"300ms\"\nidle_timeout = \"700ms\"").await;
-    let mut conn = h2::Raw::connect(gateway.http_addr()).await;
+    let mut conn = h2::H2Raw::connect(gateway.http_addr()).await;
     conn.stream
         .write_all(&h2::headers_frame(1, "/public/one", true))
         .await
@@ -265,7 +235,7 @@ async fn h2_bytes_that_complete_no_frame_do_not_keep_a_connection_alive() {
 #[tokio::test]
 async fn h2_a_path_with_a_raw_hash_is_refused_as_over_http1() {
     let (echo, gateway) = start("").await;
-    let mut conn = h2::Raw::connect(gateway.http_addr()).await;
+    let mut conn = h2::H2Raw::connect(gateway.http_addr()).await;
     // First request, literal :path.
     conn.stream
         .write_all(&h2::headers_frame(1, "/public/a#frag", true))
@@ -319,7 +289,7 @@ async fn drain_closes_idle_and_half_sent_heads_at_once() {
         .write_all(b"GET /public/half HTTP/1.1\r\n")
         .await
         .expect("write");
-    let mut h2_half = h2::Raw::connect(addr).await;
+    let mut h2_half = h2::H2Raw::connect(addr).await;
     let headers = h2::headers_frame(1, "/public/h2", true);
     h2_half
         .stream
@@ -400,140 +370,6 @@ async fn leading_empty_lines_do_not_hide_ambiguous_framing() {
 
 // ---------------------------------------------------------------------------------------------
 // Raw HTTP/2 frames
-
-mod h2 {
-    use super::*;
-
-    pub const HEADERS: u8 = 1;
-    pub const SETTINGS: u8 = 4;
-    pub const PING: u8 = 6;
-    pub const GOAWAY: u8 = 7;
-    pub const END_STREAM: u8 = 1;
-    pub const END_HEADERS: u8 = 4;
-
-    pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let length = payload.len() as u32;
-        let mut out = length.to_be_bytes()[1..].to_vec();
-        out.push(kind);
-        out.push(flags);
-        out.extend_from_slice(&stream.to_be_bytes());
-        out.extend_from_slice(payload);
-        out
-    }
-
-    /// HPACK literal without indexing, name and value as plain strings (RFC 7541 §6.2.2).
-    fn literal(out: &mut Vec<u8>, name: &str, value: &str) {
-        out.push(0);
-        for text in [name, value] {
-            assert!(text.len() < 127);
-            out.push(text.len() as u8);
-            out.extend_from_slice(text.as_bytes());
-        }
-    }
-
-    /// A GET header block for `path` in one HEADERS frame.
-    pub fn headers_frame(stream: u32, path: &str, end_stream: bool) -> Vec<u8> {
-        let mut block = vec![0x82, 0x86]; // :method GET, :scheme http (static table)
-        literal(&mut block, ":path", path);
-        literal(&mut block, ":authority", "t");
-        let flags = END_HEADERS | if end_stream { END_STREAM } else { 0 };
-        frame(HEADERS, flags, stream, &block)
-    }
-
-    /// A GET header block whose `:path` is added to the HPACK dynamic table (RFC 7541
-    /// §6.2.1), or taken from it (`indexed`: dynamic index 62, the newest entry).
-    pub fn indexed_path_frame(stream: u32, path: Option<&str>) -> Vec<u8> {
-        let mut block = vec![0x82, 0x86];
-        match path {
-            Some(path) => {
-                block.push(0x44); // literal with incremental indexing, name :path (static 4)
-                block.push(path.len() as u8);
-                block.extend_from_slice(path.as_bytes());
-            }
-            None => block.push(0x80 | 62),
-        }
-        literal(&mut block, ":authority", "t");
-        frame(HEADERS, END_HEADERS | END_STREAM, stream, &block)
-    }
-
-    pub struct Raw {
-        pub stream: TcpStream,
-        buf: Vec<u8>,
-    }
-
-    impl Raw {
-        /// Preface and an empty SETTINGS; waits (bounded) for the server's SETTINGS, acks it.
-        pub async fn connect(addr: SocketAddr) -> Raw {
-            let stream = TcpStream::connect(addr).await.expect("connect");
-            let mut conn = Raw {
-                stream,
-                buf: Vec::new(),
-            };
-            let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-            hello.extend(frame(SETTINGS, 0, 0, &[]));
-            conn.stream.write_all(&hello).await.expect("preface");
-            let deadline = tokio::time::Instant::now() + TIMEOUT;
-            loop {
-                let (kind, flags, _, _) = conn.next(deadline).await.expect("server settings");
-                if kind == SETTINGS && flags & 1 == 0 {
-                    break;
-                }
-            }
-            conn.stream
-                .write_all(&frame(SETTINGS, 1, 0, &[]))
-                .await
-                .expect("settings ack");
-            conn
-        }
-
-        async fn next(&mut self, deadline: tokio::time::Instant) -> Option<(u8, u8, u32, Vec<u8>)> {
-            loop {
-                if self.buf.len() >= 9 {
-                    let length = u32::from_be_bytes([0, self.buf[0], self.buf[1], self.buf[2]]);
-                    let total = 9 + length as usize;
-                    if self.buf.len() >= total {
-                        let kind = self.buf[3];
-                        let flags = self.buf[4];
-                        let stream = u32::from_be_bytes([
-                            self.buf[5],
-                            self.buf[6],
-                            self.buf[7],
-                            self.buf[8],
-                        ]) & 0x7fff_ffff;
-                        let payload = self.buf[9..total].to_vec();
-                        self.buf.drain(..total);
-                        return Some((kind, flags, stream, payload));
-                    }
-                }
-                let mut chunk = [0u8; 16 * 1024];
-                match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
-                    Ok(Ok(n)) if n > 0 => self.buf.extend_from_slice(&chunk[..n]),
-                    _ => return None,
-                }
-            }
-        }
-
-        /// The `:status` of the response on `stream` when it is a static-table status.
-        pub async fn status(&mut self, stream: u32, within: Duration) -> Option<u16> {
-            let deadline = tokio::time::Instant::now() + within;
-            loop {
-                let (kind, _, id, payload) = self.next(deadline).await?;
-                if kind == GOAWAY {
-                    return None;
-                }
-                if kind == HEADERS && id == stream {
-                    return match payload.first()? & 0x7f {
-                        8 => Some(200),
-                        13 => Some(404),
-                        12 => Some(400),
-                        14 => Some(500),
-                        _ => Some(0),
-                    };
-                }
-            }
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // WebSocket tunnels keep their connection's limits
@@ -672,28 +508,12 @@ mod upstream_caps {
     use hyper_util::rt::{TokioExecutor, TokioIo};
 
     fn capped_config(server: &str, upstream: &str, echo: &Echo) -> String {
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-{server}
-
-[admin]
-listen = "127.0.0.1:0"
-
-[[upstreams]]
-name = "echo"
-url = "{echo}"
-{upstream}
-
-[[routes]]
-name = "public"
-path_prefix = "/public"
-upstream = "echo"
-public = true
-"#,
-            echo = echo.url("")
-        )
+        Config::new()
+            .server(server)
+            .echo(echo)
+            .raw(upstream)
+            .public("/public")
+            .toml()
     }
 
     /// `n` concurrent GETs of `path` as streams of one h2c connection; their statuses and
@@ -803,13 +623,7 @@ public = true
     }
 
     fn binary_config(max_connections: u64, echo: &Echo) -> String {
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nmax_connections = {max_connections}\n\
-             [admin]\nlisten = \"127.0.0.1:0\"\n\
-             [[upstreams]]\nname = \"echo\"\nurl = \"{}\"\n\
-             [[routes]]\nname = \"public\"\npath_prefix = \"/public\"\nupstream = \"echo\"\npublic = true\n",
-            echo.url("")
-        )
+        public_echo(&format!("max_connections = {max_connections}"), echo)
     }
 
     /// Runs `authgate run` under `ulimit` settings; exit status (None: still running after
@@ -892,56 +706,32 @@ public = true
 
 #[tokio::test]
 async fn an_upstream_outage_logs_a_few_warnings_and_every_request() {
-    let free_port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port()
-    };
-    let (http, admin, closed) = (free_port(), free_port(), free_port());
+    let (_closed, closed) = support::gateway::closed_port();
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:{http}\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
          [[upstreams]]\nname = \"down\"\nurl = \"http://127.0.0.1:{closed}\"\n\
          [[routes]]\nname = \"public\"\npath_prefix = \"/public\"\nupstream = \"down\"\npublic = true\n"
     );
-    let dir = std::env::temp_dir().join(format!("authgate-flood-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("flood.toml");
-    std::fs::write(&path, config).expect("config");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"))
-        .args(["--log-format", "json", "run", "-c"])
-        .arg(&path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let addr: SocketAddr = format!("127.0.0.1:{http}").parse().expect("addr");
-    let up = support::gateway::eventually(Duration::from_secs(5), || async {
-        TcpStream::connect(addr).await.is_ok()
-    })
-    .await;
-    assert!(up, "gateway did not listen");
+    let path = support::gateway::ConfigFile::new(&config);
+    let gateway = support::binary::Running::start(&path.0, "json");
+    let addr = gateway.bound().await.http;
     for _ in 0..40 {
         let reply = support::gateway::send(addr, support::gateway::get("/public/x")).await;
         assert_eq!(reply.status, 502);
     }
-    let _ = std::process::Command::new("kill")
-        .arg(child.id().to_string())
-        .status();
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
-    }
-    let _ = child.wait();
-    let warnings = stderr
-        .lines()
+    let is_access = |l: &String| l.contains("authgate::access") || l.contains("\"request_id\"");
+    let all_logged = support::gateway::eventually(Duration::from_secs(5), || async {
+        gateway.lines().iter().filter(|l| is_access(l)).count() >= 40
+    })
+    .await;
+    let lines = gateway.lines();
+    let stderr = lines.join("\n");
+    assert!(all_logged, "{stderr}");
+    let warnings = lines
+        .iter()
         .filter(|l| l.contains("upstream request failed"))
         .count();
-    let access = stderr
-        .lines()
-        .filter(|l| l.contains("authgate::access") || l.contains("\"request_id\""))
-        .count();
+    let access = lines.iter().filter(|l| is_access(l)).count();
     assert_eq!(warnings, 1, "{stderr}");
     assert_eq!(access, 40, "{stderr}");
 }

@@ -14,7 +14,7 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,8 +23,9 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Empty;
 
+use support::config::DecisionGateway;
 use support::echo::Echo;
-use support::gateway::{send, Gateway, Reply};
+use support::gateway::{port_for_child, send, Gateway, Reply};
 use support::idp::Idp;
 
 /// The nginx binary: AUTHGATE_NGINX, else `nginx` on PATH, else /usr/sbin/nginx. Panics when
@@ -128,10 +129,7 @@ async fn start_nginx(decision: SocketAddr, echo: SocketAddr) -> Nginx {
     let binary = nginx_binary();
     let mut failures = Vec::new();
     for _ in 0..5 {
-        let port = {
-            let probe = TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
-            probe.local_addr().expect("probe address").port()
-        };
+        let port = port_for_child();
         let dir = TempDir::new();
         let conf = dir.0.join("nginx.conf");
         std::fs::write(&conf, config(&dir.0, port, decision, echo)).expect("write nginx.conf");
@@ -172,77 +170,16 @@ async fn start_nginx(decision: SocketAddr, echo: SocketAddr) -> Nginx {
 }
 
 async fn gateway(idp: &Idp, echo: &Echo) -> Gateway {
-    Gateway::from_toml(format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-readiness = "listeners"
-
-[decision]
-listen = "127.0.0.1:0"
-
-[network]
-trusted_proxies = ["127.0.0.1/32"]
-
-[[issuers]]
-name = "main"
-issuer = "{iss}"
-jwks_uri = "{jwks}"
-audiences = ["api"]
-
-[[issuers]]
-name = "down"
-issuer = "https://down.test/"
-jwks_uri = "{absent}"
-audiences = ["api"]
-
-[[upstreams]]
-name = "echo"
-url = "{echo}"
-
-[[routes]]
-name = "public"
-path_prefix = "/public"
-upstream = "echo"
-public = true
-
-[[routes]]
-name = "admin"
-path_prefix = "/admin"
-upstream = "echo"
-issuers = ["main"]
-scopes = ["admin"]
-
-[[routes]]
-name = "orders"
-path_prefix = "/orders"
-upstream = "echo"
-issuers = ["main"]
-scopes = ["orders:read"]
-
-[[routes]]
-name = "office"
-path_prefix = "/office"
-upstream = "echo"
-issuers = ["main"]
-allow = ["192.0.2.0/24"]
-
-[[routes]]
-name = "down"
-path_prefix = "/down"
-upstream = "echo"
-issuers = ["down"]
-"#,
-        iss = idp.issuer(),
-        jwks = idp.jwks_uri(),
-        absent = Idp::absent_jwks_uri(),
-        echo = echo.url(""),
-    ))
-    .start()
-    .await
+    let config = DecisionGateway {
+        issuer: &idp.issuer(),
+        jwks_uri: &idp.jwks_uri(),
+        echo,
+        trusted: "127.0.0.1/32",
+        server: "",
+        main_lines: "",
+        orders_lines: "",
+    };
+    Gateway::from_toml(config.toml()).start().await
 }
 
 async fn get(nginx: &Nginx, path: &str, headers: &[(&str, &str)]) -> Reply {

@@ -4,151 +4,37 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use support::binary::{Bound, Running};
+use support::config::Config;
 use support::echo::Echo;
 use support::gateway::{get, send};
 
 const SECRET: &str = "operations-test-secret-0123456789abcdef";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Listeners on port 0 (the addresses are read back from the gateway's log): an HMAC issuer,
+/// the routes `public` and `orders` (scope `orders:read`) to the echo, then `extra_route`.
+fn config(echo: &Echo, extra_route: &str) -> String {
+    Config::new()
+        .server("shutdown_timeout = \"10s\"")
+        .raw(&format!(
+            "[[issuers]]\nname = \"internal\"\nissuer = \"https://auth.internal.example\"\n\
+             hmac_secret = \"{SECRET}\"\naudiences = [\"orders\"]"
+        ))
+        .echo(echo)
+        .public("/public")
+        .route("orders", "/orders", "scopes = [\"orders:read\"]")
+        .raw(extra_route)
+        .toml()
 }
 
-fn config(echo: &Echo, http: u16, admin: u16, extra_route: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:{http}"
-shutdown_timeout = "10s"
-
-[admin]
-listen = "127.0.0.1:{admin}"
-
-[[issuers]]
-name = "internal"
-issuer = "https://auth.internal.example"
-hmac_secret = "{SECRET}"
-audiences = ["orders"]
-
-[[upstreams]]
-name = "echo"
-url = "{}"
-
-[[routes]]
-name = "public"
-path_prefix = "/public"
-upstream = "echo"
-public = true
-
-[[routes]]
-name = "orders"
-path_prefix = "/orders"
-upstream = "echo"
-scopes = ["orders:read"]
-{extra_route}
-"#,
-        echo.url("")
-    )
-}
-
-/// The gateway binary with its stderr collected line by line.
-struct Running {
-    child: Child,
-    stderr: Arc<Mutex<Vec<String>>>,
-    http: SocketAddr,
-    admin: SocketAddr,
-}
-
-impl Running {
-    fn start(config: &Path, format: &str, http: u16, admin: u16) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_authgate"))
-            .args(["--log-format", format, "run", "-c"])
-            .arg(config)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start authgate");
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let lines = Arc::clone(&stderr);
-        let pipe = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let running = Running {
-            child,
-            stderr,
-            http: SocketAddr::from(([127, 0, 0, 1], http)),
-            admin: SocketAddr::from(([127, 0, 0, 1], admin)),
-        };
-        running.wait_ready();
-        running
-    }
-
-    fn wait_ready(&self) {
-        let started = Instant::now();
-        while std::net::TcpStream::connect(self.http).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "gateway did not start: {:?}",
-                self.lines()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args([&format!("-{name}"), &pid])
-            .status()
-            .unwrap()
-            .success());
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(started.elapsed() < within, "gateway did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    async fn wait_log(&self, needle: &str, within: Duration) -> bool {
-        let started = Instant::now();
-        while started.elapsed() < within {
-            if self.lines().iter().any(|line| line.contains(needle)) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        false
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The binary running `config` in log `format`, with the addresses it bound.
+async fn start(config: &Path, format: &str) -> (Running, Bound) {
+    let running = Running::start(config, format);
+    let bound = running.bound().await;
+    (running, bound)
 }
 
 fn temp_config(name: &str, text: &str) -> PathBuf {
@@ -161,11 +47,10 @@ fn temp_config(name: &str, text: &str) -> PathBuf {
 #[tokio::test]
 async fn sigterm_drains_an_in_flight_request_and_exits_zero() {
     let echo = Echo::start().await;
-    let (http, admin) = (free_port(), free_port());
-    let path = temp_config("drain", &config(&echo, http, admin, ""));
-    let mut gateway = Running::start(&path, "json", http, admin);
+    let path = temp_config("drain", &config(&echo, ""));
+    let (mut gateway, bound) = start(&path, "json").await;
 
-    let addr = gateway.http;
+    let addr = bound.http;
     let slow = tokio::spawn(async move { send(addr, get("/public/slow?ms=800")).await });
     assert!(echo
         .wait_seen("/public/slow", Duration::from_secs(5))
@@ -188,13 +73,12 @@ async fn sigterm_drains_an_in_flight_request_and_exits_zero() {
 #[tokio::test]
 async fn sighup_reloads_a_good_config_and_refuses_a_bad_one() {
     let echo = Echo::start().await;
-    let (http, admin) = (free_port(), free_port());
-    let path = temp_config("reload", &config(&echo, http, admin, ""));
-    let gateway = Running::start(&path, "json", http, admin);
-    assert_eq!(send(gateway.http, get("/extra/x")).await.status, 404);
+    let path = temp_config("reload", &config(&echo, ""));
+    let (gateway, bound) = start(&path, "json").await;
+    assert_eq!(send(bound.http, get("/extra/x")).await.status, 404);
 
     let extra = "[[routes]]\nname = \"extra\"\npath_prefix = \"/extra\"\nupstream = \"echo\"\npublic = true\n";
-    std::fs::write(&path, config(&echo, http, admin, extra)).unwrap();
+    std::fs::write(&path, config(&echo, extra)).unwrap();
     gateway.signal("HUP");
     assert!(
         gateway
@@ -203,7 +87,7 @@ async fn sighup_reloads_a_good_config_and_refuses_a_bad_one() {
         "{:?}",
         gateway.lines()
     );
-    assert_eq!(send(gateway.http, get("/extra/x")).await.status, 200);
+    assert_eq!(send(bound.http, get("/extra/x")).await.status, 200);
 
     std::fs::write(&path, "[[routes]]\nname = 1\n").unwrap();
     gateway.signal("HUP");
@@ -215,11 +99,11 @@ async fn sighup_reloads_a_good_config_and_refuses_a_bad_one() {
         gateway.lines()
     );
     assert_eq!(
-        send(gateway.http, get("/extra/x")).await.status,
+        send(bound.http, get("/extra/x")).await.status,
         200,
         "the old config keeps serving"
     );
-    let metrics = send(gateway.admin, get("/metrics")).await.text();
+    let metrics = send(bound.admin, get("/metrics")).await.text();
     assert!(
         metrics.contains("authgate_config_reloads_total{result=\"error\"} 1"),
         "{metrics}"
@@ -235,9 +119,8 @@ async fn sighup_reloads_a_good_config_and_refuses_a_bad_one() {
 async fn access_log_has_one_line_per_request_in_json_and_text() {
     let echo = Echo::start().await;
     for format in ["json", "text"] {
-        let (http, admin) = (free_port(), free_port());
-        let path = temp_config(&format!("log-{format}"), &config(&echo, http, admin, ""));
-        let gateway = Running::start(&path, format, http, admin);
+        let path = temp_config(&format!("log-{format}"), &config(&echo, ""));
+        let (gateway, bound) = start(&path, format).await;
         let mut request = get("/orders/7?q=secret-query");
         request
             .headers_mut()
@@ -246,7 +129,7 @@ async fn access_log_has_one_line_per_request_in_json_and_text() {
             "authorization",
             "Bearer not.a.token-SENSITIVE".parse().unwrap(),
         );
-        assert_eq!(send(gateway.http, request).await.status, 401);
+        assert_eq!(send(bound.http, request).await.status, 401);
         assert!(
             gateway.wait_log("log-test-1", Duration::from_secs(5)).await,
             "{:?}",
@@ -300,13 +183,12 @@ async fn access_log_has_one_line_per_request_in_json_and_text() {
 #[tokio::test]
 async fn metrics_carry_every_spec_family_after_traffic() {
     let echo = Echo::start().await;
-    let (http, admin) = (free_port(), free_port());
-    let path = temp_config("metrics", &config(&echo, http, admin, ""));
-    let gateway = Running::start(&path, "json", http, admin);
-    assert_eq!(send(gateway.http, get("/public/a")).await.status, 200);
-    assert_eq!(send(gateway.http, get("/orders/1")).await.status, 401);
-    assert_eq!(send(gateway.http, get("/nowhere")).await.status, 404);
-    let metrics = send(gateway.admin, get("/metrics")).await.text();
+    let path = temp_config("metrics", &config(&echo, ""));
+    let (_gateway, bound) = start(&path, "json").await;
+    assert_eq!(send(bound.http, get("/public/a")).await.status, 200);
+    assert_eq!(send(bound.http, get("/orders/1")).await.status, 401);
+    assert_eq!(send(bound.http, get("/nowhere")).await.status, 404);
+    let metrics = send(bound.admin, get("/metrics")).await.text();
     for family in [
         "authgate_requests_total{code=\"200\",route=\"public\"} 1",
         "authgate_requests_total{code=\"401\",route=\"orders\"} 1",

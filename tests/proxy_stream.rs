@@ -15,48 +15,19 @@ use futures_util::{SinkExt, StreamExt};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
+use support::config::Config;
 use support::echo::Echo;
 use support::gateway::{get, open, send_h2, Gateway, TIMEOUT};
 use tokio_tungstenite::tungstenite::Message;
 
 fn config(echo: &Echo) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[[upstreams]]
-name = "echo"
-url = "{}"
-
-[[routes]]
-name = "public"
-path_prefix = "/public"
-upstream = "echo"
-public = true
-
-[[routes]]
-name = "ws"
-path_prefix = "/ws"
-upstream = "echo"
-public = true
-
-[[routes]]
-name = "private"
-path_prefix = "/private"
-upstream = "echo"
-
-[[issuers]]
-name = "test-idp"
-issuer = "https://idp.test/"
-hmac_secret = "0123456789abcdef0123456789abcdef"
-audiences = ["api"]
-"#,
-        echo.url("/base")
-    )
+    Config::new()
+        .upstream("echo", &echo.url("/base"))
+        .public("/public")
+        .route("ws", "/ws", "public = true")
+        .route("private", "/private", "")
+        .test_issuer()
+        .toml()
 }
 
 const CHUNK: usize = 64 * 1024;

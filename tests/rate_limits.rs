@@ -9,6 +9,7 @@ use http::StatusCode;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
+use support::config::Config;
 use support::echo::Echo;
 use support::gateway::{get, ConfigFile, Gateway, Reply};
 
@@ -33,42 +34,21 @@ fn token(client_id: &str) -> String {
 }
 
 fn config(echo: &Echo, limits: &str, route_limits: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-[network]
-trusted_proxies = ["127.0.0.1/32"]
-
-[[issuers]]
-name = "idp"
-issuer = "{ISS}"
-hmac_secret = "{SECRET}"
-audiences = ["api"]
-
-[[upstreams]]
-name = "echo"
-url = "{upstream}"
-
-{limits}
-
-[[routes]]
-name = "api"
-path_prefix = "/api"
-upstream = "echo"
-rate_limits = {route_limits}
-
-[[routes]]
-name = "open"
-path_prefix = "/open"
-upstream = "echo"
-public = true
-rate_limits = ["per-address"]
-"#,
-        upstream = echo.url(""),
-    )
+    Config::new()
+        .raw("[network]\ntrusted_proxies = [\"127.0.0.1/32\"]")
+        .raw(&format!(
+            "[[issuers]]\nname = \"idp\"\nissuer = \"{ISS}\"\nhmac_secret = \"{SECRET}\"\n\
+             audiences = [\"api\"]"
+        ))
+        .echo(echo)
+        .raw(limits)
+        .route("api", "/api", &format!("rate_limits = {route_limits}"))
+        .route(
+            "open",
+            "/open",
+            "public = true\nrate_limits = [\"per-address\"]",
+        )
+        .toml()
 }
 
 const LIMITS: &str = r#"

@@ -7,7 +7,7 @@
 mod pki;
 mod support;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use support::config::Config;
 use support::echo::Echo;
-use support::gateway::{eventually, get, Gateway, Reply};
+use support::gateway::{eventually, get, port_for_child, Gateway, Reply};
 
 /// A `redis-server` child process on 127.0.0.1.
 struct Redis {
@@ -27,10 +28,7 @@ struct Redis {
 
 impl Redis {
     fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
+        let port = port_for_child();
         Redis::start_on(port)
     }
 
@@ -128,35 +126,12 @@ impl Drop for Redis {
 }
 
 fn config(echo: &Echo, store: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-
-[[upstreams]]
-name = "echo"
-url = "{upstream}"
-
-[[rate_limits]]
-name = "shared"
-key = "route"
-rate = "1/h"
-burst = 5
-
-[rate_limit_store]
-{store}
-
-[[routes]]
-name = "open"
-path_prefix = "/open"
-upstream = "echo"
-public = true
-rate_limits = ["shared"]
-"#,
-        upstream = echo.url(""),
-    )
+    Config::new()
+        .echo(echo)
+        .raw("[[rate_limits]]\nname = \"shared\"\nkey = \"route\"\nrate = \"1/h\"\nburst = 5")
+        .raw(&format!("[rate_limit_store]\n{store}"))
+        .route("open", "/open", "public = true\nrate_limits = [\"shared\"]")
+        .toml()
 }
 
 async fn status(gateway: &Gateway) -> u16 {
@@ -397,10 +372,7 @@ async fn approximate_mode_follows_on_store_error_while_syncs_fail() {
 
 #[tokio::test]
 async fn redis_auth_comes_from_the_url_and_a_wrong_password_is_a_store_error() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let port = port_for_child();
     let _redis = Redis::start_with(port, &["--requirepass", "s3cret-pw"]);
     let echo = Echo::start().await;
     let url = |password: &str| format!("redis = \"redis://:{password}@127.0.0.1:{port}/0\"");
@@ -432,10 +404,7 @@ async fn rediss_with_a_ca_file_works_and_an_untrusted_server_is_a_store_error() 
     let cert = dir.write("redis.pem", &server.cert_pem);
     let key = dir.write("redis-key.pem", &server.key_pem);
     let ca_path = dir.write("ca.pem", &ca.pem());
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let port = port_for_child();
     let _redis = Redis::start_tls(port, &cert, &key, &ca_path);
     let echo = Echo::start().await;
     let store = format!(

@@ -5,141 +5,44 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use support::binary::Running;
+use support::config::public_echo;
 use support::echo::Echo;
-use support::gateway::raw;
+use support::gateway::{raw, ConfigFile};
 use support::refusal::{status_of, REFUSAL};
 
-/// The gateway binary on port 0 in text mode, its stderr collected line by line (split on
-/// `\n` only, as `tail` or a log shipper would; a record split by anything else shows up as
-/// a separator inside a line).
-struct Running {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Running {
-    fn start(config: &std::path::Path) -> Running {
-        Running::start_as("text", config)
-    }
-
-    fn start_as(format: &str, config: &std::path::Path) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_authgate"))
-            .args(["--log-format", format, "run", "-c"])
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start authgate");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        let mut pipe = BufReader::new(child.stderr.take().expect("stderr"));
-        std::thread::spawn(move || {
-            let mut line = Vec::new();
-            while matches!(pipe.read_until(b'\n', &mut line), Ok(n) if n > 0) {
-                let text = String::from_utf8_lossy(&line);
-                sink.lock()
-                    .unwrap()
-                    .push(text.trim_end_matches('\n').to_owned());
-                line.clear();
-            }
-        });
-        Running { child, lines }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    /// The plaintext listener's address, read back from the "authgate listening" line.
-    async fn http_addr(&self) -> SocketAddr {
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(10) {
-            let found = self.lines().iter().find_map(|line| {
-                if let Ok(json) = serde_json::from_str::<serde_json::Value>(line) {
-                    let http = json.get("http")?.as_str()?;
-                    let http = http.strip_prefix("Some(").unwrap_or(http);
-                    return http.trim_end_matches(')').parse().ok();
-                }
-                let rest = line.split(" http=").nth(1)?;
-                // `http=127.0.0.1:PORT` (before issue 16: `http=Some(127.0.0.1:PORT)`).
-                let rest = rest.strip_prefix("Some(").unwrap_or(rest);
-                rest.split([')', ' ']).next()?.parse().ok()
-            });
-            if let Some(addr) = found {
-                return addr;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("gateway did not start: {:?}", self.lines());
-    }
-
-    /// The lines naming `request_id`, once at least one is there (bounded).
-    async fn lines_with(&self, request_id: &str) -> Vec<String> {
-        let started = Instant::now();
-        loop {
-            let found: Vec<String> = self
+/// The lines naming `request_id`, once at least one is there (bounded).
+async fn lines_with(gateway: &Running, request_id: &str) -> Vec<String> {
+    let started = Instant::now();
+    loop {
+        let found: Vec<String> = gateway
+            .lines()
+            .into_iter()
+            .filter(|line| line.contains(request_id))
+            .collect();
+        if !found.is_empty() || started.elapsed() > Duration::from_secs(5) {
+            // A moment more, so a second line of the same record would be seen too.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return gateway
                 .lines()
                 .into_iter()
                 .filter(|line| line.contains(request_id))
                 .collect();
-            if !found.is_empty() || started.elapsed() > Duration::from_secs(5) {
-                // A moment more, so a second line of the same record would be seen too.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                return self
-                    .lines()
-                    .into_iter()
-                    .filter(|line| line.contains(request_id))
-                    .collect();
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 #[tokio::test]
 async fn text_log_escapes_separators_in_every_field() {
     let echo = Echo::start().await;
-    let path = std::env::temp_dir().join(format!("authgate-text-log-{}.toml", std::process::id()));
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[[upstreams]]
-name = "echo"
-url = "{}"
-
-[[routes]]
-name = "public"
-path_prefix = "/public"
-upstream = "echo"
-public = true
-"#,
-            echo.url("")
-        ),
-    )
-    .unwrap();
-    let gateway = Running::start(&path);
-    let addr = gateway.http_addr().await;
+    let config = ConfigFile::new(&public_echo("", &echo));
+    // Stderr is split on `\n` only, as `tail` or a log shipper would: a record split by
+    // anything else shows up as a separator inside a line.
+    let gateway = Running::start(&config.0, "text");
+    let addr = gateway.bound().await.http;
 
     // What would follow a separator if it split the line: a forged second entry.
     let forged =
@@ -189,7 +92,7 @@ public = true
         assert_eq!(status_of(&reply), Some(*status), "{id}: {}", reply.text());
     }
     for (id, _, _, expected) in &cases {
-        let lines = gateway.lines_with(id).await;
+        let lines = lines_with(&gateway, id).await;
         assert_eq!(lines.len(), 1, "{id}: one line per request: {lines:#?}");
         assert!(
             lines[0].contains(expected),
@@ -207,9 +110,7 @@ public = true
         );
         assert!(!line.starts_with("2026-01-01"), "a forged entry: {line:?}");
     }
-    std::fs::remove_file(path).ok();
 }
-
 const SECRET: &str = "text-log-test-secret-0123456789abcdef";
 
 fn hmac_token(scope: &str) -> String {
@@ -229,16 +130,9 @@ fn hmac_token(scope: &str) -> String {
     .unwrap()
 }
 
-fn identity_config(echo: &Echo, extra_server: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!(
-        "authgate-text-log-id-{}-{}.toml",
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::write(
-        &path,
-        format!(
-            r#"
+fn identity_config(echo: &Echo, extra_server: &str) -> ConfigFile {
+    ConfigFile::new(&format!(
+        r#"
 [server]
 listen = "127.0.0.1:0"
 {extra_server}
@@ -268,17 +162,8 @@ path_prefix = "/public"
 upstream = "echo"
 public = true
 "#,
-            echo.url("")
-        ),
-    )
-    .unwrap();
-    path
-}
-
-fn rand_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
+        echo.url("")
+    ))
 }
 
 fn request(path: &str, id: &str, token: Option<&str>) -> Vec<u8> {
@@ -298,8 +183,8 @@ async fn access_lines_are_plain_and_name_the_caller_of_a_403() {
     let good = hmac_token("orders:read");
     let unscoped = hmac_token("profile");
     for format in ["text", "json"] {
-        let gateway = Running::start_as(format, &config);
-        let addr = gateway.http_addr().await;
+        let gateway = Running::start(&config.0, format);
+        let addr = gateway.bound().await.http;
         let allowed = format!("{format}-allowed");
         let forbidden = format!("{format}-forbidden");
         let reply = raw(addr, &request("/orders/1", &allowed, Some(&good)), REFUSAL).await;
@@ -312,7 +197,7 @@ async fn access_lines_are_plain_and_name_the_caller_of_a_403() {
         .await;
         assert_eq!(status_of(&reply), Some(403), "{}", reply.text());
         for id in [&allowed, &forbidden] {
-            let lines = gateway.lines_with(id).await;
+            let lines = lines_with(&gateway, id).await;
             assert_eq!(lines.len(), 1, "{lines:#?}");
             let line = &lines[0];
             let (subject, client_id, duration) = if format == "json" {
@@ -343,7 +228,6 @@ async fn access_lines_are_plain_and_name_the_caller_of_a_403() {
             assert!(!line.contains("Some("), "a debug rendering in {line:?}");
         }
     }
-    std::fs::remove_file(config).ok();
 }
 
 /// Issue 16: a request still in flight when the drain times out gets its access line, the
@@ -352,8 +236,8 @@ async fn access_lines_are_plain_and_name_the_caller_of_a_403() {
 async fn shutdown_logs_the_cut_request_the_drain_warning_and_a_final_stopped_line() {
     let echo = Echo::start().await;
     let config = identity_config(&echo, r#"shutdown_timeout = "300ms""#);
-    let mut gateway = Running::start(&config);
-    let addr = gateway.http_addr().await;
+    let mut gateway = Running::start(&config.0, "text");
+    let addr = gateway.bound().await.http;
     let slow = tokio::spawn(async move {
         raw(
             addr,
@@ -368,19 +252,8 @@ async fn shutdown_logs_the_cut_request_the_drain_warning_and_a_final_stopped_lin
             .is_some(),
         "the slow request reached the upstream"
     );
-    let pid = rustix::process::Pid::from_raw(gateway.child.id() as i32).expect("a child pid");
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM sent");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = gateway.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the gateway did not exit"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    gateway.signal("TERM");
+    let status = gateway.wait_exit(Duration::from_secs(5));
     assert_eq!(status.code(), Some(0));
     let _ = slow.await;
     // The stderr reader may still be draining the pipe.
@@ -411,5 +284,4 @@ async fn shutdown_logs_the_cut_request_the_drain_warning_and_a_final_stopped_lin
         last.contains("stopped") && last.contains("reason=SIGTERM"),
         "the final line: {lines:#?}"
     );
-    std::fs::remove_file(config).ok();
 }

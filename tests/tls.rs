@@ -293,9 +293,10 @@ async fn optional_client_cert_headers_and_required_routes() {
                 vec!["CN=client-1,O=Example".to_string()],
                 "{path}"
             );
+            // Compared with openssl's fingerprint of the PEM, not with a hash of our own.
             assert_eq!(
                 reply.upstream_headers("x-client-cert-sha256"),
-                vec![pki.client.sha256_hex()],
+                vec![pki.client.openssl_sha256_hex()],
                 "{path}"
             );
             assert_eq!(
@@ -309,7 +310,7 @@ async fn optional_client_cert_headers_and_required_routes() {
         }
     }
     // The hex is lowercase and 64 characters long.
-    let hex = pki.client.sha256_hex();
+    let hex = pki.client.openssl_sha256_hex();
     assert_eq!(hex.len(), 64);
     assert_eq!(hex, hex.to_lowercase());
 }
@@ -830,6 +831,26 @@ async fn a_revoked_client_certificate_fails_the_handshake() {
         result.is_err(),
         "a revoked certificate must fail the handshake: {:?}",
         result.map(|r| r.0)
+    );
+
+    // The control: without the CRL the very same certificate is accepted, so the failure
+    // above is the revocation and nothing else about that certificate.
+    let without_crl = Gateway::from_toml(&format!(
+        "{}{}",
+        pki.tls_table("optional"),
+        routes(&echo, true)
+    ))
+    .await;
+    let reply = bad.send(without_crl.https(), get("/mtls")).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "the revoked certificate passes without the CRL: {}",
+        reply.text()
+    );
+    assert_eq!(
+        reply.upstream_headers("x-client-cert-subject"),
+        vec!["CN=client-revoked,O=Example".to_string()]
     );
 }
 

@@ -7,7 +7,8 @@
 //! (`cargo fuzz` and `replay.sh` both run there): seeds name `corpus/jwks/...` as `jwks_file`.
 //!
 //! Invariant: never panics; errors are fine. Errors must render (`Display`, `{:#}`-style
-//! source chain) without panicking, and a syntax error's line lies within the text.
+//! source chain) without panicking, and the line a `ConfigError` names (syntax or invalid
+//! value) lies within the text: 1 to the number of `\n` plus one.
 //!
 //! `compile` opens the files a config names (TLS certificates, CA bundles, `jwks_file`). That is
 //! intended, but a fuzzer that finds `/dev/zero` or `/dev/stdin` would hang or exhaust memory
@@ -17,7 +18,7 @@
 
 use std::sync::Once;
 
-use authgate::config::{compile, parse, CompileContext, Source};
+use authgate::config::{compile, parse, CompileContext, ConfigError, Source};
 use authgate::metrics::Metrics;
 
 /// Variables the example configs use, with harmless values.
@@ -57,7 +58,7 @@ pub fn fuzz_one(data: &[u8]) {
     let raw = match parse(&source) {
         Ok(raw) => raw,
         Err(error) => {
-            render(&error);
+            check_error(&error, text);
             return;
         }
     };
@@ -68,7 +69,22 @@ pub fn fuzz_one(data: &[u8]) {
     };
     match compile(&raw, context) {
         Ok(snapshot) => drop(snapshot),
-        Err(error) => render(&error),
+        Err(error) => check_error(&error, text),
+    }
+}
+
+fn check_error(error: &ConfigError, text: &str) {
+    render(error);
+    let line = match error {
+        ConfigError::Syntax { line, .. } | ConfigError::Invalid { line, .. } => *line,
+        ConfigError::Read { .. } => None,
+    };
+    if let Some(line) = line {
+        let lines = text.split('\n').count();
+        assert!(
+            (1..=lines).contains(&line),
+            "{error}: line {line} outside the text's {lines} lines"
+        );
     }
 }
 

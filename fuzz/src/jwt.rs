@@ -7,7 +7,9 @@
 //!   two policies (lenient, strict) against an HMAC key set and a JWKS key set (RSA, EC P-256,
 //!   Ed25519). **Invariant: `verify` is `Ok` only for a token that this target signed itself**
 //!   ([`signed_tokens`], deterministic, so they can be committed as seeds). Any other `Ok` is a
-//!   forgery: a mutated token, an algorithm confusion, a key the set should not hold.
+//!   forgery: a mutated token, an algorithm confusion, a key the set should not hold. And the
+//!   converse, so that the first is not vacuous: each token of [`signed_tokens`] verifies
+//!   (checked once when the fixture is built, and again whenever the input is one of them).
 //! - `1` (`'1'`): the payload is `Authorization` header lines separated by `\n`; the one bearer
 //!   token `extract` finds (if any) goes through mode 0. `extract`'s result must be a
 //!   non-empty, whitespace-free substring of the header value.
@@ -86,6 +88,15 @@ fn fixture() -> &'static Fixture {
             signed: Vec::new(),
         };
         fixture.signed = deterministic_tokens(&fixture);
+        // The forgery invariant below means something only if our own tokens do verify: a
+        // fixture whose keys or policies refuse everything would make every `Ok` check vacuous.
+        for token in &fixture.signed {
+            let unverified = Unverified::decode(token).expect("own token decodes");
+            assert!(
+                verifies(&fixture, &unverified),
+                "own token does not verify: {token}"
+            );
+        }
         fixture
     })
 }
@@ -266,6 +277,7 @@ fn token(token: &str) {
         format!("{unverified:?}"),
     );
     let ours = fixture.signed.iter().any(|signed| signed == token);
+    let mut accepted = false;
     for keys in [&fixture.hmac_keys, &fixture.jwks_keys] {
         for policy in [&fixture.lenient, &fixture.strict] {
             for cert in [None, Some(&CLIENT_CERT_SHA256)] {
@@ -273,10 +285,28 @@ fn token(token: &str) {
                 if let Ok(principal) = &result {
                     assert!(ours, "forged token verified: {token:?} -> {principal:?}");
                     check_principal(policy, principal);
+                    accepted = true;
                 }
             }
         }
     }
+    assert!(accepted || !ours, "own token refused: {token:?}");
+}
+
+/// Whether `unverified` passes the lenient policy (every algorithm) with one of the key sets,
+/// presented over the certificate its `cnf` names: what every token of [`signed_tokens`] must
+/// do.
+fn verifies(fixture: &Fixture, unverified: &Unverified) -> bool {
+    [&fixture.hmac_keys, &fixture.jwks_keys].iter().any(|keys| {
+        verify(
+            unverified,
+            &fixture.lenient,
+            keys,
+            NOW,
+            Some(&CLIENT_CERT_SHA256),
+        )
+        .is_ok()
+    })
 }
 
 /// Mode 1: header lines -> `extract` -> mode 0.

@@ -238,6 +238,34 @@ impl Reply {
             .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
     }
 
+    /// The JSON `error` code of a gateway response ("" when there is none).
+    pub fn error(&self) -> String {
+        self.json()["error"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Every value of `name` the upstream received, in order (echo replies only).
+    pub fn upstream_headers(&self, name: &str) -> Vec<String> {
+        let echoed: Echoed = serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not an echo reply ({e}): {}", self.text()));
+        echoed
+            .header_all(name)
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The one value of `name` the upstream received; panics on several.
+    #[track_caller]
+    pub fn upstream_header(&self, name: &str) -> Option<String> {
+        let mut values = self.upstream_headers(name);
+        assert!(
+            values.len() <= 1,
+            "{name} received {} times: {values:?}",
+            values.len()
+        );
+        values.pop()
+    }
+
     /// The echo upstream's description of what it received.
     pub fn echoed(&self) -> Echoed {
         assert_eq!(self.status, StatusCode::OK, "echo reply: {}", self.text());
@@ -282,6 +310,15 @@ pub fn request(method: Method, path: &str) -> Request<Empty<Bytes>> {
 /// `GET path`.
 pub fn get(path: &str) -> Request<Empty<Bytes>> {
     request(Method::GET, path)
+}
+
+/// `GET path` with `Host: host`.
+pub fn with_host(path: &str, host: &str) -> Request<Empty<Bytes>> {
+    let mut request = get(path);
+    request
+        .headers_mut()
+        .insert("host", host.parse().expect("host value"));
+    request
 }
 
 /// A request with a fixed body.
@@ -506,6 +543,28 @@ pub async fn read_until_close(stream: &mut TcpStream, within: Duration) -> RawRe
             Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
         }
     }
+}
+
+/// A loopback port for a child program that cannot listen on port 0 and report the port it
+/// got (redis-server, nginx): bound, read back and released. Another process may take it in
+/// between, so callers fail loudly or retry; the gateway itself always binds port 0.
+pub fn port_for_child() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// A loopback port that refuses connections: bound (so no other test can take it while the
+/// socket lives) but never listening. Keep the socket alive as long as the port must stay
+/// closed.
+pub fn closed_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("bind 127.0.0.1:0");
+    let port = socket.local_addr().expect("bound address").port();
+    (socket, port)
 }
 
 /// A config file that tests rewrite between reloads; removed on drop.

@@ -71,6 +71,31 @@ impl Leaf {
         hex::encode(self.sha256())
     }
 
+    /// Lowercase hex of the SHA-256 fingerprint as `openssl x509 -fingerprint -sha256` reports
+    /// it from the PEM: an independent parser and hash, so a gateway that hashed the wrong
+    /// bytes cannot agree with it by sharing the test's mistake. Panics without `openssl`
+    /// (CI installs it).
+    pub fn openssl_sha256_hex(&self) -> String {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-fingerprint", "-sha256"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run openssl (needed for the independent certificate fingerprint)");
+        child
+            .stdin
+            .take()
+            .expect("openssl stdin")
+            .write_all(self.cert_pem.as_bytes())
+            .expect("write the certificate to openssl");
+        let output = child.wait_with_output().expect("openssl output");
+        assert!(output.status.success(), "openssl x509 failed: {output:?}");
+        let text = String::from_utf8(output.stdout).expect("openssl prints ascii");
+        let (_, colon_hex) = text.trim().split_once('=').expect("Fingerprint=AB:CD:...");
+        colon_hex.replace(':', "").to_ascii_lowercase()
+    }
+
     pub fn sha256(&self) -> Vec<u8> {
         aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, self.der.as_ref())
             .as_ref()
