@@ -9,8 +9,10 @@ mod conn;
 mod decision;
 pub mod fds;
 mod io;
+pub mod notify;
 mod reload;
 mod tls;
+pub mod file_watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -153,6 +155,8 @@ pub struct Bound {
     admin: TcpListener,
     decision: Option<TcpListener>,
     addrs: Addrs,
+    /// systemd notification (`Type=notify`), when asked for with [`Bound::with_notifier`].
+    notifier: Option<Arc<notify::Notifier>>,
 }
 
 async fn bind_one(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
@@ -218,10 +222,17 @@ pub async fn bind(
         admin,
         decision,
         addrs,
+        notifier: None,
     })
 }
 
 impl Bound {
+    /// Tells systemd about readiness, reloads and the drain (see [`notify`]).
+    pub fn with_notifier(mut self, notifier: notify::Notifier) -> Bound {
+        self.notifier = Some(Arc::new(notifier));
+        self
+    }
+
     pub fn addrs(&self) -> Addrs {
         self.addrs
     }
@@ -241,6 +252,7 @@ impl Bound {
             admin,
             decision,
             addrs,
+            notifier,
         } = self;
         let mut tasks: Vec<JoinHandle<()>> = Vec::new();
         if let Some(listener) = http {
@@ -263,10 +275,14 @@ impl Bound {
         }
         state.ready.store(true, Ordering::SeqCst);
         tracing::info!(http = ?addrs.http, https = ?addrs.https, admin = %addrs.admin, "authgate listening");
+        tasks.extend(notify::spawn_ready(notifier.clone(), Arc::clone(&state)));
 
         while let Some(Control::Reload) = control.recv().await {
+            notify::tell(notifier.as_deref(), notify::Status::Reloading);
             reload::reload(&origin, &state, &addrs).await;
+            notify::tell(notifier.as_deref(), notify::Status::Ready);
         }
+        notify::tell(notifier.as_deref(), notify::Status::Stopping);
 
         // Drain: stop accepting, let in-flight requests finish (bounded), then stop.
         tracing::info!("shutting down: draining connections");
