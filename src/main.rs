@@ -210,7 +210,9 @@ async fn run(path: PathBuf, watch: bool) -> Result<(), Failure> {
         .await
         .map_err(|e| Failure::Runtime(e.into()))?;
     // Type=notify under systemd; a malformed $NOTIFY_SOCKET is the unit's error: exit 2.
-    if let Some(notifier) = server::notify::Notifier::from_env().map_err(|e| Failure::Runtime(e.into()))? {
+    if let Some(notifier) =
+        server::notify::Notifier::from_env().map_err(|e| Failure::Runtime(e.into()))?
+    {
         bound = bound.with_notifier(notifier);
     }
     let (control, receiver) = tokio::sync::mpsc::channel(8);

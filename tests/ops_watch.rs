@@ -97,7 +97,10 @@ async fn watch_reloads_a_rotated_file_secret_and_an_edited_config() {
     let gateway = Gateway::from_file(&path).start().await;
     let watcher = file_watch::spawn(path.clone(), gateway.handle().control(), POLL);
 
-    assert_eq!(gateway.get_with_token("/api/x", &token(OLD)).await.status, 200);
+    assert_eq!(
+        gateway.get_with_token("/api/x", &token(OLD)).await.status,
+        200
+    );
 
     // Secret rotation (a Kubernetes Secret update): no SIGHUP, the new secret takes over.
     dir.write("hmac-secret", &format!("{NEW}\n"));
@@ -131,7 +134,10 @@ async fn watch_reloads_a_rotated_file_secret_and_an_edited_config() {
     .await;
     assert!(refused, "the invalid edit was not refused");
     assert_eq!(gateway.get("/status").await.status, 200);
-    assert_eq!(gateway.get_with_token("/api/x", &token(NEW)).await.status, 200);
+    assert_eq!(
+        gateway.get_with_token("/api/x", &token(NEW)).await.status,
+        200
+    );
 
     // Fixed again: reloaded, and the gauge is back to 1.
     dir.write("authgate.toml", &config(&echo, ""));
@@ -153,7 +159,9 @@ async fn watch_reloads_a_rotated_file_secret_and_an_edited_config() {
 
 fn receive(socket: &UnixDatagram) -> String {
     let mut buf = [0u8; 512];
-    let n = socket.recv(&mut buf).expect("a notification within the timeout");
+    let n = socket
+        .recv(&mut buf)
+        .expect("a notification within the timeout");
     String::from_utf8(buf[..n].to_vec()).unwrap()
 }
 
@@ -211,4 +219,67 @@ async fn systemd_hears_ready_reloading_and_stopping_in_order() {
         .await
         .expect("drained")
         .unwrap();
+}
+
+/// Kills the gateway process if a test fails before it exits.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The binary as systemd runs it: `$NOTIFY_SOCKET` set, `run --watch`. Ports 0, so nothing
+/// here needs to connect: the datagrams tell the story.
+#[tokio::test]
+async fn the_binary_notifies_systemd_and_watches_with_run_watch() {
+    let dir = Dir::new("binary-it");
+    dir.write("hmac-secret", OLD);
+    let echo = Echo::start().await;
+    dir.write("authgate.toml", &config(&echo, ""));
+    let socket_path = dir.0.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(WITHIN)).unwrap();
+
+    let mut child = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_authgate"))
+            .args(["--log-format", "json", "run", "--watch", "-c"])
+            .arg(dir.0.join("authgate.toml"))
+            .env("NOTIFY_SOCKET", &socket_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start authgate"),
+    );
+    let socket = std::sync::Arc::new(socket);
+    let next = |socket: &std::sync::Arc<UnixDatagram>| {
+        let socket = std::sync::Arc::clone(socket);
+        tokio::task::spawn_blocking(move || receive(&socket))
+    };
+    let ready = next(&socket).await.unwrap();
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready}");
+
+    // A rotated secret file: --watch reloads (polled each second, debounced), and systemd
+    // hears about it.
+    dir.write("hmac-secret", NEW);
+    let reloading = next(&socket).await.unwrap();
+    assert!(reloading.lines().any(|l| l == "RELOADING=1"), "{reloading}");
+    let ready_again = next(&socket).await.unwrap();
+    assert!(ready_again.lines().any(|l| l == "READY=1"), "{ready_again}");
+
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let stopping = next(&socket).await.unwrap();
+    assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping}");
+    let exited = eventually(WITHIN, || {
+        let status = child.0.try_wait().unwrap();
+        async move { status.is_some_and(|s| s.success()) }
+    })
+    .await;
+    assert!(exited, "the gateway did not exit 0 after SIGTERM");
 }

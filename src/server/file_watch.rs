@@ -38,7 +38,11 @@ type Seen = Option<(u64, Option<SystemTime>, u64)>;
 
 /// Watches `config` and the files it names, sending [`Control::Reload`] after each settled
 /// change. Ends when the control channel closes (the gateway stopped).
-pub fn spawn(config: PathBuf, control: mpsc::Sender<Control>, interval: Duration) -> JoinHandle<()> {
+pub fn spawn(
+    config: PathBuf,
+    control: mpsc::Sender<Control>,
+    interval: Duration,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut last = fingerprint(&config);
         tracing::info!(

@@ -8,11 +8,11 @@ mod admin;
 mod conn;
 mod decision;
 pub mod fds;
+pub mod file_watch;
 mod io;
 pub mod notify;
 mod reload;
 mod tls;
-pub mod file_watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
