@@ -37,6 +37,9 @@ enum Command {
         /// Config file; default $AUTHGATE_CONFIG, else config/authgate.toml.
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// Reload (as on SIGHUP) when the config or a file it names changes; polled each second.
+        #[arg(long)]
+        watch: bool,
     },
     /// Validate a config completely without binding ports or fetching anything.
     Check {
@@ -98,7 +101,9 @@ fn main() -> ExitCode {
 
     let result = match cli.command {
         Command::Check { config } => check(config_path(config)),
-        Command::Run { config } => runtime().and_then(|rt| rt.block_on(run(config_path(config)))),
+        Command::Run { config, watch } => {
+            runtime().and_then(|rt| rt.block_on(run(config_path(config), watch)))
+        }
         Command::Apikey {
             command:
                 Apikey::New {
@@ -207,8 +212,8 @@ fn check(path: PathBuf) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn run(path: PathBuf) -> Result<(), Failure> {
-    let origin = ConfigOrigin::File(path);
+async fn run(path: PathBuf, watch: bool) -> Result<(), Failure> {
+    let origin = ConfigOrigin::File(path.clone());
     let metrics = Metrics::new();
     let snapshot = origin
         .load(&metrics, None)
@@ -216,10 +221,19 @@ async fn run(path: PathBuf) -> Result<(), Failure> {
     let fds = server::fds::raise_and_check(&snapshot).map_err(|e| Failure::Input(e.into()))?;
     tracing::debug!(limit = fds, "file descriptor limit");
     metrics.config_loaded(true);
-    let bound = server::bind(origin, snapshot, metrics)
+    let mut bound = server::bind(origin, snapshot, metrics)
         .await
         .map_err(|e| Failure::Runtime(e.into()))?;
+    // Type=notify under systemd; a malformed $NOTIFY_SOCKET is the unit's error: exit 2.
+    if let Some(notifier) =
+        server::notify::Notifier::from_env().map_err(|e| Failure::Runtime(e.into()))?
+    {
+        bound = bound.with_notifier(notifier);
+    }
     let (control, receiver) = tokio::sync::mpsc::channel(8);
+    if watch {
+        server::file_watch::spawn(path, control.clone(), server::file_watch::INTERVAL);
+    }
     server::signals::forward(control).map_err(|e| Failure::Runtime(e.into()))?;
     bound.serve(receiver).await;
     let _ = Control::Shutdown;

@@ -12,7 +12,7 @@ mod api_keys;
 mod clients;
 mod compile;
 mod ctx;
-mod env;
+pub(crate) mod env;
 mod error;
 mod issuers;
 mod rate_limits;

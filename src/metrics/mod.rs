@@ -45,6 +45,8 @@ pub struct Metrics {
     jwks_keys: IntGaugeVec,
     jwks_age: prometheus::GaugeVec,
     jwks_stale: IntGaugeVec,
+    /// `max_stale` of fetched key sets, so alerts compare the age with each issuer's own.
+    jwks_max_stale: IntGaugeVec,
     pub token_cache_hits: IntCounter,
     pub token_cache_misses: IntCounter,
     connections_open: IntGaugeVec,
@@ -98,6 +100,21 @@ fn histogram_vec(registry: &Registry, name: &str, help: &str, label: &str) -> Hi
         .register(Box::new(vec.clone()))
         .expect("metric registered once");
     vec
+}
+
+/// `process_*` (open and max fds, resident and virtual memory, CPU seconds, start time,
+/// threads) read from /proc at scrape time. Linux only: elsewhere there is no such family.
+fn register_process_metrics(registry: &Registry) {
+    #[cfg(target_os = "linux")]
+    {
+        let collector = prometheus::process_collector::ProcessCollector::for_self();
+        // Registered once per registry; a failure would only lose these families.
+        if let Err(error) = registry.register(Box::new(collector)) {
+            tracing::warn!(error = %error, "process metrics unavailable");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = registry;
 }
 
 impl Metrics {
@@ -166,6 +183,7 @@ impl Metrics {
         registry
             .register(Box::new(rate_limit_store_duration.clone()))
             .expect("registered once");
+        register_process_metrics(r);
         let build_info = gauge_vec(r, "authgate_build_info", "Build information.", &["version"]);
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
@@ -242,6 +260,12 @@ impl Metrics {
                 r,
                 "authgate_jwks_stale",
                 "1 while an issuer serves keys whose latest refresh failed.",
+                &["issuer"],
+            ),
+            jwks_max_stale: gauge_vec(
+                r,
+                "authgate_jwks_max_stale_seconds",
+                "How old a fetched key set may grow while refreshes fail (max_stale); only issuers whose keys are fetched.",
                 &["issuer"],
             ),
             token_cache_hits: token_cache.with_label_values(&["hit"]),
@@ -408,11 +432,19 @@ impl Metrics {
             .unwrap_or_else(|poison| poison.into_inner());
         let now = SystemTime::now();
         let mut x5c = Vec::new();
+        // Issuers removed by a reload disappear; local key sources never go stale.
+        self.jwks_max_stale.reset();
         for (name, key_store) in key_stores {
             if let Some(keys) = key_store.keys() {
                 for (kid, not_after) in keys.x5c_expiries() {
                     x5c.push((format!("{name}/{kid}"), *not_after));
                 }
+            }
+            if key_store.source().is_remote() {
+                let max_stale = key_store.policy().max_stale.as_secs();
+                self.jwks_max_stale
+                    .with_label_values(&[name])
+                    .set(i64::try_from(max_stale).unwrap_or(i64::MAX));
             }
             let stats = key_store.stats();
             let store = key_store.id();

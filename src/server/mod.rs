@@ -8,7 +8,9 @@ mod admin;
 mod conn;
 mod decision;
 pub mod fds;
+pub mod file_watch;
 mod io;
+pub mod notify;
 mod reload;
 mod tls;
 
@@ -157,6 +159,8 @@ pub struct Bound {
     admin: TcpListener,
     decision: Option<TcpListener>,
     addrs: Addrs,
+    /// systemd notification (`Type=notify`), when asked for with [`Bound::with_notifier`].
+    notifier: Option<Arc<notify::Notifier>>,
 }
 
 async fn bind_one(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
@@ -222,10 +226,17 @@ pub async fn bind(
         admin,
         decision,
         addrs,
+        notifier: None,
     })
 }
 
 impl Bound {
+    /// Tells systemd about readiness, reloads and the drain (see [`notify`]).
+    pub fn with_notifier(mut self, notifier: notify::Notifier) -> Bound {
+        self.notifier = Some(Arc::new(notifier));
+        self
+    }
+
     pub fn addrs(&self) -> Addrs {
         self.addrs
     }
@@ -245,6 +256,7 @@ impl Bound {
             admin,
             decision,
             addrs,
+            notifier,
         } = self;
         let mut tasks: Vec<JoinHandle<()>> = Vec::new();
         if let Some(listener) = http {
@@ -267,15 +279,21 @@ impl Bound {
         }
         state.ready.store(true, Ordering::SeqCst);
         tracing::info!(http = addrs.http.map(tracing::field::display), https = addrs.https.map(tracing::field::display), admin = %addrs.admin, "authgate listening");
+        tasks.extend(notify::spawn_ready(notifier.clone(), Arc::clone(&state)));
 
         let reason = loop {
             match control.recv().await {
-                Some(Control::Reload) => reload::reload(&origin, &state, &addrs).await,
+                Some(Control::Reload) => {
+                    notify::tell(notifier.as_deref(), notify::Status::Reloading);
+                    reload::reload(&origin, &state, &addrs).await;
+                    notify::tell(notifier.as_deref(), notify::Status::Ready);
+                }
                 Some(Control::Shutdown) => break "shutdown requested",
                 Some(Control::Signal(signal)) => break signal,
                 None => break "control channel closed",
             }
         };
+        notify::tell(notifier.as_deref(), notify::Status::Stopping);
 
         // Drain: stop accepting, let in-flight requests finish (bounded), then stop. Each
         // connection cuts its own requests at `shutdown_timeout` (their access lines say
