@@ -10,17 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http::uri::{Authority, Scheme};
 use http::HeaderValue;
 
 use crate::auth::api_keys::ApiKeySource;
 use crate::auth::cache::TokenCache;
 use crate::auth::jwks::{KeyStore, RefreshPolicy};
 use crate::auth::jwt::TokenPolicy;
-use crate::metrics::{Metrics, RouteMetrics, UpstreamMetrics};
+use crate::metrics::{Metrics, RouteMetrics};
 use crate::network::CidrSet;
-use crate::proxy::capacity::UpstreamCapacity;
-use crate::proxy::client::UpstreamClient;
+use crate::proxy::Upstream;
 use crate::routing::{RouteSpec, RouteTable};
 pub use crate::tls::server::ClientCertMode;
 
@@ -155,23 +153,6 @@ impl ClientPolicy {
     pub fn pins_certificates(&self) -> bool {
         !self.cert_sha256.is_empty() || !self.cert_subjects.is_empty()
     }
-}
-
-/// One `[[upstreams]]` entry.
-pub struct Upstream {
-    pub name: String,
-    pub scheme: Scheme,
-    pub authority: Authority,
-    /// Path of the upstream URL without trailing slash ("" for none).
-    pub path_prefix: String,
-    /// Host header value when `preserve_host` is false.
-    pub host: HeaderValue,
-    pub preserve_host: bool,
-    pub timeout: Duration,
-    pub client: Arc<UpstreamClient>,
-    /// Caps on the requests in flight (shared with the previous snapshot when unchanged).
-    pub capacity: UpstreamCapacity,
-    pub metrics: UpstreamMetrics,
 }
 
 /// One `[[routes]]` entry.

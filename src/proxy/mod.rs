@@ -4,6 +4,9 @@
 pub mod capacity;
 pub mod client;
 pub mod headers;
+mod upstream;
+
+pub use upstream::Upstream;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,7 +25,6 @@ use tokio::time::Instant;
 
 use crate::deny::Deny;
 use crate::logging::{error_chain, Throttle};
-use crate::snapshot::Upstream;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
