@@ -731,7 +731,10 @@ pub async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Body>) ->
             };
             let mut response =
                 match forward(&snapshot, conn, &mut parts, body, &outbound, deadline).await {
-                    Ok(response) => response,
+                    Ok(response) => {
+                        record.served_by(&response);
+                        response
+                    }
                     Err(deny) => {
                         record.failed(&deny);
                         deny_response(deny, has_body)
@@ -839,7 +842,7 @@ async fn forward(
         }
     }
 
-    let uri = proxy::upstream_uri(upstream, outbound.path, parts.uri.query())?;
+    let uri = proxy::origin_form(outbound.path, parts.uri.query())?;
     let mut request = Request::new(match route.max_body_bytes {
         Some(limit) => proxy::boxed(http_body_util::Limited::new(body, limit as usize)),
         None => body,
@@ -853,5 +856,5 @@ async fn forward(
     } else {
         None
     };
-    proxy::forward(upstream, request, deadline, client_upgrade).await
+    proxy::forward(upstream, request, deadline, client_upgrade, route.timeouts).await
 }

@@ -177,6 +177,10 @@ pub struct Route {
     pub max_body_bytes: Option<u64>,
     /// Indexes into `Snapshot::rate_limits`, in the route's order.
     pub rate_limits: Vec<usize>,
+    /// `timeout` / `idle_timeout`, merged over the upstream's.
+    pub timeouts: crate::proxy::Timeouts,
+    /// Denials answered the gRPC way.
+    pub grpc: bool,
     pub metrics: RouteMetrics,
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderValue, Method, Uri};
+use http::{HeaderValue, Method};
 use toml::Spanned;
 
 use super::ctx::{duration, strings, Ctx};
@@ -490,6 +490,9 @@ fn compile_route(
         client_cert_required,
         max_body_bytes: raw.max_body_bytes.as_ref().map(|v| *v.get_ref()),
         rate_limits: Vec::new(),
+        timeouts: super::upstreams::route_timeouts(ctx, key, raw)?
+            .over(&upstreams[upstream].timeouts),
+        grpc: raw.grpc,
         metrics: metrics.route(name),
     };
     Ok((spec, route))

@@ -288,6 +288,8 @@ impl Bound {
 /// `authgate_certificate_expiry_timestamp_seconds` for `snapshot`'s TLS material.
 pub(crate) fn record_expiries(metrics: &Metrics, snapshot: &Snapshot) {
     let expiries = snapshot.tls.iter().flat_map(|tls| tls.expiries.iter());
+    let upstreams = snapshot.upstreams.iter();
+    let expiries = expiries.chain(upstreams.filter_map(|u| u.client_cert_expiry.as_ref()));
     metrics.certificate_expiries(
         expiries.map(|expiry| (expiry.kind, expiry.name.as_str(), expiry.timestamp)),
     );

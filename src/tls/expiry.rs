@@ -17,7 +17,7 @@ use super::pem;
 /// One expiry: the metric's `kind` and `name` labels and the Unix time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expiry {
-    /// `server`, `client_ca` or `crl_next_update`.
+    /// `server`, `client_ca`, `crl_next_update` or `upstream_client`.
     pub kind: &'static str,
     /// The certificate's subject, or the CRL's issuer.
     pub name: String,
@@ -57,6 +57,14 @@ pub fn of_files(
         }
     }
     expiries
+}
+
+/// The expiry of an upstream's client certificate (the leaf), named after the upstream.
+pub fn upstream_client(upstream: &str, cert_file: &Path) -> Option<Expiry> {
+    let leaf = pem::certificates(cert_file).ok()?.into_iter().next()?;
+    let mut expiry = certificate("upstream_client", leaf.as_ref())?;
+    expiry.name = upstream.to_owned();
+    Some(expiry)
 }
 
 fn certificate(kind: &'static str, der: &[u8]) -> Option<Expiry> {

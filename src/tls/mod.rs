@@ -7,14 +7,17 @@
 //! - [`server`]: `[server.tls]` -> the listener's `rustls::ServerConfig`, with
 //!   [`server::TlsError`] naming the `[server.tls]` key at fault.
 //!
+//! - [`client`]: the TLS client settings of upstreams and key fetchers; THE meaning of
+//!   `ca_file` (extra roots added to the system roots) lives there, once.
+//!
 //! Its users: config compilation (the listener config, so that `check` and `run` read the same
 //! files the same way), the upstream client (`proxy::client`) and the key fetcher
-//! (`auth::jwks`). What each does with a root store (replace the system roots or add to them)
-//! is their decision, not this module's.
+//! (`auth::jwks`).
 //!
 //! Layer: below `auth`, `proxy`, `config` and `server`; it names none of them. It never logs
 //! and never puts file contents in an error (a key file's bytes are secret).
 
+pub mod client;
 pub mod expiry;
 pub mod pem;
 pub mod server;
