@@ -28,6 +28,14 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// Whether requests may go out over HTTP/2.
+    pub fn may_use_h2(self) -> bool {
+        match self {
+            Protocol::Http1 => false,
+            Protocol::H2c | Protocol::H2 | Protocol::Auto => true,
+        }
+    }
+
     pub fn from_name(name: &str) -> Option<Protocol> {
         match name {
             "http1" => Some(Protocol::Http1),
