@@ -204,7 +204,7 @@ async fn client_certificate_settings_are_checked_at_load() {
             "client_cert_file",
         ),
         (
-            format!("url = \"http://127.0.0.1:1\"\nprotocol = \"h2\""),
+            "url = \"http://127.0.0.1:1\"\nprotocol = \"h2\"".to_owned(),
             "needs an https URL",
         ),
         (format!("{url}\nprotocol = \"h3\""), "protocol"),
