@@ -252,3 +252,55 @@ async fn url_and_servers_are_exclusive() {
     };
     assert!(error.contains("exactly one of url and servers"), "{error}");
 }
+
+#[tokio::test]
+async fn active_health_checks_take_a_server_out_and_bring_it_back() {
+    let echo = Echo::start().await;
+    let flaky = Flaky::start().await;
+    let flaky_url = format!("http://{}", flaky.addr);
+    let extra = "max_failures = 1000\nretries = 0\nhealth_check = { path = \"/healthz\", interval = \"50ms\", timeout = \"500ms\", healthy = 1, unhealthy = 2 }";
+    let gateway = Gateway::from_toml(config(&[echo.url(""), flaky_url.clone()], extra))
+        .start()
+        .await;
+    let label = format!("server=\"{flaky_url}\"");
+    let gauge = |text: &str| metric(text, "authgate_upstream_server_healthy", &[&label]);
+    let out = eventually(Duration::from_secs(3), || async {
+        gauge(&gateway.metrics().await) == Some(0.0)
+    })
+    .await;
+    assert!(out, "two failed checks take the server out");
+    let probes = flaky.hits();
+    assert!(probes >= 2, "the checks reached the server");
+    for _ in 0..20 {
+        assert_eq!(gateway.get("/x").await.status, StatusCode::OK);
+    }
+    let requests = metric(
+        &gateway.metrics().await,
+        "authgate_upstream_server_requests_total",
+        &[&label],
+    );
+    assert_eq!(
+        requests.unwrap_or(0.0),
+        0.0,
+        "no request went to the checked-down server"
+    );
+
+    flaky.failing.store(false, Ordering::SeqCst);
+    let back = eventually(Duration::from_secs(3), || async {
+        gauge(&gateway.metrics().await) == Some(1.0)
+    })
+    .await;
+    assert!(back, "a passed check brings it back");
+    let served = eventually(Duration::from_secs(3), || async {
+        assert_eq!(gateway.get("/y").await.status, StatusCode::OK);
+        metric(
+            &gateway.metrics().await,
+            "authgate_upstream_server_requests_total",
+            &[&label],
+        )
+        .unwrap_or(0.0)
+            > 0.0
+    })
+    .await;
+    assert!(served, "requests reach it again");
+}

@@ -259,6 +259,8 @@ pub struct Upstream {
     pub retry_budget_percent: Option<S<u64>>,
     /// Retries in flight always allowed. Default 3.
     pub retry_min_concurrency: Option<S<u64>>,
+    /// Active health checks of every server. Default: none (passive health only).
+    pub health_check: Option<S<HealthCheck>>,
     /// PEM client certificate chain presented to https upstreams (mTLS).
     pub client_cert_file: Option<S<EnvString>>,
     /// PEM private key of `client_cert_file`.
@@ -278,6 +280,22 @@ pub struct Upstream {
     pub ca_file: Option<S<EnvString>>,
     /// Most requests in flight to this upstream. Default: only `max_upstream_requests`.
     pub max_concurrent_requests: Option<S<u64>>,
+}
+
+/// `health_check = { path, interval, timeout, healthy, unhealthy }` of an upstream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// Path (and query) probed with GET on each server, after the server URL's path.
+    pub path: S<EnvString>,
+    /// Default 10s.
+    pub interval: Option<S<Dur>>,
+    /// Default 2s.
+    pub timeout: Option<S<Dur>>,
+    /// Consecutive successes that bring a server back. Default 2.
+    pub healthy: Option<S<u64>>,
+    /// Consecutive failures that take a server out. Default 3.
+    pub unhealthy: Option<S<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -20,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::proxy::balance::{Ejection, Server};
 use crate::proxy::capacity::{Capacity, UpstreamCapacity};
 use crate::proxy::client::{ClientIdentity, Protocol, UpstreamClient};
+use crate::proxy::health::{ActiveChecks, CheckSettings};
 use crate::proxy::retry::{RetryBudget, RetryOn, RetryPolicy};
 use crate::proxy::{host_value, Timeouts, Upstream};
 use crate::snapshot::Snapshot;
@@ -66,6 +67,7 @@ pub(super) fn compile_upstreams(
             &upstreams,
             name,
         )?;
+        let active_checks = active_checks(ctx, &key, raw, &servers, &client, name)?;
         let own = match &raw.max_concurrent_requests {
             Some(value) if *value.get_ref() == 0 => {
                 return Err(ctx.at(
@@ -97,6 +99,7 @@ pub(super) fn compile_upstreams(
             budget: RetryBudget::new(metrics.upstream_servers.retries(name)),
             client,
             metrics: metrics.upstream(name),
+            active_checks,
             client_cert_expiry,
         });
     }
@@ -391,4 +394,58 @@ fn client(
         ctx.err(key(field), span, error_chain(&error))
     })?;
     Ok((Arc::new(client), expiry))
+}
+
+/// `health_check`: the settings and one probe target per server.
+fn active_checks(
+    ctx: &Ctx<'_>,
+    key: &dyn Fn(&str) -> String,
+    raw: &raw::Upstream,
+    servers: &[Server],
+    client: &Arc<UpstreamClient>,
+    name: &str,
+) -> Result<Option<Arc<ActiveChecks>>, ConfigError> {
+    let Some(spanned) = &raw.health_check else {
+        return Ok(None);
+    };
+    let check = spanned.get_ref();
+    let path = check.path.get_ref().as_str();
+    if !path.starts_with('/') {
+        return Err(ctx.at(key("health_check.path"), &check.path, "must start with /"));
+    }
+    let count = |value: &Option<Spanned<u64>>, field: &str, default: u32| match value {
+        Some(v) if *v.get_ref() == 0 => Err(ctx.at(key(field), v, "must be greater than 0")),
+        Some(v) => Ok(u32::try_from(*v.get_ref()).unwrap_or(u32::MAX)),
+        None => Ok(default),
+    };
+    let settings = CheckSettings {
+        path: path.to_owned(),
+        interval: positive_duration(ctx, &key("health_check.interval"), &check.interval)?
+            .unwrap_or(Duration::from_secs(10)),
+        timeout: positive_duration(ctx, &key("health_check.timeout"), &check.timeout)?
+            .unwrap_or(Duration::from_secs(2)),
+        healthy: count(&check.healthy, "health_check.healthy", 2)?,
+        unhealthy: count(&check.unhealthy, "health_check.unhealthy", 3)?,
+    };
+    let mut targets = Vec::with_capacity(servers.len());
+    for server in servers {
+        let uri = Uri::builder()
+            .scheme(server.scheme.clone())
+            .authority(server.authority.clone())
+            .path_and_query(format!("{}{path}", server.path_prefix))
+            .build()
+            .map_err(|_| ctx.at(key("health_check.path"), &check.path, "invalid path"))?;
+        targets.push((
+            uri,
+            server.host.clone(),
+            Arc::clone(&server.state),
+            server.metrics.clone(),
+        ));
+    }
+    Ok(Some(Arc::new(ActiveChecks {
+        settings,
+        client: Arc::clone(client),
+        targets,
+        upstream: name.to_owned(),
+    })))
 }

@@ -18,11 +18,14 @@
 //! - A retry prefers a server it has not tried yet, and falls back to a tried one only when
 //!   no other is available.
 //!
+//! - **Active health checks** (`proxy::health`, when configured) take a server out on top of
+//!   this, until its checks pass again.
+//!
 //! Server state lives in [`ServerState`], shared by every snapshot that keeps the server (same
 //! upstream name and URL), so a reload neither forgets an ejection nor the requests in flight.
 //! This module never sends anything.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -67,11 +70,21 @@ pub struct ServerState {
     ejections: AtomicU32,
     /// Until when the server is ejected (`now_ms` clock); 0: not ejected.
     ejected_until: AtomicU64,
+    /// Taken out by active health checks (`proxy::health`).
+    checked_down: AtomicBool,
 }
 
 impl ServerState {
     fn available(&self, now: u64) -> bool {
-        self.ejected_until.load(Ordering::Relaxed) <= now
+        self.ejected_until.load(Ordering::Relaxed) <= now && !self.checked_down()
+    }
+
+    pub fn checked_down(&self) -> bool {
+        self.checked_down.load(Ordering::Relaxed)
+    }
+
+    pub fn set_checked_down(&self, down: bool) {
+        self.checked_down.store(down, Ordering::Relaxed);
     }
 
     pub fn in_flight(&self) -> usize {
@@ -211,7 +224,7 @@ impl Server {
             return false;
         }
         let now = now_ms();
-        if !state.available(now) {
+        if state.ejected_until.load(Ordering::Relaxed) > now {
             // Already ejected by a concurrent attempt.
             return false;
         }

@@ -8,6 +8,7 @@ pub mod balance;
 pub mod capacity;
 pub mod client;
 pub mod headers;
+pub mod health;
 mod idle;
 pub mod retry;
 mod upstream;

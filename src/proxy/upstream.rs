@@ -25,6 +25,8 @@ pub struct Upstream {
     /// Caps on the requests in flight (shared with the previous snapshot when unchanged).
     pub capacity: UpstreamCapacity,
     pub metrics: UpstreamMetrics,
+    /// Active health checks, when configured (their task holds a weak reference).
+    pub active_checks: Option<Arc<super::health::ActiveChecks>>,
     /// When the client certificate (`client_cert_file`) expires.
     pub client_cert_expiry: Option<crate::tls::expiry::Expiry>,
 }

@@ -199,6 +199,7 @@ pub async fn bind(
     let (stop_tx, stop) = watch::channel(false);
     let connections = Arc::new(Semaphore::new(snapshot.server.max_connections));
     record_expiries(&metrics, &snapshot);
+    crate::proxy::health::start(&snapshot.upstreams);
     let state = Arc::new(ServerState {
         shared: Arc::new(ArcSwap::from_pointee(snapshot)),
         metrics,
