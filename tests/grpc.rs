@@ -346,3 +346,110 @@ async fn an_unreachable_grpc_upstream_is_unavailable() {
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(status.message().contains("upstream"), "{status:?}");
 }
+
+/// An h2c upstream that reads the whole request body and answers with the request trailer
+/// `x-checksum` it received in a response header, and a response trailer of its own.
+async fn trailer_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    use http_body_util::BodyExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = service_fn(|request: http::Request<hyper::body::Incoming>| async move {
+                let collected = request.into_body().collect().await;
+                let seen = collected
+                    .ok()
+                    .and_then(|c| c.trailers().cloned())
+                    .and_then(|t| t.get("x-checksum").cloned())
+                    .map_or("none".to_owned(), |v| v.to_str().unwrap_or("?").to_owned());
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("x-upstream-trailer", "done".parse().expect("value"));
+                let frames = vec![
+                    Ok::<_, Infallible>(hyper::body::Frame::data(Bytes::from_static(b"body"))),
+                    Ok(hyper::body::Frame::trailers(trailers)),
+                ];
+                let body = http_body_util::StreamBody::new(tokio_stream::iter(frames));
+                let response = http::Response::builder()
+                    .header("x-seen-trailer", seen)
+                    .body(body)
+                    .expect("response");
+                Ok::<_, Infallible>(response)
+            });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn trailers_pass_both_ways_over_http2() {
+    use http_body_util::BodyExt;
+    let (upstream, _task) = trailer_upstream().await;
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+
+[[upstreams]]
+name = "h2"
+url = "http://{upstream}"
+protocol = "h2c"
+
+[[routes]]
+name = "all"
+path_prefix = "/"
+upstream = "h2"
+public = true
+"#
+    );
+    let gateway = Gateway::from_toml(config).start().await;
+    let stream = tokio::net::TcpStream::connect(gateway.http_addr())
+        .await
+        .expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2c handshake");
+    tokio::spawn(connection);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("x-checksum", "abc123".parse().expect("value"));
+    let frames = vec![
+        Ok::<_, Infallible>(hyper::body::Frame::data(Bytes::from_static(b"payload"))),
+        Ok(hyper::body::Frame::trailers(trailers)),
+    ];
+    let request = http::Request::post(format!("http://{}/upload", gateway.http_addr()))
+        .header("te", "trailers")
+        .body(http_body_util::StreamBody::new(tokio_stream::iter(frames)))
+        .expect("request");
+    let response = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        sender.send_request(request),
+    )
+    .await
+    .expect("answer within the bound")
+    .expect("response");
+    assert_eq!(response.status(), http::StatusCode::OK);
+    assert_eq!(
+        response
+            .headers()
+            .get("x-seen-trailer")
+            .and_then(|v| v.to_str().ok()),
+        Some("abc123"),
+        "the request trailer reached the upstream"
+    );
+    let collected = response.into_body().collect().await.expect("body");
+    let trailers = collected.trailers().cloned().expect("response trailers");
+    assert_eq!(
+        trailers
+            .get("x-upstream-trailer")
+            .and_then(|v| v.to_str().ok()),
+        Some("done"),
+        "the response trailer reached the client"
+    );
+}
