@@ -13,6 +13,9 @@
 //!   ejection without a success in between and capped at `max_ejection_time`. A server back
 //!   from an ejection is on probation: its first failure ejects it again (for the doubled
 //!   time), its first success makes it healthy again and resets the doubling.
+//! - **The only server is never ejected** (as nginx ignores `max_fails` for a single
+//!   server): ejecting it would turn every transient error into 502s for the whole ejection
+//!   time, with nowhere else to send requests.
 //! - **All servers ejected: no server.** The caller answers 502 at once; it never waits for a
 //!   server to come back.
 //! - A retry prefers a server it has not tried yet, and falls back to a tried one only when
@@ -214,9 +217,13 @@ impl Server {
         }
     }
 
-    /// The attempt failed; returns whether this ejected the server.
-    pub fn failed(&self, policy: &Ejection) -> bool {
+    /// The attempt failed; returns whether this ejected the server. The only server of an
+    /// upstream (`alone`) is never ejected.
+    pub fn failed(&self, policy: &Ejection, alone: bool) -> bool {
         self.metrics.errors.inc();
+        if alone {
+            return false;
+        }
         let state = &self.state;
         let failures = state.failures.fetch_add(1, Ordering::Relaxed) + 1;
         let probation = state.ejections.load(Ordering::Relaxed) != 0;
@@ -339,16 +346,16 @@ mod tests {
     #[test]
     fn failures_eject_for_a_growing_capped_period_and_none_is_left() {
         let servers = servers(2);
-        assert!(!servers[0].failed(&POLICY));
+        assert!(!servers[0].failed(&POLICY, false));
         assert!(
-            servers[0].failed(&POLICY),
+            servers[0].failed(&POLICY, false),
             "second consecutive failure ejects"
         );
         assert_eq!(servers[0].metrics.healthy.get(), 0);
         for _ in 0..20 {
             assert_eq!(pick(&servers, &[]), Some(1));
         }
-        assert!(servers[1].failed(&POLICY) | servers[1].failed(&POLICY));
+        assert!(servers[1].failed(&POLICY, false) | servers[1].failed(&POLICY, false));
         assert_eq!(pick(&servers, &[]), None, "every server ejected: none");
 
         assert_eq!(POLICY.period(0), Duration::from_secs(10));
@@ -358,14 +365,24 @@ mod tests {
     }
 
     #[test]
+    fn the_only_server_is_never_ejected() {
+        let servers = servers(1);
+        for _ in 0..10 {
+            assert!(!servers[0].failed(&POLICY, true));
+        }
+        assert_eq!(pick(&servers, &[]), Some(0));
+        assert_eq!(servers[0].metrics.errors.get(), 10, "failures still count");
+    }
+
+    #[test]
     fn a_success_resets_failures_and_probation() {
         let servers = servers(1);
-        assert!(!servers[0].failed(&POLICY));
+        assert!(!servers[0].failed(&POLICY, false));
         servers[0].succeeded();
-        assert!(!servers[0].failed(&POLICY), "the count restarted");
+        assert!(!servers[0].failed(&POLICY, false), "the count restarted");
         // On probation (ejected once, period over): one failure ejects again.
         servers[0].state.ejections.store(1, Ordering::Relaxed);
-        assert!(servers[0].failed(&POLICY));
+        assert!(servers[0].failed(&POLICY, false));
         assert_eq!(servers[0].state.ejections.load(Ordering::Relaxed), 2);
     }
 

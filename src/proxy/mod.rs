@@ -154,6 +154,7 @@ pub async fn forward(
         if !upstream.preserve_host {
             request.headers_mut().insert(HOST, server.host.clone());
         }
+        let alone = upstream.servers.len() == 1;
         let in_flight = server.start();
         let started = std::time::Instant::now();
         let sent = tokio::time::timeout_at(limit, upstream.client.client.request(request)).await;
@@ -163,7 +164,7 @@ pub async fn forward(
             .observe(started.elapsed().as_secs_f64());
         let outcome = match sent {
             Ok(Ok(response)) if response.status().is_server_error() => {
-                server.failed(&upstream.ejection);
+                server.failed(&upstream.ejection, alone);
                 Attempt::ServerError(response)
             }
             Ok(Ok(response)) => {
@@ -172,7 +173,7 @@ pub async fn forward(
             }
             Ok(Err(error)) => match classify(upstream, &error) {
                 Deny::BadGateway => {
-                    server.failed(&upstream.ejection);
+                    server.failed(&upstream.ejection, alone);
                     Attempt::Failed(if error.is_connect() {
                         Outcome::ConnectFailed
                     } else {
@@ -183,7 +184,7 @@ pub async fn forward(
                 deny => return Err(deny),
             },
             Err(_) => {
-                server.failed(&upstream.ejection);
+                server.failed(&upstream.ejection, alone);
                 static SLOW: Throttle = Throttle::every_10s();
                 if let Some(suppressed) = SLOW.admit() {
                     tracing::warn!(upstream = %upstream.name, server = %server.url, suppressed, "upstream did not answer in time");
