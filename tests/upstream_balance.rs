@@ -24,11 +24,12 @@ async fn refused_addr() -> SocketAddr {
     listener.local_addr().expect("addr")
 }
 
-/// An upstream answering 503 while `failing`, else 200; counts requests.
+/// An upstream answering 503 while `failing`, else 200; counts requests and connections.
 struct Flaky {
     addr: SocketAddr,
     failing: Arc<AtomicBool>,
     hits: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -44,9 +45,15 @@ impl Flaky {
         let addr = listener.local_addr().expect("addr");
         let failing = Arc::new(AtomicBool::new(true));
         let hits = Arc::new(AtomicU64::new(0));
-        let (f, h) = (Arc::clone(&failing), Arc::clone(&hits));
+        let connections = Arc::new(AtomicU64::new(0));
+        let (f, h, c) = (
+            Arc::clone(&failing),
+            Arc::clone(&hits),
+            Arc::clone(&connections),
+        );
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
                 let (f, h) = (Arc::clone(&f), Arc::clone(&h));
                 let service = service_fn(move |_request| {
                     h.fetch_add(1, Ordering::SeqCst);
@@ -70,6 +77,7 @@ impl Flaky {
             addr,
             failing,
             hits,
+            connections,
             task,
         }
     }
@@ -303,4 +311,31 @@ async fn active_health_checks_take_a_server_out_and_bring_it_back() {
     })
     .await;
     assert!(served, "requests reach it again");
+}
+
+#[tokio::test]
+async fn connections_to_a_host_name_are_renewed_after_dns_refresh() {
+    let flaky = Flaky::start().await;
+    flaky.failing.store(false, Ordering::SeqCst);
+    let port = flaky.addr.port();
+    // Same server by name (re-resolved) and by address (never): four requests each, with a
+    // pause longer than dns_refresh after the second.
+    let cases = [
+        (format!("http://localhost:{port}"), 2),
+        (format!("http://127.0.0.1:{port}"), 1),
+    ];
+    for (url, expected) in cases {
+        let gateway = Gateway::from_toml(config(&[url.clone()], "dns_refresh = \"200ms\""))
+            .start()
+            .await;
+        let before = flaky.connections.load(Ordering::SeqCst);
+        for round in 0..4 {
+            if round == 2 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            assert_eq!(gateway.get("/dns").await.status, StatusCode::OK, "{url}");
+        }
+        let opened = flaky.connections.load(Ordering::SeqCst) - before;
+        assert_eq!(opened, expected, "{url}: connections opened");
+    }
 }

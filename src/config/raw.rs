@@ -240,6 +240,9 @@ pub struct Upstream {
     pub url: Option<S<EnvString>>,
     /// Several servers of the same service, balanced (power of two choices).
     pub servers: Option<S<Vec<S<EnvString>>>>,
+    /// Connections to a server named by a host name are not reused after this long, so the
+    /// name is resolved again. Default 30s.
+    pub dns_refresh: Option<S<Dur>>,
     /// `http1` (default), `h2c`, `h2` or `auto`.
     pub protocol: Option<S<EnvString>>,
     /// Longest silence between two response body chunks. Default: no limit.

@@ -168,6 +168,8 @@ fn servers(
         }
     };
     let name = raw.name.get_ref().as_str();
+    let dns_refresh = positive_duration(ctx, &key("dns_refresh"), &raw.dns_refresh)?
+        .unwrap_or(Duration::from_secs(30));
     let mut servers: Vec<Server> = Vec::with_capacity(urls.len());
     for (position, url) in urls.into_iter().enumerate() {
         let server_key = match field {
@@ -188,9 +190,16 @@ fn servers(
         let state = before
             .and_then(|upstream| upstream.servers.iter().find(|s| &*s.url == text))
             .map_or_else(Arc::default, |server| Arc::clone(&server.state));
+        let named = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_err();
         servers.push(Server {
             url: text.into(),
             host: host_value(&authority),
+            dns_refresh: named.then_some(dns_refresh),
             scheme,
             authority,
             path_prefix,

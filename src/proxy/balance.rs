@@ -194,6 +194,9 @@ pub struct Server {
     pub path_prefix: String,
     /// Host header value when `preserve_host` is false.
     pub host: HeaderValue,
+    /// For a server named by a host name: connections older than this are not reused, so the
+    /// name is resolved again (`dns_refresh`). `None` for an IP address.
+    pub dns_refresh: Option<Duration>,
     pub state: Arc<ServerState>,
     pub metrics: ServerMetrics,
 }
@@ -316,6 +319,7 @@ mod tests {
                 authority: Authority::from_static("127.0.0.1:1000"),
                 path_prefix: String::new(),
                 host: HeaderValue::from_static("127.0.0.1"),
+                dns_refresh: None,
                 state: Arc::default(),
                 metrics: families.server("u", &format!("s{i}")),
             })

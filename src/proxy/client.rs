@@ -15,6 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::aged::AgedConnector;
 use super::Body;
 use crate::tls::client::{ClientAuth, ClientTlsError};
 
@@ -64,7 +65,7 @@ pub struct ClientIdentity {
 
 pub struct UpstreamClient {
     pub identity: ClientIdentity,
-    pub client: Client<HttpsConnector<HttpConnector>, Body>,
+    pub client: Client<AgedConnector<HttpsConnector<HttpConnector>>, Body>,
 }
 
 /// Idle pooled connections are closed after this long.
@@ -100,7 +101,7 @@ impl UpstreamClient {
             .http2_only(matches!(identity.protocol, Protocol::H2c | Protocol::H2))
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new());
-        let client = client.build(connector);
+        let client = client.build(AgedConnector(connector));
         Ok(UpstreamClient { identity, client })
     }
 }

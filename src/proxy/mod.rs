@@ -4,6 +4,7 @@
 //! long to wait ([`Timeouts`], [`idle`]) are decided in those modules; this one sends.
 //! It never decides access and never reads the config.
 
+mod aged;
 pub mod balance;
 pub mod capacity;
 pub mod client;
@@ -28,6 +29,7 @@ use http::{Request, Response, StatusCode, Version};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::capture_connection;
 use tokio::time::Instant;
 
 use self::balance::{InFlight, Server};
@@ -154,6 +156,10 @@ pub async fn forward(
         if !upstream.preserve_host {
             request.headers_mut().insert(HOST, server.host.clone());
         }
+        // Connections to a host name are retired after `dns_refresh` (see `aged`).
+        let capture = server
+            .dns_refresh
+            .map(|refresh| (refresh, capture_connection(&mut request)));
         let alone = upstream.servers.len() == 1;
         let in_flight = server.start();
         let started = std::time::Instant::now();
@@ -162,6 +168,9 @@ pub async fn forward(
             .metrics
             .duration
             .observe(started.elapsed().as_secs_f64());
+        if let (Some((refresh, capture)), Ok(Ok(_))) = (&capture, &sent) {
+            aged::retire_if_old(capture.connection_metadata().as_ref(), *refresh);
+        }
         let outcome = match sent {
             Ok(Ok(response)) if response.status().is_server_error() => {
                 server.failed(&upstream.ejection, alone);
