@@ -325,9 +325,12 @@ async fn connections_to_a_host_name_are_renewed_after_dns_refresh() {
         (format!("http://127.0.0.1:{port}"), 1),
     ];
     for (url, expected) in cases {
-        let gateway = Gateway::from_toml(config(&[url.clone()], "dns_refresh = \"200ms\""))
-            .start()
-            .await;
+        let gateway = Gateway::from_toml(config(
+            std::slice::from_ref(&url),
+            "dns_refresh = \"200ms\"",
+        ))
+        .start()
+        .await;
         let before = flaky.connections.load(Ordering::SeqCst);
         for round in 0..4 {
             if round == 2 {

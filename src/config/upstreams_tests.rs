@@ -33,16 +33,14 @@ fn upstream(keys: &str) -> String {
 
 #[test]
 fn every_upstream_key_compiles_and_route_timeouts_win() {
-    let text = format!(
-        "[[upstreams]]\nname = \"u\"\nservers = [\"http://127.0.0.1:9\", \"http://localhost:10/base/\"]\n\
+    let text = "[[upstreams]]\nname = \"u\"\nservers = [\"http://127.0.0.1:9\", \"http://localhost:10/base/\"]\n\
          protocol = \"h2c\"\ntimeout = \"3s\"\nidle_timeout = \"9s\"\nmax_failures = 2\n\
          ejection_time = \"1s\"\nmax_ejection_time = \"4s\"\nretries = 2\n\
          retry_on = [\"reset\", \"503\"]\nretry_budget_percent = 50\nretry_min_concurrency = 1\n\
-         health_check = {{ path = \"/healthz\", interval = \"1s\" }}\n\
+         health_check = { path = \"/healthz\", interval = \"1s\" }\n\
          [[routes]]\nname = \"r\"\npath_prefix = \"/x\"\nupstream = \"u\"\npublic = true\n\
-         timeout = \"1s\"\ngrpc = true\n"
-    );
-    let snapshot = load(&text, None).expect("valid");
+         timeout = \"1s\"\ngrpc = true\n";
+    let snapshot = load(text, None).expect("valid");
     let upstream = &snapshot.upstreams[0];
     assert_eq!(upstream.servers.len(), 2);
     assert_eq!(upstream.servers[1].path_prefix, "/base");
