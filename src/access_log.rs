@@ -82,6 +82,8 @@ pub struct AccessRecord {
     /// The API key's `id` when the credential was an API key (allowed, expired or disabled).
     pub key_id: String,
     pub upstream: String,
+    /// The upstream server that answered (its configured URL).
+    pub upstream_server: String,
     pub duration: Duration,
     pub bytes_in: Option<u64>,
     pub bytes_out: Option<u64>,
@@ -187,6 +189,13 @@ impl AccessRecord {
         }
     }
 
+    /// The upstream server that answered, from the response's extensions.
+    pub fn served_by(&mut self, response: &Response<Body>) {
+        if let Some(served) = response.extensions().get::<crate::proxy::ServedBy>() {
+            self.upstream_server = served.0.to_string();
+        }
+    }
+
     /// Forwarding failed after an allow (502/504/413).
     pub fn failed(&mut self, deny: &Deny) {
         self.reason = deny.reason();
@@ -241,6 +250,7 @@ pub fn emit(record: &AccessRecord) {
         client_id = %record.client_id,
         key_id = %record.key_id,
         upstream = %record.upstream,
+        upstream_server = %record.upstream_server,
         duration_ms = millis(record.duration),
         bytes_in = record.bytes_in,
         bytes_out = record.bytes_out,

@@ -236,6 +236,61 @@ impl Deny {
     }
 }
 
+/// Characters of `grpc-message` that must be percent-encoded (gRPC over HTTP/2: everything
+/// outside 0x20-0x7E, and `%`).
+const GRPC_MESSAGE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
+
+impl Deny {
+    /// The gRPC status code of a denial (grpc/doc/statuscodes.md), for clients that expect
+    /// a gRPC answer instead of an HTTP error.
+    pub fn grpc_status(&self) -> u8 {
+        match self {
+            Deny::InvalidRequest(_) => 3, // INVALID_ARGUMENT
+            Deny::MissingToken | Deny::InvalidToken(_) | Deny::InvalidApiKey(_) => 16, // UNAUTHENTICATED
+            Deny::InsufficientScope(_)
+            | Deny::IpNotAllowed
+            | Deny::ClientCertificateRequired
+            | Deny::ClientNotAllowed => 7, // PERMISSION_DENIED
+            Deny::NoRoute | Deny::MethodNotAllowed(_) => 12, // UNIMPLEMENTED
+            Deny::PayloadTooLarge | Deny::RateLimited(_) => 8, // RESOURCE_EXHAUSTED
+            Deny::BadGateway | Deny::Unavailable | Deny::UpstreamBusy | Deny::GatewayTimeout => 14, // UNAVAILABLE
+        }
+    }
+
+    /// The denial the gRPC way: HTTP 200, `content-type: application/grpc`, no body,
+    /// `grpc-status` and `grpc-message` (a trailers-only response), plus the headers of the
+    /// HTTP rendering (WWW-Authenticate, Retry-After, RateLimit) as metadata.
+    pub fn into_grpc_response(self) -> Response<Bytes> {
+        let status = self.grpc_status();
+        let message =
+            percent_encoding::utf8_percent_encode(self.description(), GRPC_MESSAGE).to_string();
+        let mut response = self.into_response();
+        *response.status_mut() = StatusCode::OK;
+        *response.body_mut() = Bytes::new();
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert("grpc-status", HeaderValue::from(u16::from(status)));
+        if let Ok(value) = HeaderValue::from_str(&message) {
+            headers.insert("grpc-message", value);
+        }
+        response
+    }
+}
+
+/// Whether a request is gRPC by its content type (`application/grpc`, `application/grpc+proto`,
+/// ...).
+pub fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            let value = value.trim().to_ascii_lowercase();
+            value == "application/grpc"
+                || value.starts_with("application/grpc+")
+                || value.starts_with("application/grpc;")
+        })
+}
+
 /// Which part of a description is missing or malformed (400 `invalid_request`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DescriptionError {

@@ -173,7 +173,13 @@ pub async fn explain(snapshot: &Snapshot, args: &Args) -> anyhow::Result<Explana
             let _ = writeln!(
                 text,
                 "forward: {} {}{}{}",
-                parts.method, upstream.name, upstream.path_prefix, allowed.path
+                parts.method,
+                upstream.name,
+                upstream
+                    .servers
+                    .first()
+                    .map_or("", |server| server.path_prefix.as_str()),
+                allowed.path
             );
             if let Some(verified) = &allowed.verified {
                 for (name, value) in &verified.principal.headers {

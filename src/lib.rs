@@ -22,9 +22,11 @@
 //! - [`decision`]: decision mode, the same decision asked for by an ingress (SPEC §7.3);
 //! - [`routing`], [`network`], [`auth`], [`ratelimit`]: the steps of the pipeline;
 //! - [`header_names`]: every header name the gateway reads or writes, in one place;
-//! - [`proxy`]: header rewriting and forwarding;
+//! - [`proxy`]: upstreams (servers, balancing, health, retries, HTTP/1 and HTTP/2), header
+//!   rewriting and forwarding;
 //! - [`server`]: listeners, TLS, admin endpoints, reload, shutdown;
-//! - [`tls`]: PEM files, trust roots and the listener's rustls config (one loader for all);
+//! - [`tls`]: PEM files, trust roots, the listener's rustls config and the TLS client
+//!   settings of upstreams and key fetchers (one loader, one meaning of `ca_file`);
 //! - [`http_head`]: request framing as it arrives, for the connection timers and the checks
 //!   of what the HTTP parser hides;
 //! - [`metrics`], [`access_log`]: what operators see;

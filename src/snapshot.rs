@@ -10,17 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http::uri::{Authority, Scheme};
 use http::HeaderValue;
 
 use crate::auth::api_keys::ApiKeySource;
 use crate::auth::cache::TokenCache;
 use crate::auth::jwks::{KeyStore, RefreshPolicy};
 use crate::auth::jwt::TokenPolicy;
-use crate::metrics::{Metrics, RouteMetrics, UpstreamMetrics};
+use crate::metrics::{Metrics, RouteMetrics};
 use crate::network::CidrSet;
-use crate::proxy::capacity::UpstreamCapacity;
-use crate::proxy::client::UpstreamClient;
+use crate::proxy::Upstream;
 use crate::routing::{RouteSpec, RouteTable};
 pub use crate::tls::server::ClientCertMode;
 
@@ -190,23 +188,6 @@ impl ClientPolicy {
     }
 }
 
-/// One `[[upstreams]]` entry.
-pub struct Upstream {
-    pub name: String,
-    pub scheme: Scheme,
-    pub authority: Authority,
-    /// Path of the upstream URL without trailing slash ("" for none).
-    pub path_prefix: String,
-    /// Host header value when `preserve_host` is false.
-    pub host: HeaderValue,
-    pub preserve_host: bool,
-    pub timeout: Duration,
-    pub client: Arc<UpstreamClient>,
-    /// Caps on the requests in flight (shared with the previous snapshot when unchanged).
-    pub capacity: UpstreamCapacity,
-    pub metrics: UpstreamMetrics,
-}
-
 /// One `[[routes]]` entry.
 pub struct Route {
     pub name: String,
@@ -229,6 +210,10 @@ pub struct Route {
     pub max_body_bytes: Option<u64>,
     /// Indexes into `Snapshot::rate_limits`, in the route's order.
     pub rate_limits: Vec<usize>,
+    /// `timeout` / `idle_timeout`, merged over the upstream's.
+    pub timeouts: crate::proxy::Timeouts,
+    /// Denials answered the gRPC way.
+    pub grpc: bool,
     pub metrics: RouteMetrics,
 }
 

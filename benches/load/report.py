@@ -21,6 +21,7 @@ PEERS = [
     ("nginx", "(b) nginx proxy_pass, no auth"),
     ("haproxy", "(c) HAProxy, RS256 JWT"),
     ("authgate", "(d) authgate, JWT+scope+allowlist"),
+    ("authgate-h2c", "(i) authgate, h2c upstream"),
     ("authgate-rl", "(f) authgate + local rate limit"),
     ("nginx-authz", "(e) nginx auth_request → authgate decision"),
     ("authgate-rl-exact", "(g) authgate + rate limit in Redis, exact (+ redis-server)"),

@@ -29,13 +29,13 @@ TOKENS=${TOKENS:-10000}               # distinct tokens for the "many" mode
 TOKEN_CACHE_ENTRIES=${TOKEN_CACHE_ENTRIES:-1000}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}   # idle keep-alive connections for the RSS test
 IDLE_PEERS=${IDLE_PEERS-"nginx haproxy authgate"}   # peers whose RSS is measured; "" skips the test
-DEFAULT_PEERS="direct nginx haproxy authgate authgate-rl nginx-authz"
+DEFAULT_PEERS="direct nginx haproxy authgate authgate-h2c authgate-rl nginx-authz"
 command -v redis-server >/dev/null 2>&1 && DEFAULT_PEERS+=" authgate-rl-exact authgate-rl-approx"
 PEERS=${PEERS:-$DEFAULT_PEERS}
 MODES=${MODES:-"one many"}
 CLIENT_CPU=${CLIENT_CPU:-0}           # wrk and the connection holder
 SERVER_CPU=${SERVER_CPU:-1}           # the upstream and every proxy
-PORT_BASE=${PORT_BASE:-24180}         # sixteen ports from here; below the ephemeral range
+PORT_BASE=${PORT_BASE:-24180}         # nineteen ports from here; below the ephemeral range
 AUTHGATE_THREADS=${AUTHGATE_THREADS:-1}   # AUTHGATE_WORKER_THREADS for the gateway
 AUTHGATE_ACCESS_LOG=${AUTHGATE_ACCESS_LOG:-0}   # 1: keep authgate's access log (to a file)
 AUTHGATE_BIN=${AUTHGATE_BIN:-}        # a prebuilt binary; default: cargo build --release
@@ -61,6 +61,9 @@ AUTHGATE_RLX_PORT=$((PORT_BASE + 12))     # (g) authgate-rl-exact
 AUTHGATE_RLX_ADMIN_PORT=$((PORT_BASE + 13))
 AUTHGATE_RLA_PORT=$((PORT_BASE + 14))     # (h) authgate-rl-approx
 AUTHGATE_RLA_ADMIN_PORT=$((PORT_BASE + 15))
+AUTHGATE_H2C_PORT=$((PORT_BASE + 16))     # (i) authgate-h2c: (d) with an h2c upstream
+AUTHGATE_H2C_ADMIN_PORT=$((PORT_BASE + 17))
+UPSTREAM_H2C_PORT=$((PORT_BASE + 18))     # (i) the shared upstream's h2c (prior knowledge) listener
 
 log() { printf '[load] %s\n' "$*" >&2; }
 die() { printf '[load] error: %s\n' "$*" >&2; exit 1; }
@@ -216,7 +219,12 @@ render() {   # template -> file, substituting @NAME@ placeholders; extra sed arg
         -e "s|@TOKENS_FILE@|$WORK/tokens.txt|g" -e "s|@PATH@|$REQUEST_PATH|g" \
         "$SCRIPT_DIR/$in" >"$WORK/$out"
 }
-render nginx-upstream.conf.in nginx-upstream.conf
+render nginx-upstream.conf.in nginx-upstream.conf -e "s|@UPSTREAM_H2C_PORT@|$UPSTREAM_H2C_PORT|g"
+# (i) authgate-h2c: (d) on its own ports, to the upstream's h2c listener (CPU per request
+# with HTTP/2 to the upstream against (d)'s HTTP/1.1).
+render authgate.toml.in authgate-h2c.toml -e "s|@AUTHGATE_PORT@|$AUTHGATE_H2C_PORT|g" \
+    -e "s|@AUTHGATE_ADMIN_PORT@|$AUTHGATE_H2C_ADMIN_PORT|g" \
+    -e "s|^url = \"http://127.0.0.1:@UPSTREAM_PORT@\"|url = \"http://127.0.0.1:$UPSTREAM_H2C_PORT\"\nprotocol = \"h2c\"|"
 render nginx-plain.conf.in nginx-plain.conf
 render haproxy-jwt.cfg.in haproxy.cfg
 render authgate.toml.in authgate.toml
@@ -260,7 +268,7 @@ nginx -q -t -p "$WORK/" -e "$WORK/nginx-test.err" -c "$WORK/nginx-plain.conf" >&
 nginx -q -t -p "$WORK/" -e "$WORK/nginx-test.err" -c "$WORK/nginx-authz.conf" >&2
 haproxy -q -c -f "$WORK/haproxy.cfg" >&2 || die "haproxy rejects $WORK/haproxy.cfg"
 "$AUTHGATE_BIN" check -c "$WORK/authgate.toml" >&2
-for peer in authgate-rl authgate-rl-exact authgate-rl-approx; do
+for peer in authgate-h2c authgate-rl authgate-rl-exact authgate-rl-approx; do
     [[ " $PEERS " == *" $peer "* ]] && "$AUTHGATE_BIN" check -c "$WORK/$peer.toml" >&2
 done
 [[ " $PEERS " == *" nginx-authz "* ]] && "$AUTHGATE_BIN" check -c "$WORK/authgate-authz.toml" >&2
@@ -274,6 +282,7 @@ port_of() {
         haproxy) echo "$HAPROXY_PORT" ;;
         authgate) echo "$AUTHGATE_PORT" ;;
         authgate-rl) echo "$AUTHGATE_RL_PORT" ;;
+        authgate-h2c) echo "$AUTHGATE_H2C_PORT" ;;
         nginx-authz) echo "$NGINX_AUTHZ_PORT" ;;
         authz-gate) echo "$DECISION_PORT" ;;
         redis) echo "$REDIS_PORT" ;;
@@ -310,11 +319,11 @@ start_peer() {
             "${on_cpu[@]}" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" \
                 --appendonly no --daemonize no --dir "$WORK" >"$log_file" 2>&1 &
             ;;
-        authgate | authgate-rl* | authz-gate)
+        authgate | authgate-h2c | authgate-rl* | authz-gate)
             local filter="info,authgate::access=off"
             [[ $AUTHGATE_ACCESS_LOG == 1 ]] && filter="info"
             local config=$WORK/authgate.toml
-            [[ $name == authgate-rl* ]] && config=$WORK/$name.toml
+            [[ $name == authgate-rl* || $name == authgate-h2c ]] && config=$WORK/$name.toml
             [[ $name == authz-gate ]] && config=$WORK/authgate-authz.toml
             AUTHGATE_WORKER_THREADS=$AUTHGATE_THREADS RUST_LOG=$filter "${on_cpu[@]}" \
                 "$AUTHGATE_BIN" --log-format json run -c "$config" \
@@ -338,6 +347,7 @@ start_peer() {
     case $name in
         authgate) admin=$AUTHGATE_ADMIN_PORT ;;
         authgate-rl) admin=$AUTHGATE_RL_ADMIN_PORT ;;
+        authgate-h2c) admin=$AUTHGATE_H2C_ADMIN_PORT ;;
         authgate-rl-exact) admin=$AUTHGATE_RLX_ADMIN_PORT ;;
         authgate-rl-approx) admin=$AUTHGATE_RLA_ADMIN_PORT ;;
         authz-gate) admin=$AUTHZ_GATE_ADMIN_PORT ;;

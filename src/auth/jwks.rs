@@ -23,14 +23,14 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http::{header, HeaderMap, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_rustls::{ConfigBuilderExt, HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -593,10 +593,12 @@ impl KeyStore {
             }
             KeySource::File(_) | KeySource::Hmac(_) => None,
         };
-        let tls = match ca_file {
-            Some(path) => ca_file_config(path)?,
-            None => system_roots_config()?,
-        };
+        // One meaning of ca_file for every TLS client: extra roots (tls::client::roots).
+        let roots =
+            crate::tls::client::roots(ca_file.map(PathBuf::as_path)).map_err(FetchError::CaFile)?;
+        let tls = tls_builder()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         // https_or_http: plain http is still refused by `check_key_url` unless loopback.
         // HTTP/1.1 only: key documents are small and rare.
         let connector = HttpsConnectorBuilder::new()
@@ -616,32 +618,6 @@ fn tls_builder() -> Result<rustls::ConfigBuilder<ClientConfig, rustls::WantsVeri
     ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(FetchError::Tls)
-}
-
-/// The system roots, else Mozilla's (webpki-roots), built once per process.
-fn system_roots_config() -> Result<ClientConfig, FetchError> {
-    static CONFIG: OnceLock<ClientConfig> = OnceLock::new();
-    if let Some(config) = CONFIG.get() {
-        return Ok(config.clone());
-    }
-    let config = match tls_builder()?.with_native_roots() {
-        Ok(builder) => builder.with_no_client_auth(),
-        Err(error) => {
-            tracing::warn!(%error, "no system root certificates; using the webpki roots");
-            tls_builder()?.with_webpki_roots().with_no_client_auth()
-        }
-    };
-    Ok(CONFIG.get_or_init(|| config).clone())
-}
-
-/// Exactly the roots in `ca_file`. Decision: the file replaces the system roots rather than
-/// adding to them, as Envoy's `trusted_ca`, nginx's `proxy_ssl_trusted_certificate` and
-/// HAProxy's `ca-file` do; it is also narrower trust for a private identity provider.
-fn ca_file_config(path: &std::path::Path) -> Result<ClientConfig, FetchError> {
-    let roots = crate::tls::pem::roots(path).map_err(FetchError::CaFile)?;
-    Ok(tls_builder()?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 /// The unknown-kid refresh budget: a token bucket of [`UNKNOWN_KID_BURST`] refreshes that

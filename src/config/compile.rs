@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderValue, Method, Uri};
+use http::{HeaderValue, Method};
 use toml::Spanned;
 
 use super::ctx::{duration, strings, Ctx};
@@ -17,13 +17,11 @@ use crate::auth::api_keys::ApiKeySource;
 use crate::auth::cache::TokenCache;
 use crate::logging::error_chain;
 use crate::metrics::Metrics;
-use crate::proxy::capacity::{Capacity, UpstreamCapacity};
-use crate::proxy::client::{ClientIdentity, UpstreamClient};
-use crate::proxy::host_value;
+use crate::proxy::Upstream;
 use crate::routing::{canonicalize, HostPattern, RouteSpec, RouteTable};
 use crate::snapshot::{
     ClientCertMode, Issuer, Readiness, Route, ServerSettings, Snapshot, TlsSettings,
-    TokenCacheSettings, Upstream,
+    TokenCacheSettings,
 };
 use crate::tls::server::{self as tls_server, ServerFiles, TlsFile};
 
@@ -166,7 +164,7 @@ pub fn compile(config: &raw::Config, context: CompileContext<'_>) -> Result<Snap
         super::rate_limits::client_limits(&ctx, &config.clients, &rate_limits)?;
 
     // [[upstreams]]
-    let upstreams = compile_upstreams(
+    let upstreams = super::upstreams::compile_upstreams(
         &ctx,
         &config.upstreams,
         previous,
@@ -329,123 +327,6 @@ fn compile_tls(ctx: &Ctx<'_>, tls: &raw::Tls) -> Result<TlsSettings, ConfigError
         client_ca_file,
         client_crl_file,
     })
-}
-
-fn compile_upstreams(
-    ctx: &Ctx<'_>,
-    raws: &[Spanned<raw::Upstream>],
-    previous: Option<&Snapshot>,
-    metrics: &Metrics,
-    max_upstream_requests: usize,
-) -> Result<Vec<Upstream>, ConfigError> {
-    let mut upstreams: Vec<Upstream> = Vec::with_capacity(raws.len());
-    // One global cap for every upstream, carried over a reload that keeps its size.
-    let previous_upstreams = previous.into_iter().flat_map(|p| p.upstreams.iter());
-    let global = Capacity::carried(
-        previous_upstreams
-            .clone()
-            .next()
-            .map(|upstream| &upstream.capacity.global),
-        max_upstream_requests,
-    );
-    for (index, spanned) in raws.iter().enumerate() {
-        let raw = spanned.get_ref();
-        let key = |field: &str| format!("upstreams[{index}].{field}");
-        let name = raw.name.get_ref().as_str();
-        if name.is_empty() {
-            return Err(ctx.at(key("name"), &raw.name, "upstream name must be non-empty"));
-        }
-        if upstreams.iter().any(|upstream| upstream.name == name) {
-            return Err(ctx.at(
-                key("name"),
-                &raw.name,
-                format!("duplicate upstream name \"{name}\""),
-            ));
-        }
-        let text = raw.url.get_ref().as_str();
-        let bad = |message: &str| ctx.at(key("url"), &raw.url, format!("{message}: \"{text}\""));
-        let uri: Uri = text.parse().map_err(|_| bad("invalid URL"))?;
-        let scheme = uri
-            .scheme()
-            .cloned()
-            .ok_or_else(|| bad("URL needs http:// or https://"))?;
-        if !matches!(scheme.as_str(), "http" | "https") {
-            return Err(bad("URL scheme must be http or https"));
-        }
-        let authority = uri
-            .authority()
-            .cloned()
-            .ok_or_else(|| bad("URL needs a host"))?;
-        if authority.as_str().contains('@') {
-            return Err(bad("URL must not carry credentials"));
-        }
-        if uri.query().is_some() {
-            return Err(bad("URL must not have a query"));
-        }
-        let path_prefix = uri.path().trim_end_matches('/').to_owned();
-        let ca_file = match &raw.ca_file {
-            Some(file) => Some(ctx.roots_file(&key("ca_file"), file)?),
-            None => None,
-        };
-        let identity = ClientIdentity {
-            connect_timeout: duration(&raw.connect_timeout, Duration::from_secs(2)),
-            max_idle: raw
-                .max_idle_connections
-                .as_ref()
-                .map_or(64, |v| *v.get_ref() as usize),
-            max_response_header_bytes: raw
-                .max_response_header_bytes
-                .as_ref()
-                .map_or(65_536, |v| *v.get_ref() as usize)
-                .max(8192),
-            ca_file,
-        };
-        let reused = previous
-            .into_iter()
-            .flat_map(|previous| previous.upstreams.iter())
-            .chain(upstreams.iter())
-            .find(|upstream| upstream.client.identity == identity)
-            .map(|upstream| Arc::clone(&upstream.client));
-        let client = match reused {
-            Some(client) => client,
-            None => Arc::new(
-                UpstreamClient::new(identity).map_err(|m| ctx.at(key("ca_file"), spanned, m))?,
-            ),
-        };
-        let own = match &raw.max_concurrent_requests {
-            Some(value) if *value.get_ref() == 0 => {
-                return Err(ctx.at(
-                    key("max_concurrent_requests"),
-                    value,
-                    "must be greater than 0",
-                ))
-            }
-            Some(value) => Some(Capacity::carried(
-                previous_upstreams
-                    .clone()
-                    .find(|upstream| upstream.name == name)
-                    .and_then(|upstream| upstream.capacity.own.as_ref()),
-                *value.get_ref() as usize,
-            )),
-            None => None,
-        };
-        upstreams.push(Upstream {
-            capacity: UpstreamCapacity {
-                global: Arc::clone(&global),
-                own,
-            },
-            name: name.to_owned(),
-            host: host_value(&authority),
-            scheme,
-            authority,
-            path_prefix,
-            preserve_host: raw.preserve_host,
-            timeout: duration(&raw.timeout, Duration::from_secs(30)),
-            client,
-            metrics: metrics.upstream(name),
-        });
-    }
-    Ok(upstreams)
 }
 
 // The compiled sections a route may name, passed one by one: a struct of them would move every
@@ -617,6 +498,9 @@ fn compile_route(
         client_cert_required,
         max_body_bytes: raw.max_body_bytes.as_ref().map(|v| *v.get_ref()),
         rate_limits: Vec::new(),
+        timeouts: super::upstreams::route_timeouts(ctx, key, raw)?
+            .over(&upstreams[upstream].timeouts),
+        grpc: raw.grpc,
         metrics: metrics.route(name),
     };
     Ok((spec, route))

@@ -18,6 +18,7 @@ mod issuers;
 mod rate_limits;
 pub mod raw;
 mod secrets;
+mod upstreams;
 mod value;
 
 use std::path::{Path, PathBuf};

@@ -215,7 +215,7 @@ pub struct Issuer {
     pub jwks_file: Option<S<EnvString>>,
     /// An HMAC secret (HS256/384/512), usually `${VAR}` or `${file:PATH}`.
     pub hmac_secret: Option<S<EnvString>>,
-    /// Extra PEM roots for fetching keys.
+    /// Extra PEM roots for fetching keys, added to the system roots.
     pub ca_file: Option<S<EnvString>>,
     /// Required; `[]` only together with `allowed_clients`.
     pub audiences: S<Vec<EnvString>>,
@@ -270,8 +270,39 @@ pub enum ClaimValue {
 pub struct Upstream {
     /// Unique; routes name it in `upstream`.
     pub name: S<EnvString>,
-    /// `http` or `https`; a path prefixes every forwarded path.
-    pub url: S<EnvString>,
+    /// `http` or `https`; a path prefixes every forwarded path. Exactly one of `url` and
+    /// `servers`.
+    pub url: Option<S<EnvString>>,
+    /// Several servers of the same service, balanced (power of two choices).
+    pub servers: Option<S<Vec<S<EnvString>>>>,
+    /// Connections to a server named by a host name are not reused after this long, so the
+    /// name is resolved again. Default 30s.
+    pub dns_refresh: Option<S<Dur>>,
+    /// `http1` (default), `h2c`, `h2` or `auto`.
+    pub protocol: Option<S<EnvString>>,
+    /// Longest silence between two response body chunks. Default: no limit.
+    pub idle_timeout: Option<S<Dur>>,
+    /// Consecutive failures (connect errors, 5xx) that eject a server. Default 5.
+    pub max_failures: Option<S<u64>>,
+    /// First ejection; doubles at each ejection without a success between. Default 10s.
+    pub ejection_time: Option<S<Dur>>,
+    /// Longest ejection. Default 5m.
+    pub max_ejection_time: Option<S<Dur>>,
+    /// Most retries of one request. Default 1.
+    pub retries: Option<S<u64>>,
+    /// Retry conditions for idempotent methods: `reset`, `5xx`, `gateway_error`, a 5xx code.
+    /// Default none (only attempts that never reached the upstream are retried).
+    pub retry_on: Option<S<Vec<EnvString>>>,
+    /// Retries in flight as a percentage of requests in flight. Default 20.
+    pub retry_budget_percent: Option<S<u64>>,
+    /// Retries in flight always allowed. Default 3.
+    pub retry_min_concurrency: Option<S<u64>>,
+    /// Active health checks of every server. Default: none (passive health only).
+    pub health_check: Option<S<HealthCheck>>,
+    /// PEM client certificate chain presented to https upstreams (mTLS).
+    pub client_cert_file: Option<S<EnvString>>,
+    /// PEM private key of `client_cert_file`.
+    pub client_key_file: Option<S<EnvString>>,
     /// Default 2s.
     pub connect_timeout: Option<S<Dur>>,
     /// Until response headers. Default 30s.
@@ -283,10 +314,26 @@ pub struct Upstream {
     pub max_idle_connections: Option<S<u64>>,
     /// Largest upstream response head (status line plus headers), bytes. Default 65536.
     pub max_response_header_bytes: Option<S<u64>>,
-    /// Extra PEM roots for an https upstream.
+    /// Extra PEM roots for an https upstream, added to the system roots.
     pub ca_file: Option<S<EnvString>>,
     /// Most requests in flight to this upstream. Default: only `max_upstream_requests`.
     pub max_concurrent_requests: Option<S<u64>>,
+}
+
+/// `health_check = { path, interval, timeout, healthy, unhealthy }` of an upstream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// Path (and query) probed with GET on each server, after the server URL's path.
+    pub path: S<EnvString>,
+    /// Default 10s.
+    pub interval: Option<S<Dur>>,
+    /// Default 2s.
+    pub timeout: Option<S<Dur>>,
+    /// Consecutive successes that bring a server back. Default 2.
+    pub healthy: Option<S<u64>>,
+    /// Consecutive failures that take a server out. Default 3.
+    pub unhealthy: Option<S<u64>>,
 }
 
 /// A `[[routes]]` entry (SPEC §3 step 2).
@@ -325,6 +372,14 @@ pub struct Route {
     /// `[[api_keys]]` sources whose keys this route takes. Without `issuers` beside it, the
     /// route takes API keys only. Default none.
     pub api_keys: Option<S<Vec<EnvString>>>,
+    /// Until response headers; overrides the upstream's `timeout`.
+    pub timeout: Option<S<Dur>>,
+    /// Longest silence in a streamed response; overrides the upstream's `idle_timeout`.
+    pub idle_timeout: Option<S<Dur>>,
+    /// Denials answered the gRPC way (HTTP 200, `grpc-status`). Default false; requests with
+    /// `content-type: application/grpc*` get them on any route.
+    #[serde(default)]
+    pub grpc: bool,
 }
 
 /// One `[[api_keys]]` source (SPEC §7.1).

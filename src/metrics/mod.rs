@@ -62,6 +62,8 @@ pub struct Metrics {
     pub rate_limit_store_errors: IntCounter,
     /// `authgate_rate_limit_store_duration_seconds`: one Redis operation (script call).
     pub rate_limit_store_duration: Histogram,
+    /// Per upstream server: requests, errors, ejections, health; retries per upstream.
+    pub upstream_servers: crate::proxy::balance::ServerFamilies,
     /// Last key-store counter values copied into the JWKS counters, per issuer name.
     jwks_seen: Mutex<HashMap<String, JwksSeen>>,
     /// `name` labels of the `jwks_x5c` expiries set at the last scrape.
@@ -291,6 +293,7 @@ impl Metrics {
             config_last_reload,
             config_last_reload_successful,
             certificate_expiry,
+            upstream_servers: crate::proxy::balance::ServerFamilies::register(r),
             reload_without_keys,
             api_keys: gauge_vec(
                 r,

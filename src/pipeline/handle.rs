@@ -51,6 +51,7 @@ pub async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Body>) ->
     };
 
     let decision = decide(&snapshot, &parts, conn, &mut NoTrace).await;
+    let grpc_request = crate::deny::is_grpc(&parts.headers);
     // Unread body bytes must never be parsed as the next request: a response the gateway makes
     // itself to a request with a body closes the connection.
     let has_body = request_has_body(&parts);
@@ -83,10 +84,13 @@ pub async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Body>) ->
             };
             let mut response =
                 match forward(&snapshot, conn, &mut parts, body, &outbound, deadline).await {
-                    Ok(response) => response,
+                    Ok(response) => {
+                        record.served_by(&response);
+                        response
+                    }
                     Err(deny) => {
                         record.failed(&deny);
-                        deny_response(deny, has_body)
+                        deny_response_as(deny, has_body, grpc_request || route.grpc)
                     }
                 };
             if let Some(value) = rate_limit {
@@ -108,7 +112,8 @@ pub async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Body>) ->
             );
             // Unread body bytes must never be parsed as the next request: close the connection
             // after a denial when the client sent a body.
-            (deny_response(denied.deny, has_body), denied.route)
+            let grpc = grpc_request || route.is_some_and(|route| route.grpc);
+            (deny_response_as(denied.deny, has_body, grpc), denied.route)
         }
     };
     headers::set_request_id(response.headers_mut(), &request_id);
@@ -123,6 +128,22 @@ pub async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Body>) ->
     }
     record.finish(status, elapsed, &response);
     access_log::emit(&record);
+    response
+}
+
+/// [`deny_response`], or its gRPC rendering for gRPC requests and routes.
+fn deny_response_as(deny: Deny, close: bool, grpc: bool) -> Response<Body> {
+    if !grpc {
+        return deny_response(deny, close);
+    }
+    let close = close || matches!(deny, Deny::InvalidRequest(_));
+    let mut response = deny.into_grpc_response().map(proxy::full);
+    // Over HTTP/1 the same rule as for JSON denials (HTTP/2 drops the header).
+    if close {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     response
 }
 
@@ -171,8 +192,14 @@ async fn forward(
     let original_host = routed_host(parts, &mut NoTrace)?.and_then(|host| host.header_value());
 
     let headers = &mut parts.headers;
+    // `TE: trailers` (gRPC) survives toward HTTP/2 upstreams and for gRPC requests.
+    let te_trailers = headers::te_trailers(headers)
+        && (crate::deny::is_grpc(headers) || upstream.client.identity.protocol.may_use_h2());
     // Remove first, add after: nothing the client sends can remove or spoof what we add.
     headers::remove_hop_by_hop(headers, websocket);
+    if te_trailers {
+        headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+    }
     headers::remove_identity_headers(headers, &snapshot.claim_header_names);
     let peer = conn.peer.ip();
     let forwarded = headers::Forwarded {
@@ -197,7 +224,7 @@ async fn forward(
         }
     }
 
-    let uri = proxy::upstream_uri(upstream, outbound.path, parts.uri.query())?;
+    let uri = proxy::origin_form(outbound.path, parts.uri.query())?;
     let mut request = Request::new(match route.max_body_bytes {
         Some(limit) => proxy::boxed(http_body_util::Limited::new(body, limit as usize)),
         None => body,
@@ -211,5 +238,5 @@ async fn forward(
     } else {
         None
     };
-    proxy::forward(upstream, request, deadline, client_upgrade).await
+    proxy::forward(upstream, request, deadline, client_upgrade, route.timeouts).await
 }

@@ -84,6 +84,16 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// The request carries exactly `TE: trailers` (the one TE value HTTP/2 allows; gRPC needs
+/// it end to end).
+pub fn te_trailers(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::TE).iter();
+    matches!(
+        (values.next(), values.next()),
+        (Some(value), None) if value.as_bytes().trim_ascii().eq_ignore_ascii_case(b"trailers")
+    )
+}
+
 /// `name` equals `pattern` (lowercase, `-`) when `_` is read as `-`.
 fn eq_dash(name: &[u8], pattern: &[u8]) -> bool {
     name.len() == pattern.len()

@@ -21,13 +21,15 @@ pub fn needed(snapshot: &Snapshot) -> u64 {
     let mut idle = 0u64;
     for upstream in &snapshot.upstreams {
         // Upstreams sharing a client share its idle pool; count each pool once per host.
-        let pool = (&upstream.client, upstream.authority.as_str());
-        let seen = pools
-            .iter()
-            .any(|(client, host)| std::sync::Arc::ptr_eq(client, pool.0) && *host == pool.1);
-        if !seen {
-            pools.push(pool);
-            idle += upstream.client.identity.max_idle as u64;
+        for server in &upstream.servers {
+            let pool = (&upstream.client, server.authority.as_str());
+            let seen = pools
+                .iter()
+                .any(|(client, host)| std::sync::Arc::ptr_eq(client, pool.0) && *host == pool.1);
+            if !seen {
+                pools.push(pool);
+                idle += upstream.client.identity.max_idle as u64;
+            }
         }
     }
     snapshot.server.max_connections as u64

@@ -207,6 +207,7 @@ pub async fn bind(
     let (stop_tx, stop) = watch::channel(false);
     let connections = Arc::new(Semaphore::new(snapshot.server.max_connections));
     record_expiries(&metrics, &snapshot);
+    crate::proxy::health::start(&snapshot.upstreams);
     let state = Arc::new(ServerState {
         shared: Arc::new(ArcSwap::from_pointee(snapshot)),
         metrics,
@@ -318,6 +319,8 @@ impl Bound {
 /// `authgate_certificate_expiry_timestamp_seconds` for `snapshot`'s TLS material.
 pub(crate) fn record_expiries(metrics: &Metrics, snapshot: &Snapshot) {
     let expiries = snapshot.tls.iter().flat_map(|tls| tls.expiries.iter());
+    let upstreams = snapshot.upstreams.iter();
+    let expiries = expiries.chain(upstreams.filter_map(|u| u.client_cert_expiry.as_ref()));
     metrics.certificate_expiries(
         expiries.map(|expiry| (expiry.kind, expiry.name.as_str(), expiry.timestamp)),
     );

@@ -51,6 +51,7 @@ pub async fn reload(origin: &ConfigOrigin, state: &Arc<ServerState>, bound: &Add
         listener.swap(Arc::clone(&settings.server_config));
     }
     super::record_expiries(&state.metrics, &snapshot);
+    crate::proxy::health::start(&snapshot.upstreams);
     state.shared.store(Arc::new(snapshot));
     state.metrics.config_loaded(true);
     tracing::info!("config reloaded");

@@ -22,7 +22,7 @@ use super::pem;
 /// One expiry: the metric's `kind` and `name` labels and the Unix time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expiry {
-    /// `server`, `client_ca` or `crl_next_update`.
+    /// `server`, `client_ca`, `crl_next_update` or `upstream_client`.
     pub kind: &'static str,
     /// The certificate's subject, or the CRL's issuer.
     pub name: String,
@@ -74,6 +74,14 @@ pub fn x5c_not_after(jwk: &serde_json::Value) -> Option<i64> {
         .ok()?;
     let (_, cert) = X509Certificate::from_der(&der).ok()?;
     Some(cert.validity().not_after.timestamp())
+}
+
+/// The expiry of an upstream's client certificate (the leaf), named after the upstream.
+pub fn upstream_client(upstream: &str, cert_file: &Path) -> Option<Expiry> {
+    let leaf = pem::certificates(cert_file).ok()?.into_iter().next()?;
+    let mut expiry = certificate("upstream_client", leaf.as_ref())?;
+    expiry.name = upstream.to_owned();
+    Some(expiry)
 }
 
 fn certificate(kind: &'static str, der: &[u8]) -> Option<Expiry> {

@@ -8,14 +8,17 @@
 //!   [`server::TlsError`] naming the `[server.tls]` key at fault;
 //! - [`handshake`]: why a client's handshake failed, as a closed set of metric labels.
 //!
+//! - [`client`]: the TLS client settings of upstreams and key fetchers; THE meaning of
+//!   `ca_file` (extra roots added to the system roots) lives there, once.
+//!
 //! Its users: config compilation (the listener config, so that `check` and `run` read the same
 //! files the same way), the upstream client (`proxy::client`) and the key fetcher
-//! (`auth::jwks`). What each does with a root store (replace the system roots or add to them)
-//! is their decision, not this module's.
+//! (`auth::jwks`).
 //!
 //! Layer: below `auth`, `proxy`, `config` and `server`; it names none of them. It never logs
 //! and never puts file contents in an error (a key file's bytes are secret).
 
+pub mod client;
 pub mod expiry;
 pub mod handshake;
 pub mod pem;
