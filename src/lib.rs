@@ -39,8 +39,8 @@
 //! 3. [`metrics`]: the registry and the children the layers above count with;
 //! 4. [`ratelimit`];
 //! 5. [`deny`]: every refusal, naming the token, key, path and rate-limit errors;
-//! 6. [`proxy`], then [`snapshot`]: the compiled config names everything below it (`proxy`
-//!    still names `snapshot::Upstream`, the one arrow up, until the upstream moves into it);
+//! 6. [`proxy`] (owns the compiled `Upstream`), then [`snapshot`]: the compiled config names
+//!    everything below it;
 //! 7. [`config`] (builds the snapshot), [`access_log`] (takes plain facts, not the pipeline's
 //!    types);
 //! 8. [`pipeline`];

@@ -44,35 +44,7 @@ pub(super) fn compile_api_keys(
                 format!("duplicate api_keys name \"{name}\""),
             ));
         }
-        let header = match &raw.header {
-            None => KeyHeader::Authorization,
-            Some(value)
-                if value
-                    .get_ref()
-                    .as_str()
-                    .eq_ignore_ascii_case("authorization") =>
-            {
-                KeyHeader::Authorization
-            }
-            Some(value) => {
-                let text = value.get_ref().as_str();
-                let name = HeaderName::from_bytes(text.as_bytes()).map_err(|_| {
-                    ctx.at(
-                        key("header"),
-                        value,
-                        format!("invalid header name \"{text}\""),
-                    )
-                })?;
-                if crate::proxy::headers::is_reserved(&name) {
-                    return Err(ctx.at(
-                        key("header"),
-                        value,
-                        format!("header \"{text}\" is reserved by the gateway"),
-                    ));
-                }
-                KeyHeader::Named(name)
-            }
-        };
+        let header = key_header(ctx, &key, raw)?;
         let claim_headers = ctx.claim_headers(&key("claim_headers"), raw.claim_headers.as_ref())?;
         let path = ctx.source.resolve(raw.file.get_ref().as_str());
         let text = std::fs::read_to_string(&path).map_err(|error| {
@@ -103,6 +75,44 @@ pub(super) fn compile_api_keys(
         sources.push(Arc::new(source));
     }
     Ok(sources)
+}
+
+/// `header`: `Authorization` (default: `Bearer <key>`), or a valid header name the gateway
+/// does not reserve for itself.
+fn key_header(
+    ctx: &Ctx<'_>,
+    key: &dyn Fn(&str) -> String,
+    raw: &raw::ApiKeySource,
+) -> Result<KeyHeader, ConfigError> {
+    Ok(match &raw.header {
+        None => KeyHeader::Authorization,
+        Some(value)
+            if value
+                .get_ref()
+                .as_str()
+                .eq_ignore_ascii_case("authorization") =>
+        {
+            KeyHeader::Authorization
+        }
+        Some(value) => {
+            let text = value.get_ref().as_str();
+            let name = HeaderName::from_bytes(text.as_bytes()).map_err(|_| {
+                ctx.at(
+                    key("header"),
+                    value,
+                    format!("invalid header name \"{text}\""),
+                )
+            })?;
+            if crate::proxy::headers::is_reserved(&name) {
+                return Err(ctx.at(
+                    key("header"),
+                    value,
+                    format!("header \"{text}\" is reserved by the gateway"),
+                ));
+            }
+            KeyHeader::Named(name)
+        }
+    })
 }
 
 /// Names of the route's `api_keys` as indexes into `sources`.
@@ -192,38 +202,8 @@ fn read_keys(
                 "client_id must be non-empty".into(),
             ));
         }
-        let mut claims = Map::new();
-        if let Some(table) = &entry.claims {
-            for (name, value) in table.get_ref() {
-                claims.insert(name.clone(), json(value));
-            }
-        }
-        if let Some(org) = &entry.org {
-            if claims
-                .insert("org".into(), Value::String(org.get_ref().clone()))
-                .is_some()
-            {
-                return Err(at(
-                    "org",
-                    org.span(),
-                    "org is also set in claims; set it once".into(),
-                ));
-            }
-        }
-        let expires_at = match &entry.expires {
-            None => None,
-            Some(text) => {
-                let time = OffsetDateTime::parse(text.get_ref(), &Rfc3339).map_err(|error| {
-                    at(
-                        "expires",
-                        text.span(),
-                        format!("not an RFC 3339 time (e.g. 2027-01-01T00:00:00Z): {error}"),
-                    )
-                })?;
-                // Before 1970 means long expired.
-                Some(u64::try_from(time.unix_timestamp()).unwrap_or(0))
-            }
-        };
+        let claims = entry_claims(entry, &at)?;
+        let expires_at = expires_at(entry, &at)?;
         let spec = KeySpec {
             id: entry.id.get_ref(),
             hash: entry.hash.get_ref(),
@@ -246,6 +226,50 @@ fn read_keys(
         keys.push(key);
     }
     Ok(keys)
+}
+
+/// Builds the error of one key entry's field: the field, where it is, and the message.
+type At<'a> = dyn Fn(&str, std::ops::Range<usize>, String) -> ConfigError + 'a;
+
+/// A key's `claims`, with `org` as the shorthand for `claims.org` (set once).
+fn entry_claims(entry: &raw::KeyEntry, at: &At<'_>) -> Result<Map<String, Value>, ConfigError> {
+    let mut claims = Map::new();
+    if let Some(table) = &entry.claims {
+        for (name, value) in table.get_ref() {
+            claims.insert(name.clone(), json(value));
+        }
+    }
+    if let Some(org) = &entry.org {
+        if claims
+            .insert("org".into(), Value::String(org.get_ref().clone()))
+            .is_some()
+        {
+            return Err(at(
+                "org",
+                org.span(),
+                "org is also set in claims; set it once".into(),
+            ));
+        }
+    }
+    Ok(claims)
+}
+
+/// A key's `expires` (RFC 3339) in seconds since the epoch; `None`: never.
+fn expires_at(entry: &raw::KeyEntry, at: &At<'_>) -> Result<Option<u64>, ConfigError> {
+    Ok(match &entry.expires {
+        None => None,
+        Some(text) => {
+            let time = OffsetDateTime::parse(text.get_ref(), &Rfc3339).map_err(|error| {
+                at(
+                    "expires",
+                    text.span(),
+                    format!("not an RFC 3339 time (e.g. 2027-01-01T00:00:00Z): {error}"),
+                )
+            })?;
+            // Before 1970 means long expired.
+            Some(u64::try_from(time.unix_timestamp()).unwrap_or(0))
+        }
+    })
 }
 
 /// A TOML value as JSON, for claim headers rendered as for tokens (datetimes as their text).

@@ -12,6 +12,7 @@ use toml::Spanned;
 
 use super::ctx::{duration, strings, Ctx};
 use super::raw::{self, ClaimValue};
+use super::value::EnvString;
 use super::ConfigError;
 use crate::auth::jwks::{check_key_url, KeySource, KeyStore, RefreshPolicy};
 use crate::auth::jwt::TokenPolicy;
@@ -66,168 +67,15 @@ pub(super) fn compile_issuers(
         if iss.is_empty() {
             return Err(ctx.at(key("issuer"), &raw.issuer, "issuer must be non-empty"));
         }
-        let ca_file = match &raw.ca_file {
-            Some(file) => Some(ctx.roots_file(&key("ca_file"), file)?),
-            None => None,
-        };
-
-        // Exactly one key source.
-        let discovery = raw.discovery.as_ref().filter(|d| *d.get_ref());
-        let count = [
-            raw.jwks_uri.is_some(),
-            discovery.is_some(),
-            raw.jwks_file.is_some(),
-            raw.hmac_secret.is_some(),
-        ]
-        .into_iter()
-        .filter(|set| *set)
-        .count();
-        if count != 1 {
-            return Err(ctx.at(
-                key("jwks_uri"),
-                spanned,
-                format!("issuer \"{name}\" needs exactly one key source of jwks_uri, discovery = true, jwks_file, hmac_secret (found {count})"),
-            ));
-        }
-        let source = if let Some(uri) = &raw.jwks_uri {
-            let url =
-                key_url(uri.get_ref().as_str()).map_err(|m| ctx.at(key("jwks_uri"), uri, m))?;
-            KeySource::JwksUri { url, ca_file }
-        } else if let Some(flag) = discovery {
-            key_url(iss).map_err(|m| {
-                ctx.at(
-                    key("discovery"),
-                    flag,
-                    format!("discovery needs an https issuer: {m}"),
-                )
-            })?;
-            KeySource::Discovery {
-                issuer: iss.to_owned(),
-                ca_file,
-            }
-        } else if let Some(file) = &raw.jwks_file {
-            let path = ctx.file(&key("jwks_file"), file)?;
-            let bytes = std::fs::read(&path).map_err(|e| {
-                ctx.at(
-                    key("jwks_file"),
-                    file,
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            let parsed = KeySet::from_jwks(&bytes)
-                .map_err(|e| ctx.at(key("jwks_file"), file, format!("{}: {e}", path.display())))?;
-            if parsed.keys.is_empty() {
-                return Err(ctx.at(
-                    key("jwks_file"),
-                    file,
-                    format!("{}: no usable key", path.display()),
-                ));
-            }
-            KeySource::File(path)
-        } else if let Some(secret) = &raw.hmac_secret {
-            if secret.get_ref().as_str().len() < 32 {
-                return Err(ctx.at(
-                    key("hmac_secret"),
-                    secret,
-                    "hmac_secret must be at least 32 bytes",
-                ));
-            }
-            if let Some(problem) = super::secrets::weak_hmac_secret(secret.get_ref().as_str()) {
-                return Err(ctx.at(key("hmac_secret"), secret, problem));
-            }
-            KeySource::Hmac(Secret::new(secret.get_ref().as_str().as_bytes().to_vec()))
-        } else {
-            return Err(ctx.at(key("jwks_uri"), spanned, "no key source"));
-        };
+        let source = key_source(ctx, &key, spanned)?;
         let is_hmac = matches!(source, KeySource::Hmac(_));
-
-        let algorithms = match &raw.algorithms {
-            Some(list) => {
-                let mut algorithms = Vec::new();
-                for value in list.get_ref() {
-                    let alg = algorithm_from_name(value.as_str()).ok_or_else(|| {
-                        ctx.at(
-                            key("algorithms"),
-                            list,
-                            format!("unsupported algorithm \"{}\"", value.as_str()),
-                        )
-                    })?;
-                    algorithms.push(alg);
-                }
-                if algorithms.is_empty() {
-                    return Err(ctx.at(key("algorithms"), list, "must not be empty"));
-                }
-                algorithms
-            }
-            None if is_hmac => vec![Algorithm::HS256],
-            None => KEY_SET_ALGORITHMS.to_vec(),
-        };
-
-        let audiences = strings(raw.audiences.get_ref());
-        let allowed_clients = raw
-            .allowed_clients
-            .as_ref()
-            .map(|list| strings(list.get_ref()));
-        if audiences.is_empty() && allowed_clients.as_ref().is_none_or(Vec::is_empty) {
-            return Err(ctx.at(
-                key("audiences"),
-                &raw.audiences,
-                "audiences = [] requires a non-empty allowed_clients, so every token stays bound to this deployment",
-            ));
-        }
-
-        let scope_claims = raw.scope_claims.as_ref().map_or_else(
-            || {
-                DEFAULT_SCOPE_CLAIMS
-                    .iter()
-                    .map(|s| (*s).to_owned())
-                    .collect()
-            },
-            |list| strings(list.get_ref()),
-        );
-        let client_id_claims = raw.client_id_claims.as_ref().map_or_else(
-            || {
-                DEFAULT_CLIENT_ID_CLAIMS
-                    .iter()
-                    .map(|s| (*s).to_owned())
-                    .collect()
-            },
-            |list| strings(list.get_ref()),
-        );
-        let required_claims = raw
-            .required_claims
-            .as_ref()
-            .map(|map| {
-                map.get_ref()
-                    .iter()
-                    .map(|(claim, value)| {
-                        let values = match value {
-                            ClaimValue::One(one) => vec![serde_json::Value::String(one.0.clone())],
-                            ClaimValue::Many(many) => many
-                                .iter()
-                                .map(|v| serde_json::Value::String(v.0.clone()))
-                                .collect(),
-                        };
-                        (claim.clone(), values)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let algorithms = algorithms(ctx, &key, raw, is_hmac)?;
+        let (audiences, allowed_clients) = audiences(ctx, &key, raw)?;
+        let scope_claims = claim_names(raw.scope_claims.as_ref(), DEFAULT_SCOPE_CLAIMS);
+        let client_id_claims = claim_names(raw.client_id_claims.as_ref(), DEFAULT_CLIENT_ID_CLAIMS);
+        let required_claims = required_claims(raw);
         let claim_headers = ctx.claim_headers(&key("claim_headers"), raw.claim_headers.as_ref())?;
-
-        let refresh = RefreshPolicy {
-            refresh_interval: duration(&raw.refresh_interval, Duration::from_secs(600)),
-            min_refresh: duration(&raw.min_refresh, Duration::from_secs(30)),
-            max_stale: duration(&raw.max_stale, Duration::from_secs(86_400)),
-            fetch_timeout: duration(&raw.fetch_timeout, Duration::from_secs(5)),
-        };
-        if refresh.min_refresh.is_zero() {
-            return Err(ctx.err(
-                key("min_refresh"),
-                raw.min_refresh.as_ref().map(Spanned::span),
-                "must be greater than 0",
-            ));
-        }
+        let refresh = refresh_policy(ctx, &key, raw)?;
         let policy = TokenPolicy {
             issuer: iss.to_owned(),
             audiences,
@@ -258,6 +106,207 @@ pub(super) fn compile_issuers(
         });
     }
     Ok(issuers)
+}
+
+/// The entry's key source: exactly one of `jwks_uri`, `discovery = true`, `jwks_file` and
+/// `hmac_secret`, with `ca_file` for the fetched ones. A key file is read and must hold a
+/// usable key; an HMAC secret must be long and not a placeholder.
+fn key_source(
+    ctx: &Ctx<'_>,
+    key: &dyn Fn(&str) -> String,
+    spanned: &Spanned<raw::Issuer>,
+) -> Result<KeySource, ConfigError> {
+    let raw = spanned.get_ref();
+    let name = raw.name.get_ref().as_str();
+    let iss = raw.issuer.get_ref().as_str();
+    let ca_file = match &raw.ca_file {
+        Some(file) => Some(ctx.roots_file(&key("ca_file"), file)?),
+        None => None,
+    };
+
+    // Exactly one key source.
+    let discovery = raw.discovery.as_ref().filter(|d| *d.get_ref());
+    let count = [
+        raw.jwks_uri.is_some(),
+        discovery.is_some(),
+        raw.jwks_file.is_some(),
+        raw.hmac_secret.is_some(),
+    ]
+    .into_iter()
+    .filter(|set| *set)
+    .count();
+    if count != 1 {
+        return Err(ctx.at(
+            key("jwks_uri"),
+            spanned,
+            format!("issuer \"{name}\" needs exactly one key source of jwks_uri, discovery = true, jwks_file, hmac_secret (found {count})"),
+        ));
+    }
+    if let Some(uri) = &raw.jwks_uri {
+        let url = key_url(uri.get_ref().as_str()).map_err(|m| ctx.at(key("jwks_uri"), uri, m))?;
+        Ok(KeySource::JwksUri { url, ca_file })
+    } else if let Some(flag) = discovery {
+        key_url(iss).map_err(|m| {
+            ctx.at(
+                key("discovery"),
+                flag,
+                format!("discovery needs an https issuer: {m}"),
+            )
+        })?;
+        Ok(KeySource::Discovery {
+            issuer: iss.to_owned(),
+            ca_file,
+        })
+    } else if let Some(file) = &raw.jwks_file {
+        jwks_file(ctx, key, file)
+    } else if let Some(secret) = &raw.hmac_secret {
+        if secret.get_ref().as_str().len() < 32 {
+            return Err(ctx.at(
+                key("hmac_secret"),
+                secret,
+                "hmac_secret must be at least 32 bytes",
+            ));
+        }
+        if let Some(problem) = super::secrets::weak_hmac_secret(secret.get_ref().as_str()) {
+            return Err(ctx.at(key("hmac_secret"), secret, problem));
+        }
+        Ok(KeySource::Hmac(Secret::new(
+            secret.get_ref().as_str().as_bytes().to_vec(),
+        )))
+    } else {
+        Err(ctx.at(key("jwks_uri"), spanned, "no key source"))
+    }
+}
+
+/// `jwks_file`: read now, and it must hold at least one usable key.
+fn jwks_file(
+    ctx: &Ctx<'_>,
+    key: &dyn Fn(&str) -> String,
+    file: &Spanned<EnvString>,
+) -> Result<KeySource, ConfigError> {
+    let path = ctx.file(&key("jwks_file"), file)?;
+    let bytes = std::fs::read(&path).map_err(|e| {
+        ctx.at(
+            key("jwks_file"),
+            file,
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    let parsed = KeySet::from_jwks(&bytes)
+        .map_err(|e| ctx.at(key("jwks_file"), file, format!("{}: {e}", path.display())))?;
+    if parsed.keys.is_empty() {
+        return Err(ctx.at(
+            key("jwks_file"),
+            file,
+            format!("{}: no usable key", path.display()),
+        ));
+    }
+    Ok(KeySource::File(path))
+}
+
+/// `algorithms`: not empty; default HS256 for an HMAC secret, every asymmetric algorithm for
+/// key sets.
+fn algorithms(
+    ctx: &Ctx<'_>,
+    key: &dyn Fn(&str) -> String,
+    raw: &raw::Issuer,
+    is_hmac: bool,
+) -> Result<Vec<Algorithm>, ConfigError> {
+    Ok(match &raw.algorithms {
+        Some(list) => {
+            let mut algorithms = Vec::new();
+            for value in list.get_ref() {
+                let alg = algorithm_from_name(value.as_str()).ok_or_else(|| {
+                    ctx.at(
+                        key("algorithms"),
+                        list,
+                        format!("unsupported algorithm \"{}\"", value.as_str()),
+                    )
+                })?;
+                algorithms.push(alg);
+            }
+            if algorithms.is_empty() {
+                return Err(ctx.at(key("algorithms"), list, "must not be empty"));
+            }
+            algorithms
+        }
+        None if is_hmac => vec![Algorithm::HS256],
+        None => KEY_SET_ALGORITHMS.to_vec(),
+    })
+}
+
+/// `audiences` and `allowed_clients`: `audiences = []` only with a non-empty
+/// `allowed_clients`, so every token stays bound to this deployment.
+fn audiences(
+    ctx: &Ctx<'_>,
+    key: &dyn Fn(&str) -> String,
+    raw: &raw::Issuer,
+) -> Result<(Vec<String>, Option<Vec<String>>), ConfigError> {
+    let audiences = strings(raw.audiences.get_ref());
+    let allowed_clients = raw
+        .allowed_clients
+        .as_ref()
+        .map(|list| strings(list.get_ref()));
+    if audiences.is_empty() && allowed_clients.as_ref().is_none_or(Vec::is_empty) {
+        return Err(ctx.at(
+            key("audiences"),
+            &raw.audiences,
+            "audiences = [] requires a non-empty allowed_clients, so every token stays bound to this deployment",
+        ));
+    }
+    Ok((audiences, allowed_clients))
+}
+
+/// A list of claim names, or `defaults` when absent.
+fn claim_names(list: Option<&Spanned<Vec<EnvString>>>, defaults: &[&str]) -> Vec<String> {
+    list.map_or_else(
+        || defaults.iter().map(|s| (*s).to_owned()).collect(),
+        |list| strings(list.get_ref()),
+    )
+}
+
+/// `required_claims`: claim -> the values it may hold.
+fn required_claims(raw: &raw::Issuer) -> Vec<(String, Vec<serde_json::Value>)> {
+    raw.required_claims
+        .as_ref()
+        .map(|map| {
+            map.get_ref()
+                .iter()
+                .map(|(claim, value)| {
+                    let values = match value {
+                        ClaimValue::One(one) => vec![serde_json::Value::String(one.0.clone())],
+                        ClaimValue::Many(many) => many
+                            .iter()
+                            .map(|v| serde_json::Value::String(v.0.clone()))
+                            .collect(),
+                    };
+                    (claim.clone(), values)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The key refresh timing; `min_refresh` must be greater than 0 (it paces every fetch).
+fn refresh_policy(
+    ctx: &Ctx<'_>,
+    key: &dyn Fn(&str) -> String,
+    raw: &raw::Issuer,
+) -> Result<RefreshPolicy, ConfigError> {
+    let refresh = RefreshPolicy {
+        refresh_interval: duration(&raw.refresh_interval, Duration::from_secs(600)),
+        min_refresh: duration(&raw.min_refresh, Duration::from_secs(30)),
+        max_stale: duration(&raw.max_stale, Duration::from_secs(86_400)),
+        fetch_timeout: duration(&raw.fetch_timeout, Duration::from_secs(5)),
+    };
+    if refresh.min_refresh.is_zero() {
+        return Err(ctx.err(
+            key("min_refresh"),
+            raw.min_refresh.as_ref().map(Spanned::span),
+            "must be greater than 0",
+        ));
+    }
+    Ok(refresh)
 }
 
 /// The key store of an entry: shared with every entry of the same source and refresh timing,

@@ -17,7 +17,9 @@ mod error;
 mod issuers;
 mod rate_limits;
 pub mod raw;
+mod routes;
 mod secrets;
+mod server;
 mod upstreams;
 mod value;
 

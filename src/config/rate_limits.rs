@@ -192,27 +192,7 @@ fn compile_store(
             }
         }
     }
-    let ca_pem = match &raw.ca_file {
-        None => None,
-        Some(_) if !url.starts_with("rediss://") => {
-            return Err(ctx.err(
-                "rate_limit_store.ca_file",
-                raw.ca_file.as_ref().map(Spanned::span),
-                "only for a rediss:// (TLS) URL",
-            ))
-        }
-        Some(file) => {
-            let path = ctx.roots_file("rate_limit_store.ca_file", file)?;
-            let pem = std::fs::read(&path).map_err(|error| {
-                ctx.at(
-                    "rate_limit_store.ca_file",
-                    file,
-                    format!("cannot read {}: {error}", path.display()),
-                )
-            })?;
-            Some(pem)
-        }
-    };
+    let ca_pem = store_ca(ctx, raw, url)?;
     let settings = StoreSettings {
         url: url.to_owned(),
         mode,
@@ -235,6 +215,36 @@ fn compile_store(
         )
     })?;
     Ok(Arc::new(store))
+}
+
+/// `rate_limit_store.ca_file`: PEM roots for a `rediss://` server, read now (its content, not
+/// its path, is part of the store's identity across reloads).
+fn store_ca(
+    ctx: &Ctx<'_>,
+    raw: &raw::RateLimitStore,
+    url: &str,
+) -> Result<Option<Vec<u8>>, ConfigError> {
+    Ok(match &raw.ca_file {
+        None => None,
+        Some(_) if !url.starts_with("rediss://") => {
+            return Err(ctx.err(
+                "rate_limit_store.ca_file",
+                raw.ca_file.as_ref().map(Spanned::span),
+                "only for a rediss:// (TLS) URL",
+            ))
+        }
+        Some(file) => {
+            let path = ctx.roots_file("rate_limit_store.ca_file", file)?;
+            let pem = std::fs::read(&path).map_err(|error| {
+                ctx.at(
+                    "rate_limit_store.ca_file",
+                    file,
+                    format!("cannot read {}: {error}", path.display()),
+                )
+            })?;
+            Some(pem)
+        }
+    })
 }
 
 /// `[[clients]]` `rate_limits` by client id: indexes into `policies`. These run after

@@ -8,10 +8,10 @@
 //!             response ◄── upstream ◄── identity headers ◄──────────────── scopes ◄───┘
 //! ```
 //!
-//! The steps live in submodules, in the order `decide` runs them: [`trace`] (what a step is
-//! called, for `explain`), `checks` (target, host, client rules, rate limits), `authenticate`
-//! (the credential: token or API key) and `handle` (forwarding, metrics, access log). Only this
-//! file says in which order they run.
+//! The steps live in submodules: `checks` (target, host, client rules, rate limits) and
+//! `authenticate` (the credential: token or API key); [`trace`] names the steps for
+//! `explain`, and `handle` forwards and records. Only [`decide`], here, says in which order the
+//! steps run.
 
 mod authenticate;
 mod checks;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper::Request;
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
@@ -25,7 +25,7 @@ use crate::logging::Throttle;
 use crate::network::mtls::client_cert;
 use crate::pipeline::{self, ConnInfo};
 use crate::proxy;
-use crate::snapshot::ServerSettings;
+use crate::snapshot::{ServerSettings, Shared};
 use crate::tls::HandshakeFailure;
 
 /// Logs a connection refused by `max_connections_per_client`, throttled (a flood must not
@@ -185,27 +185,8 @@ pub(super) async fn serve_connection(
             .await;
         }
         Some(tls) => {
-            let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.load_full());
-            let stream = match tokio::time::timeout(
-                tls.handshake_timeout,
-                Box::pin(acceptor.accept(stream)),
-            )
-            .await
-            {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => {
-                    let reason = HandshakeFailure::of(&error);
-                    state.metrics.tls_handshake_failed(reason);
-                    let reason = reason.as_str();
-                    tracing::debug!(peer = %peer, reason, error = %error, "tls handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    state
-                        .metrics
-                        .tls_handshake_failed(HandshakeFailure::Timeout);
-                    return;
-                }
+            let Some(stream) = handshake(stream, &tls, peer, state).await else {
+                return;
             };
             let client_cert = stream
                 .get_ref()
@@ -233,17 +214,35 @@ pub(super) async fn serve_connection(
     }
 }
 
-async fn serve_http<I>(
-    io: I,
-    conn: ConnInfo,
-    activity: Arc<Activity>,
-    settings: ServerSettings,
-    handler: Service,
-    state: &Arc<ServerState>,
-) where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    activity.start();
+/// The TLS handshake of one connection, bounded by `handshake_timeout`. A failure is counted
+/// by its reason and ends the connection (`None`).
+async fn handshake(
+    stream: TcpStream,
+    tls: &TlsListener,
+    peer: std::net::SocketAddr,
+    state: &ServerState,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.load_full());
+    match tokio::time::timeout(tls.handshake_timeout, Box::pin(acceptor.accept(stream))).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(error)) => {
+            let reason = HandshakeFailure::of(&error);
+            state.metrics.tls_handshake_failed(reason);
+            let reason = reason.as_str();
+            tracing::debug!(peer = %peer, reason, error = %error, "tls handshake failed");
+            None
+        }
+        Err(_) => {
+            state
+                .metrics
+                .tls_handshake_failed(HandshakeFailure::Timeout);
+            None
+        }
+    }
+}
+
+/// hyper's HTTP/1 and HTTP/2 settings from `[server]`.
+fn http_builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -258,49 +257,78 @@ async fn serve_http<I>(
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(settings.http2_max_concurrent_streams);
+    builder
+}
+
+/// Answers one request of the connection: the head flags go on the request, `handler`
+/// answers, and the response body holds the exchange open (and a WebSocket tunnel is kept for
+/// the connection's task).
+async fn answer(
+    request: Request<Incoming>,
+    conn: Arc<ConnInfo>,
+    shared: Shared,
+    activity: Arc<Activity>,
+    handler: Service,
+) -> Result<Response<proxy::Body>, Infallible> {
+    let exchange = activity.exchange();
+    let mut request = request;
+    let first = activity.requests.fetch_add(1, Ordering::Relaxed) == 0;
+    let mut flags = activity.head_flags(first);
+    // HTTP/2: a `:path` the parser cut at `#` (SPEC §3 refuses a raw `#`).
+    if request.version() == http::Version::HTTP_2 {
+        let target = request.uri().path_and_query().map_or("", |pq| pq.as_str());
+        if activity.take_fragment(request.method(), target) {
+            flags = flags.with(HeadFlag::Fragment);
+        }
+    }
+    if flags != HeadFlags::default() {
+        request.extensions_mut().insert(flags);
+    }
+    activity.request_sent();
+    let mut response = match handler {
+        Service::Proxy => pipeline::handle(&shared, &conn, request.map(proxy::boxed)).await,
+        Service::Decision => crate::decision::handle(&shared, &conn, request).await,
+    };
+    activity.request_answered();
+    // A WebSocket tunnel runs on this connection's task once hyper releases the
+    // connection after the 101: it keeps the connection's limits (SPEC §6).
+    if let Some(tunnel) = response
+        .extensions_mut()
+        .remove::<proxy::Tunnel>()
+        .and_then(|tunnel| tunnel.take())
+    {
+        activity.set_tunnel(tunnel);
+    }
+    Ok::<_, Infallible>(response.map(|body| proxy::hold(body, exchange)))
+}
+
+async fn serve_http<I>(
+    io: I,
+    conn: ConnInfo,
+    activity: Arc<Activity>,
+    settings: ServerSettings,
+    handler: Service,
+    state: &Arc<ServerState>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    activity.start();
+    let builder = http_builder(&settings);
 
     let conn = Arc::new(conn);
     let shared = Arc::clone(&state.shared);
     let service_activity = Arc::clone(&activity);
     let service = service_fn(move |request: Request<Incoming>| {
-        let conn = Arc::clone(&conn);
-        let shared = Arc::clone(&shared);
-        let activity = Arc::clone(&service_activity);
         // Boxed: hyper keeps a slot of the service future's size for the whole life of every
         // connection, and this future is large. Boxing costs one allocation per request and
         // saves kilobytes per idle keep-alive connection.
-        Box::pin(async move {
-            let exchange = activity.exchange();
-            let mut request = request;
-            let first = activity.requests.fetch_add(1, Ordering::Relaxed) == 0;
-            let mut flags = activity.head_flags(first);
-            // HTTP/2: a `:path` the parser cut at `#` (SPEC §3 refuses a raw `#`).
-            if request.version() == http::Version::HTTP_2 {
-                let target = request.uri().path_and_query().map_or("", |pq| pq.as_str());
-                if activity.take_fragment(request.method(), target) {
-                    flags = flags.with(HeadFlag::Fragment);
-                }
-            }
-            if flags != HeadFlags::default() {
-                request.extensions_mut().insert(flags);
-            }
-            activity.request_sent();
-            let mut response = match handler {
-                Service::Proxy => pipeline::handle(&shared, &conn, request.map(proxy::boxed)).await,
-                Service::Decision => crate::decision::handle(&shared, &conn, request).await,
-            };
-            activity.request_answered();
-            // A WebSocket tunnel runs on this connection's task once hyper releases the
-            // connection after the 101: it keeps the connection's limits (SPEC §6).
-            if let Some(tunnel) = response
-                .extensions_mut()
-                .remove::<proxy::Tunnel>()
-                .and_then(|tunnel| tunnel.take())
-            {
-                activity.set_tunnel(tunnel);
-            }
-            Ok::<_, Infallible>(response.map(|body| proxy::hold(body, exchange)))
-        })
+        Box::pin(answer(
+            request,
+            Arc::clone(&conn),
+            Arc::clone(&shared),
+            Arc::clone(&service_activity),
+            handler,
+        ))
     });
 
     let timeouts = Timeouts {
