@@ -27,7 +27,8 @@
 //! - [`tls`]: PEM files, trust roots and the listener's rustls config (one loader for all);
 //! - [`http_head`]: request framing as it arrives, for the connection timers and the checks
 //!   of what the HTTP parser hides;
-//! - [`metrics`], [`access_log`]: what operators see;
+//! - [`metrics`], [`access_log`]: what operators see; [`log_writer`] moves finished log
+//!   lines to stderr off the request task;
 //! - [`demo`], [`explain`]: the newcomer path.
 
 pub mod access_log;
@@ -39,6 +40,7 @@ pub mod deny;
 pub mod explain;
 pub mod header_names;
 pub mod http_head;
+pub mod log_writer;
 pub mod logging;
 pub mod metrics;
 pub mod network;

@@ -110,7 +110,7 @@ fn main() -> ExitCode {
                 .map_err(|e| Failure::Runtime(e.into()))
         }),
         Command::Explain(args) => {
-            return runtime().map_or(ExitCode::from(2), |rt| {
+            let code = runtime().map_or(ExitCode::from(2), |rt| {
                 match rt.block_on(authgate::explain::run(&args)) {
                     Ok(true) => ExitCode::SUCCESS,
                     Ok(false) => ExitCode::from(3),
@@ -120,8 +120,12 @@ fn main() -> ExitCode {
                     }
                 }
             });
+            authgate::logging::flush();
+            return code;
         }
     };
+    // Lines still queued for the log writer thread go out before the process ends.
+    authgate::logging::flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Input(error)) => {
