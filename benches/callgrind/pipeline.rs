@@ -112,8 +112,8 @@ fn prepare(dir: &Path) -> Result<(), String> {
             "client_id": "bench-client", "scope": "orders:read orders:write",
             "tid": "tenant-7", "iat": now - 60, "exp": now + 86_400,
         });
-        let token = jsonwebtoken::encode(&header, &claims, &encoding)
-            .map_err(|e| format!("sign: {e}"))?;
+        let token =
+            jsonwebtoken::encode(&header, &claims, &encoding).map_err(|e| format!("sign: {e}"))?;
         tokens.push_str(&token);
         tokens.push('\n');
     }
@@ -209,7 +209,9 @@ fn request(stream: &mut TcpStream, buffer: &mut Vec<u8>, token: &str) -> Result<
          Authorization: Bearer {token}\r\nAccept: application/json\r\n\
          User-Agent: bench/1\r\n\r\n"
     );
-    stream.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
+    stream
+        .write_all(head.as_bytes())
+        .map_err(|e| e.to_string())?;
     buffer.clear();
     let mut chunk = [0u8; 4096];
     loop {
@@ -283,7 +285,13 @@ fn run(dir: &Path, hit: bool, n: usize) -> Result<(), String> {
         .await
         .map_err(|e| format!("gateway: {e}"))?;
         for _ in 0..200 {
-            if handle.shared.load().issuers.iter().all(|i| i.store.keys().is_some()) {
+            if handle
+                .shared
+                .load()
+                .issuers
+                .iter()
+                .all(|i| i.store.keys().is_some())
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -304,7 +312,10 @@ fn run(dir: &Path, hit: bool, n: usize) -> Result<(), String> {
             .block_on(done_rx)
             .unwrap_or_else(|_| Err("client thread ended without an answer".into()))
     });
-    eprintln!("pipeline: {} {n} requests: {result:?}", if hit { "hit" } else { "miss" });
+    eprintln!(
+        "pipeline: {} {n} requests: {result:?}",
+        if hit { "hit" } else { "miss" }
+    );
     drop(handle);
     result
 }

@@ -5,6 +5,7 @@
 #   benches/callgrind/run.sh                 # every case, 100 measured requests each
 #   REQUESTS=20 CASES="hit-log" benches/callgrind/run.sh
 #   KEEP=/tmp/cg benches/callgrind/run.sh    # keep the callgrind.out files for callgrind_annotate
+#   PIPELINE_BIN=path benches/callgrind/run.sh   # measure a bench binary built earlier
 #
 # Each case runs twice, with 1 and with 1+REQUESTS measured requests (after the same warm-up);
 # the difference divided by REQUESTS is the cost of one request: gateway, raw client and raw
@@ -18,7 +19,8 @@ REQUESTS=${REQUESTS:-100}
 CASES=${CASES:-"hit-log hit-nolog miss-log miss-nolog"}
 command -v valgrind >/dev/null || { echo "callgrind: valgrind is not installed" >&2; exit 1; }
 
-bin=$(cargo bench --bench pipeline --no-run --message-format=json 2>/dev/null |
+bin=${PIPELINE_BIN:-}
+[ -n "$bin" ] || bin=$(cargo bench --bench pipeline --no-run --message-format=json 2>/dev/null |
     python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
