@@ -253,7 +253,11 @@ mod tests {
         let (release, gate) = mpsc::channel();
         *sink.gate.lock().unwrap() = Some(gate);
         let queue = start(Box::new(sink.clone())).unwrap();
-        let line = [b'a'; 1023].iter().chain(b"\n").copied().collect::<Vec<u8>>();
+        let line = [b'a'; 1023]
+            .iter()
+            .chain(b"\n")
+            .copied()
+            .collect::<Vec<u8>>();
         // Three times what the queue holds, while the sink writes nothing.
         let started = Instant::now();
         for _ in 0..3 * MAX_PENDING / line.len() {

@@ -258,11 +258,21 @@ mod tests {
     #[test]
     fn the_environment_variable_overrides_the_cpu_count() {
         assert_eq!(scheduler(Some("1"), Some(8)), Scheduler::CurrentThread);
-        assert_eq!(scheduler(Some("4"), Some(1)), Scheduler::MultiThread(Some(4)));
-        assert_eq!(scheduler(Some(" 2 "), Some(1)), Scheduler::MultiThread(Some(2)));
+        assert_eq!(
+            scheduler(Some("4"), Some(1)),
+            Scheduler::MultiThread(Some(4))
+        );
+        assert_eq!(
+            scheduler(Some(" 2 "), Some(1)),
+            Scheduler::MultiThread(Some(2))
+        );
         // Not a usable count: as if unset.
         for value in ["0", "", "many", "-1"] {
-            assert_eq!(scheduler(Some(value), Some(1)), Scheduler::CurrentThread, "{value}");
+            assert_eq!(
+                scheduler(Some(value), Some(1)),
+                Scheduler::CurrentThread,
+                "{value}"
+            );
             assert_eq!(
                 scheduler(Some(value), Some(4)),
                 Scheduler::MultiThread(None),
