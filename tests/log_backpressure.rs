@@ -53,6 +53,7 @@ impl Stalled {
             assert!(started.elapsed() < Duration::from_secs(10), "no start");
         }
         let _ = child.kill();
+        let _ = child.wait();
         panic!("gateway did not print its addresses");
     }
 }
