@@ -29,12 +29,14 @@
 //!   settings of upstreams and key fetchers (one loader, one meaning of `ca_file`);
 //! - [`http_head`]: request framing as it arrives, for the connection timers and the checks
 //!   of what the HTTP parser hides;
-//! - [`metrics`], [`access_log`]: what operators see;
+//! - [`metrics`], [`access_log`]: what operators see; [`log_writer`] moves finished log
+//!   lines to stderr off the request task;
 //! - [`demo`], [`explain`], [`token`]: the newcomer path.
 //!
 //! Layers, from the ground up. A module names only modules on its own or a lower layer, never
 //! a higher one, so there is no import loop (checked with `farm-studio look`):
-//! 1. [`header_names`], [`http_head`], [`logging`], [`routing`]: name nothing of ours;
+//! 1. [`header_names`], [`http_head`], [`log_writer`], [`logging`], [`routing`]: name nothing
+//!    of ours;
 //! 2. [`tls`], [`network`], [`auth`]: the building blocks of the checks;
 //! 3. [`metrics`]: the registry and the children the layers above count with;
 //! 4. [`ratelimit`];
@@ -61,6 +63,7 @@ pub mod deny;
 pub mod explain;
 pub mod header_names;
 pub mod http_head;
+pub mod log_writer;
 pub mod logging;
 pub mod metrics;
 pub mod network;

@@ -1,4 +1,5 @@
-//! Logging setup: everything goes to stderr; `json` makes every line one JSON object.
+//! Logging setup: everything goes to stderr, through [`crate::log_writer`]'s writer thread;
+//! `json` makes every line one JSON object.
 //! `RUST_LOG` overrides the default level (`info`). Warnings that a flood can repeat (one per
 //! request or per connection) go through a [`Throttle`].
 //!
@@ -24,7 +25,7 @@ pub fn init(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(crate::log_writer::Stderr);
     // A second init (tests) keeps the first subscriber.
     let _ = if json {
         builder
@@ -40,6 +41,11 @@ pub fn init(json: bool) {
             .fmt_fields(EscapedFields)
             .try_init()
     };
+}
+
+/// Writes every log line still queued (before the process exits).
+pub fn flush() {
+    crate::log_writer::flush();
 }
 
 /// `error: cause: cause`: an error and its sources on one line, for logs and `explain`.

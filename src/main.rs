@@ -130,7 +130,7 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Explain(args) => {
-            return runtime().map_or(ExitCode::from(2), |rt| {
+            let code = runtime().map_or(ExitCode::from(2), |rt| {
                 match rt.block_on(authgate::explain::run(&args)) {
                     Ok(true) => ExitCode::SUCCESS,
                     Ok(false) => ExitCode::from(3),
@@ -140,8 +140,12 @@ fn main() -> ExitCode {
                     }
                 }
             });
+            authgate::logging::flush();
+            return code;
         }
     };
+    // Lines still queued for the log writer thread go out before the process ends.
+    authgate::logging::flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Input(error)) => {
@@ -168,19 +172,46 @@ fn usage(error: &clap::Error) -> ExitCode {
     }
 }
 
-/// The tokio runtime; `AUTHGATE_WORKER_THREADS` sets its worker count (default: one per core).
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    let threads: Option<usize> = std::env::var("AUTHGATE_WORKER_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok());
-    // One worker: a current-thread runtime, which saves the work-stealing machinery.
-    let mut builder = match threads {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        _ => tokio::runtime::Builder::new_multi_thread(),
-    };
-    if let Some(threads) = threads.filter(|&n| n > 1) {
-        builder.worker_threads(threads);
+/// Which tokio scheduler the gateway runs on.
+#[derive(Debug, PartialEq, Eq)]
+enum Scheduler {
+    /// One thread: no work-stealing machinery, no cross-thread wake-ups.
+    CurrentThread,
+    /// Work-stealing workers: the given count, or tokio's default (one per available CPU).
+    MultiThread(Option<usize>),
+}
+
+/// `AUTHGATE_WORKER_THREADS` (`configured`) wins when it is a positive count: 1 means the
+/// current-thread scheduler. Otherwise the CPUs the process may use (`available`: the
+/// affinity mask and the cgroup CPU quota, as `std::thread::available_parallelism` reads
+/// them) decide: with one, extra workers only add wake-ups and stealing, so the
+/// current-thread scheduler is the default; with more, one worker per CPU.
+fn scheduler(configured: Option<&str>, available: Option<usize>) -> Scheduler {
+    match configured.and_then(|value| value.trim().parse::<usize>().ok()) {
+        Some(1) => Scheduler::CurrentThread,
+        Some(threads) if threads > 1 => Scheduler::MultiThread(Some(threads)),
+        // Unset, 0 or not a number: the CPUs decide.
+        Some(_) | None => match available {
+            Some(1) => Scheduler::CurrentThread,
+            Some(_) | None => Scheduler::MultiThread(None),
+        },
     }
+}
+
+/// The tokio runtime, per [`scheduler`].
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    let configured = std::env::var("AUTHGATE_WORKER_THREADS").ok();
+    let available = std::thread::available_parallelism().ok().map(usize::from);
+    let mut builder = match scheduler(configured.as_deref(), available) {
+        Scheduler::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        Scheduler::MultiThread(threads) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(threads) = threads {
+                builder.worker_threads(threads);
+            }
+            builder
+        }
+    };
     builder
         .enable_all()
         .build()
@@ -238,4 +269,44 @@ async fn run(path: PathBuf, watch: bool) -> Result<(), Failure> {
     bound.serve(receiver).await;
     let _ = Control::Shutdown;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{scheduler, Scheduler};
+
+    #[test]
+    fn one_available_cpu_picks_the_current_thread_scheduler() {
+        assert_eq!(scheduler(None, Some(1)), Scheduler::CurrentThread);
+        assert_eq!(scheduler(None, Some(2)), Scheduler::MultiThread(None));
+        assert_eq!(scheduler(None, Some(64)), Scheduler::MultiThread(None));
+        // Unknown CPU count: tokio's default.
+        assert_eq!(scheduler(None, None), Scheduler::MultiThread(None));
+    }
+
+    #[test]
+    fn the_environment_variable_overrides_the_cpu_count() {
+        assert_eq!(scheduler(Some("1"), Some(8)), Scheduler::CurrentThread);
+        assert_eq!(
+            scheduler(Some("4"), Some(1)),
+            Scheduler::MultiThread(Some(4))
+        );
+        assert_eq!(
+            scheduler(Some(" 2 "), Some(1)),
+            Scheduler::MultiThread(Some(2))
+        );
+        // Not a usable count: as if unset.
+        for value in ["0", "", "many", "-1"] {
+            assert_eq!(
+                scheduler(Some(value), Some(1)),
+                Scheduler::CurrentThread,
+                "{value}"
+            );
+            assert_eq!(
+                scheduler(Some(value), Some(4)),
+                Scheduler::MultiThread(None),
+                "{value}"
+            );
+        }
+    }
 }

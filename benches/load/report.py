@@ -7,6 +7,9 @@ RUNS_TSV columns: mode peer round requests seconds rps p50_us p99_us non2xx sock
                   proxy_ticks upstream_ticks [gate_ticks]
                   (gate_ticks: for nginx-authz, the part of proxy_ticks spent by authgate)
 RSS_TSV columns:  peer what kib connections_ok
+                  (what: peak-<mode>, idle or held; connections_ok: opened/answered)
+A row with any non-2xx response or socket error is INVALID: its numbers are shown but marked,
+and it is never the reference of a ratio.
 Per peer and mode, req/s and latencies are the median over rounds; CPU per request is the
 proxy's total CPU time over all rounds divided by all requests those rounds completed.
 """
@@ -21,11 +24,14 @@ PEERS = [
     ("nginx", "(b) nginx proxy_pass, no auth"),
     ("haproxy", "(c) HAProxy, RS256 JWT"),
     ("authgate", "(d) authgate, JWT+scope+allowlist"),
+    ("authgate-log", "(d') authgate, access log on (JSON, to a file)"),
     ("authgate-h2c", "(i) authgate, h2c upstream"),
     ("authgate-rl", "(f) authgate + local rate limit"),
     ("nginx-authz", "(e) nginx auth_request → authgate decision"),
     ("authgate-rl-exact", "(g) authgate + rate limit in Redis, exact (+ redis-server)"),
     ("authgate-rl-approx", "(h) authgate + rate limit in Redis, approximate (+ redis-server)"),
+    ("nginx-2w", "(b2) nginx proxy_pass, 2 workers on 2 CPUs"),
+    ("authgate-2w", "(d2) authgate, 2 workers on 2 CPUs"),
 ]
 MODES = [
     ("one", "one token for every request"),
@@ -60,8 +66,8 @@ def main() -> None:
         with open(rss_tsv) as f:
             for line in f:
                 peer, what, kib, conns = line.rstrip("\n").split("\t")
-                if what == "peak":
-                    peak[peer] = int(kib)
+                if what.startswith("peak-"):
+                    peak[(peer, what[len("peak-"):])] = int(kib)
                 else:
                     rss[peer][what] = (int(kib), conns)
 
@@ -99,14 +105,22 @@ def main() -> None:
                    "| peak RSS | req/s vs nginx | req/s vs HAProxy | CPU/req vs nginx "
                    "| CPU/req vs HAProxy | non-2xx+errors |")
         out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        ng, hp = summary.get("nginx", {}), summary.get("haproxy", {})
+        valid = {peer: s for peer, s in summary.items() if s["bad"] == 0}
+        ng, hp = valid.get("nginx", {}), valid.get("haproxy", {})
         for peer, label in PEERS:
             s = summary.get(peer)
             if not s:
                 continue
             cpu = f"{s['cpu']:.1f}" if s["cpu"] is not None else "—"
             up = f"{s['up_cpu']:.1f}" if s["up_cpu"] is not None else "—"
-            mib = f"{peak[peer] / 1024:.1f} MiB" if peer in peak else "—"
+            mib = f"{peak[(peer, mode)] / 1024:.1f} MiB" if (peer, mode) in peak else "—"
+            if s["bad"]:
+                # Failures are cheap and fast: such a row says nothing about the proxy.
+                out.append(
+                    f"| **INVALID** {label} | {s['rps']:,.0f} | {fmt_us(s['p50'])} "
+                    f"| {fmt_us(s['p99'])} | {cpu} | {up} | {mib} | INVALID | INVALID "
+                    f"| INVALID | INVALID | **{s['bad']}** |")
+                continue
             out.append(
                 f"| {label} | {s['rps']:,.0f} | {fmt_us(s['p50'])} | {fmt_us(s['p99'])} "
                 f"| {cpu} | {up} | {mib} "
@@ -114,6 +128,16 @@ def main() -> None:
                 f"| {ratio(s['cpu'], ng.get('cpu'))} | {ratio(s['cpu'], hp.get('cpu'))} "
                 f"| {s['bad']} |")
         out.append("")
+        lg, ag0 = valid.get("authgate-log"), valid.get("authgate")
+        if lg and ag0 and lg["cpu"] and ag0["cpu"]:
+            out.append(f"Access log on, (d') minus (d): {lg['cpu'] - ag0['cpu']:+.2f} µs/req "
+                       f"({lg['cpu'] / ag0['cpu']:.2f}×).")
+            out.append("")
+        curve = [(p, valid.get(p)) for p in ("nginx", "nginx-2w", "authgate", "authgate-2w")]
+        if all(s for _, s in curve):
+            out.append("Throughput curve, 1 → 2 worker CPUs (req/s, CPU µs/req): " + "; ".join(
+                f"{p} {s['rps']:,.0f}, {s['cpu']:.1f}" for p, s in curve) + ".")
+            out.append("")
         az = summary.get("nginx-authz")
         if az and az["cpu"]:
             gate, total = az["gate_cpu"], az["cpu"]
@@ -150,16 +174,21 @@ def main() -> None:
                 continue
             idle, _ = rss[peer]["idle"]
             held, conns = rss[peer]["held"]
-            opened = int(conns.split("/")[0]) if conns.split("/")[0].isdigit() else 0
-            per = f"{(held - idle) * 1024 / opened / 1024:.1f} KiB" if opened else "—"
+            # Per answered connection: one that never got its response may hold nothing
+            # (refused, reset), and dividing by it would flatter the figure.
+            parts = conns.split("/")
+            answered = int(parts[-1]) if parts[-1].isdigit() else 0
+            per = f"{(held - idle) * 1024 / answered / 1024:.1f} KiB" if answered else "—"
             # (peer nginx-authz: nginx and its authgate together)
             out.append(f"| {label} | {idle / 1024:.1f} MiB | {held / 1024:.1f} MiB "
                        f"| {conns} | {per} |")
         out.append("")
     out.append("p50/p99: median over rounds of wrk's latency percentiles. CPU µs/req: "
                "utime+stime of all the peer's processes over all rounds, divided by the "
-               "requests completed. Peak RSS: VmHWM summed over the peer's processes after "
-               "all rounds. Ratios: req/s ratio (higher is better), CPU ratio (lower is "
+               "requests completed. Peak RSS: VmHWM summed over the peer's processes, reset "
+               "before each mode, so it is that mode's peak. Memory per connection: held "
+               "minus idle RSS, divided by the connections that were answered 2xx. Rows "
+               "marked INVALID had non-2xx responses or socket errors. Ratios: req/s ratio (higher is better), CPU ratio (lower is "
                "better).")
     print("\n".join(out))
 

@@ -9,7 +9,12 @@
 # local [[rate_limits]] policy that never refuses), nginx-authz (nginx auth_request asking a
 # second authgate's [decision] listener; CPU reported for the pair and for each process), and,
 # when redis-server is installed, authgate-rl-exact and authgate-rl-approx (the same policy with
-# [rate_limit_store] on a local redis-server in each mode; Redis's CPU counted with the peer).
+# [rate_limit_store] on a local redis-server in each mode; Redis's CPU counted with the peer),
+# authgate-log (authgate with its JSON access log on, to a file), and the throughput curve:
+# nginx-2w and authgate-2w (two workers on two cores, beside nginx and authgate on one).
+#
+# A row with any non-2xx response or socket error is marked INVALID in the report (its numbers
+# describe failures, not the proxy), and the run exits 3 after writing the report.
 #
 # Needs root only to install missing Debian packages (haproxy, nginx, wrk, ...) with apt-get and
 # to raise the open-files limit for the 10,000-connection test. Everything listens on 127.0.0.1;
@@ -29,13 +34,16 @@ TOKENS=${TOKENS:-10000}               # distinct tokens for the "many" mode
 TOKEN_CACHE_ENTRIES=${TOKEN_CACHE_ENTRIES:-1000}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}   # idle keep-alive connections for the RSS test
 IDLE_PEERS=${IDLE_PEERS-"nginx haproxy authgate"}   # peers whose RSS is measured; "" skips the test
-DEFAULT_PEERS="direct nginx haproxy authgate authgate-h2c authgate-rl nginx-authz"
+DEFAULT_PEERS="direct nginx haproxy authgate authgate-h2c authgate-log authgate-rl nginx-authz nginx-2w authgate-2w"
 command -v redis-server >/dev/null 2>&1 && DEFAULT_PEERS+=" authgate-rl-exact authgate-rl-approx"
 PEERS=${PEERS:-$DEFAULT_PEERS}
 MODES=${MODES:-"one many"}
 CLIENT_CPU=${CLIENT_CPU:-0}           # wrk and the connection holder
 SERVER_CPU=${SERVER_CPU:-1}           # the upstream and every proxy
-PORT_BASE=${PORT_BASE:-24180}         # nineteen ports from here; below the ephemeral range
+# The two-core rows (nginx-2w, authgate-2w): the proxy may run on both CPUs (so it shares
+# CLIENT_CPU with wrk on a two-CPU machine: read those rows as a curve, not a clean scale-out).
+SERVER_CPUS_2=${SERVER_CPUS_2:-"$CLIENT_CPU,$SERVER_CPU"}
+PORT_BASE=${PORT_BASE:-24180}         # 24 ports from here; below the ephemeral range
 AUTHGATE_THREADS=${AUTHGATE_THREADS:-1}   # AUTHGATE_WORKER_THREADS for the gateway
 AUTHGATE_ACCESS_LOG=${AUTHGATE_ACCESS_LOG:-0}   # 1: keep authgate's access log (to a file)
 AUTHGATE_BIN=${AUTHGATE_BIN:-}        # a prebuilt binary; default: cargo build --release
@@ -61,9 +69,14 @@ AUTHGATE_RLX_PORT=$((PORT_BASE + 12))     # (g) authgate-rl-exact
 AUTHGATE_RLX_ADMIN_PORT=$((PORT_BASE + 13))
 AUTHGATE_RLA_PORT=$((PORT_BASE + 14))     # (h) authgate-rl-approx
 AUTHGATE_RLA_ADMIN_PORT=$((PORT_BASE + 15))
-AUTHGATE_H2C_PORT=$((PORT_BASE + 16))     # (i) authgate-h2c: (d) with an h2c upstream
-AUTHGATE_H2C_ADMIN_PORT=$((PORT_BASE + 17))
-UPSTREAM_H2C_PORT=$((PORT_BASE + 18))     # (i) the shared upstream's h2c (prior knowledge) listener
+AUTHGATE_LOG_PORT=$((PORT_BASE + 16))     # authgate-log: (d) with the access log on
+AUTHGATE_LOG_ADMIN_PORT=$((PORT_BASE + 17))
+NGINX_2W_PORT=$((PORT_BASE + 18))         # nginx-2w: (b) with two workers on two CPUs
+AUTHGATE_2W_PORT=$((PORT_BASE + 19))      # authgate-2w: (d) with two workers on two CPUs
+AUTHGATE_2W_ADMIN_PORT=$((PORT_BASE + 20))
+AUTHGATE_H2C_PORT=$((PORT_BASE + 21))     # (i) authgate-h2c: (d) with an h2c upstream
+AUTHGATE_H2C_ADMIN_PORT=$((PORT_BASE + 22))
+UPSTREAM_H2C_PORT=$((PORT_BASE + 23))     # (i) the shared upstream's h2c (prior knowledge) listener
 
 log() { printf '[load] %s\n' "$*" >&2; }
 die() { printf '[load] error: %s\n' "$*" >&2; exit 1; }
@@ -171,7 +184,8 @@ fi
 for port in $UPSTREAM_PORT $NGINX_PORT $HAPROXY_PORT $AUTHGATE_PORT $AUTHGATE_ADMIN_PORT \
     $NGINX_AUTHZ_PORT $DECISION_PORT $AUTHZ_GATE_PORT $AUTHZ_GATE_ADMIN_PORT $AUTHGATE_RL_PORT \
     $AUTHGATE_RL_ADMIN_PORT $REDIS_PORT $AUTHGATE_RLX_PORT $AUTHGATE_RLX_ADMIN_PORT \
-    $AUTHGATE_RLA_PORT $AUTHGATE_RLA_ADMIN_PORT; do
+    $AUTHGATE_RLA_PORT $AUTHGATE_RLA_ADMIN_PORT $AUTHGATE_LOG_PORT $AUTHGATE_LOG_ADMIN_PORT \
+    $NGINX_2W_PORT $AUTHGATE_2W_PORT $AUTHGATE_2W_ADMIN_PORT; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         die "127.0.0.1:$port is in use; set PORT_BASE"
     fi
@@ -234,6 +248,13 @@ render tokens.lua.in tokens.lua
 render authgate.toml.in authgate-rl.toml -e "s|@AUTHGATE_PORT@|$AUTHGATE_RL_PORT|g" \
     -e "s|@AUTHGATE_ADMIN_PORT@|$AUTHGATE_RL_ADMIN_PORT|g"
 render authgate-ratelimit.toml.in authgate-ratelimit.toml
+render authgate.toml.in authgate-log.toml -e "s|@AUTHGATE_PORT@|$AUTHGATE_LOG_PORT|g" \
+    -e "s|@AUTHGATE_ADMIN_PORT@|$AUTHGATE_LOG_ADMIN_PORT|g"
+render authgate.toml.in authgate-2w.toml -e "s|@AUTHGATE_PORT@|$AUTHGATE_2W_PORT|g" \
+    -e "s|@AUTHGATE_ADMIN_PORT@|$AUTHGATE_2W_ADMIN_PORT|g"
+render nginx-plain.conf.in nginx-2w.conf -e "s|@NGINX_PORT@|$NGINX_2W_PORT|g" \
+    -e "s|^worker_processes 1;|worker_processes 2;|" -e "s|nginx-plain.pid|nginx-2w.pid|" \
+    -e "s|nginx-plain.err|nginx-2w.err|"
 cat "$WORK/authgate-ratelimit.toml" >>"$WORK/authgate-rl.toml"
 # (g), (h): the same policy kept in Redis, exact and approximate mode.
 for rl_mode in exact approx; do
@@ -288,6 +309,9 @@ port_of() {
         redis) echo "$REDIS_PORT" ;;
         authgate-rl-exact) echo "$AUTHGATE_RLX_PORT" ;;
         authgate-rl-approx) echo "$AUTHGATE_RLA_PORT" ;;
+        authgate-log) echo "$AUTHGATE_LOG_PORT" ;;
+        nginx-2w) echo "$NGINX_2W_PORT" ;;
+        authgate-2w) echo "$AUTHGATE_2W_PORT" ;;
     esac
 }
 
@@ -312,6 +336,10 @@ start_peer() {
             "${on_cpu[@]}" nginx -p "$WORK/" -e "$WORK/nginx-plain.err" \
                 -c "$WORK/nginx-plain.conf" >"$log_file" 2>&1 &
             ;;
+        nginx-2w)
+            taskset -c "$SERVER_CPUS_2" nginx -p "$WORK/" -e "$WORK/nginx-2w.err" \
+                -c "$WORK/nginx-2w.conf" >"$log_file" 2>&1 &
+            ;;
         haproxy)
             "${on_cpu[@]}" haproxy -db -f "$WORK/haproxy.cfg" >"$log_file" 2>&1 &
             ;;
@@ -319,13 +347,19 @@ start_peer() {
             "${on_cpu[@]}" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" \
                 --appendonly no --daemonize no --dir "$WORK" >"$log_file" 2>&1 &
             ;;
-        authgate | authgate-h2c | authgate-rl* | authz-gate)
-            local filter="info,authgate::access=off"
-            [[ $AUTHGATE_ACCESS_LOG == 1 ]] && filter="info"
+        authgate | authgate-h2c | authgate-rl* | authz-gate | authgate-log | authgate-2w)
+            local filter="info,authgate::access=off" threads=$AUTHGATE_THREADS
+            [[ $AUTHGATE_ACCESS_LOG == 1 || $name == authgate-log ]] && filter="info"
             local config=$WORK/authgate.toml
-            [[ $name == authgate-rl* || $name == authgate-h2c ]] && config=$WORK/$name.toml
+            [[ $name == authgate-rl* || $name == authgate-log || $name == authgate-2w || $name == authgate-h2c ]] \
+                && config=$WORK/$name.toml
             [[ $name == authz-gate ]] && config=$WORK/authgate-authz.toml
-            AUTHGATE_WORKER_THREADS=$AUTHGATE_THREADS RUST_LOG=$filter "${on_cpu[@]}" \
+            if [[ $name == authgate-2w ]]; then
+                threads=2
+                on_cpu=(taskset -c "$SERVER_CPUS_2")
+            fi
+            # The access log (authgate-log) goes to the peer's log file, as a file sink would.
+            AUTHGATE_WORKER_THREADS=$threads RUST_LOG=$filter "${on_cpu[@]}" \
                 "$AUTHGATE_BIN" --log-format json run -c "$config" \
                 >"$log_file" 2>&1 &
             ;;
@@ -350,6 +384,8 @@ start_peer() {
         authgate-h2c) admin=$AUTHGATE_H2C_ADMIN_PORT ;;
         authgate-rl-exact) admin=$AUTHGATE_RLX_ADMIN_PORT ;;
         authgate-rl-approx) admin=$AUTHGATE_RLA_ADMIN_PORT ;;
+        authgate-log) admin=$AUTHGATE_LOG_ADMIN_PORT ;;
+        authgate-2w) admin=$AUTHGATE_2W_ADMIN_PORT ;;
         authz-gate) admin=$AUTHZ_GATE_ADMIN_PORT ;;
     esac
     if [[ -n $admin ]]; then
@@ -423,7 +459,7 @@ check_peer() {
     expect "$peer" "valid token" 200 "$(http_code "$port" "$TOKEN")"
     expect "$peer" "one of the $TOKENS tokens" 200 \
         "$(http_code "$port" "$(sed -n "$(( TOKENS < 777 ? TOKENS : 777 ))p" "$WORK/tokens.txt")")"
-    [[ $peer == direct || $peer == nginx ]] && return 0
+    [[ $peer == direct || $peer == nginx* ]] && return 0
     expect "$peer" "no token" 401 "$(http_code "$port" "")"
     expect "$peer" "bad signature" 401 "$(http_code "$port" "$(cat "$WORK/token-badsig.txt")")"
     expect "$peer" "missing scope" 403 "$(http_code "$port" "$(cat "$WORK/token-noscope.txt")")"
@@ -466,6 +502,7 @@ to_us() {       # wrk duration (850.00us, 1.20ms, 2.00s, 1.00m) -> microseconds
 }
 
 RUNS_TSV=""
+INVALID_ROWS=()   # runs with non-2xx responses or socket errors (reported, then exit 3)
 run_wrk() {     # mode peer round ("-" = warm-up, not recorded)
     local mode=$1 peer=$2 round=$3 seconds=$DURATION
     [[ $round == - ]] && seconds=$WARMUP
@@ -500,6 +537,10 @@ run_wrk() {     # mode peer round ("-" = warm-up, not recorded)
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$peer" \
         "$round" "$requests" "$elapsed" "$rps" "$p50" "$p99" "${non2xx:-0}" "${errors:-0}" \
         "$((p1 - p0))" "$((u1 - u0))" "$((g1 - g0))" >>"$RUNS_TSV"
+    if (( ${non2xx:-0} + ${errors:-0} > 0 )); then
+        INVALID_ROWS+=("$mode $peer round $round")
+        log "  INVALID: $mode round $round $peer: ${non2xx:-0} non-2xx, ${errors:-0} socket errors"
+    fi
     log "  $mode round $round $peer: $rps req/s, p50 $(awk '$1 == "50%" {print $2}' "$out"), p99 $(awk '$1 == "99%" {print $2}' "$out"), non-2xx ${non2xx:-0}, socket errors ${errors:-0}"
 }
 
@@ -517,20 +558,30 @@ done
 log "functional checks"
 for peer in "${peers[@]}"; do check_peer "$peer"; done
 
+reset_peak() {   # VmHWM back to the current RSS (proc(5) clear_refs "5"), per process
+    local pid
+    for pid in "$@"; do echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true; done
+}
+
 for mode in $MODES; do
     log "mode $mode: warm-up ${WARMUP}s per peer, then $ROUNDS rounds of ${DURATION}s"
+    for peer in "${peers[@]}"; do
+        # shellcheck disable=SC2046
+        [[ $peer == direct ]] || reset_peak $(peer_pids "$peer")
+    done
     for peer in "${peers[@]}"; do run_wrk "$mode" "$peer" -; done
     for ((round = 0; round < ROUNDS; round++)); do
         for ((k = 0; k < ${#peers[@]}; k++)); do
             run_wrk "$mode" "${peers[(round + k) % ${#peers[@]}]}" $((round + 1))
         done
     done
-done
-
-for peer in "${peers[@]}"; do
-    [[ $peer == direct ]] && continue
-    # shellcheck disable=SC2046
-    printf '%s\tpeak\t%s\t-\n' "$peer" "$(status_kib VmHWM $(peer_pids "$peer"))" >>"$RSS_TSV"
+    # Peak RSS of this mode (the counters were reset before its warm-up).
+    for peer in "${peers[@]}"; do
+        [[ $peer == direct ]] && continue
+        # shellcheck disable=SC2046
+        printf '%s\tpeak-%s\t%s\t-\n' "$peer" "$mode" \
+            "$(status_kib VmHWM $(peer_pids "$peer"))" >>"$RSS_TSV"
+    done
 done
 
 # --- 7. Memory with idle keep-alive connections (fresh processes) ---------------------------
@@ -597,3 +648,7 @@ results="$RESULTS_DIR/results-$(date +%Y-%m-%d-%H%M%S).md"
 printf '%s\n' "$report" >"$results"
 printf '%s\n' "$report"
 log "written to $results"
+if (( ${#INVALID_ROWS[@]} > 0 )); then
+    log "INVALID runs (non-2xx responses or socket errors): ${INVALID_ROWS[*]}"
+    exit 3
+fi

@@ -1,7 +1,11 @@
 //! The verified-token cache (SPEC §3, after step 8): a repeated token costs no signature
 //! check.
 //!
-//! Keyed by the SHA-256 of the token (the token itself is never stored), bounded in entries,
+//! Keyed by the token itself, hashed with moka's per-process keyed SipHash (std's
+//! `RandomState`: one short hash on a hit instead of a SHA-256 of the whole token, issue 19),
+//! and found only when the stored token equals the presented one byte for byte: a hash
+//! collision, chosen or not, never returns another token's principal. The cost is memory: an
+//! entry holds its token (about 1 KB for a typical RS256 access token). Bounded in entries,
 //! and no entry outlives the token's `exp` (nor the configured TTL). An entry remembers the
 //! generation of the issuer entry that verified it and the digest of the key that did
 //! (`Principal::verified_by`). A hit counts only on a route that allows that very issuer
@@ -11,7 +15,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::digest;
+use std::hash::{BuildHasher, RandomState};
+
 use moka::sync::Cache;
 use moka::Expiry;
 
@@ -25,20 +30,29 @@ pub struct Verified {
     pub principal: Principal,
 }
 
-pub type TokenKey = [u8; 32];
+/// The lookup key of a presented token: the token itself (borrowed; copied only on insert).
+#[derive(Clone, Copy)]
+pub struct TokenKey<'t>(&'t str);
 
-pub struct TokenCache {
-    entries: Cache<TokenKey, Arc<Verified>>,
+impl std::fmt::Debug for TokenKey<'_> {
+    // Never prints the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKey(..)")
+    }
+}
+
+pub struct TokenCache<S = RandomState> {
+    entries: Cache<Box<str>, Arc<Verified>, S>,
 }
 
 struct UntilExpiry {
     ttl: Duration,
 }
 
-impl Expiry<TokenKey, Arc<Verified>> for UntilExpiry {
+impl Expiry<Box<str>, Arc<Verified>> for UntilExpiry {
     fn expire_after_create(
         &self,
-        _key: &TokenKey,
+        _key: &Box<str>,
         value: &Arc<Verified>,
         _created_at: Instant,
     ) -> Option<Duration> {
@@ -56,30 +70,36 @@ fn lifetime(expires_at: u64, ttl: Duration) -> Duration {
 
 impl TokenCache {
     pub fn new(max_entries: u64, ttl: Duration) -> TokenCache {
+        TokenCache::with_hasher(max_entries, ttl, RandomState::new())
+    }
+
+    pub fn key(token: &str) -> TokenKey<'_> {
+        TokenKey(token)
+    }
+}
+
+impl<S: BuildHasher + Clone + Send + Sync + 'static> TokenCache<S> {
+    fn with_hasher(max_entries: u64, ttl: Duration, hasher: S) -> TokenCache<S> {
         TokenCache {
             entries: Cache::builder()
                 .max_capacity(max_entries)
                 .expire_after(UntilExpiry { ttl })
-                .build(),
+                .build_with_hasher(hasher),
         }
     }
 
-    pub fn key(token: &str) -> TokenKey {
-        let mut key = [0u8; 32];
-        key.copy_from_slice(digest::digest(&digest::SHA256, token.as_bytes()).as_ref());
-        key
-    }
-
-    /// The cached verification, if any and not past `exp` at `now` (seconds since the epoch).
-    pub fn get(&self, key: &TokenKey, now: u64) -> Option<Arc<Verified>> {
-        let hit = self.entries.get(key)?;
+    /// The cached verification of exactly this token, if any and not past `exp` at `now`
+    /// (seconds since the epoch).
+    pub fn get(&self, key: &TokenKey<'_>, now: u64) -> Option<Arc<Verified>> {
+        // The map compares the stored token with `key.0` in full: equal hashes are not enough.
+        let hit = self.entries.get(key.0)?;
         // moka's expiry has a coarse clock; `exp` is checked exactly here as well.
         (hit.principal.expires_at > now).then_some(hit)
     }
 
-    pub fn insert(&self, key: TokenKey, verified: Verified) -> Arc<Verified> {
+    pub fn insert(&self, key: TokenKey<'_>, verified: Verified) -> Arc<Verified> {
         let verified = Arc::new(verified);
-        self.entries.insert(key, Arc::clone(&verified));
+        self.entries.insert(Box::from(key.0), Arc::clone(&verified));
         verified
     }
 
@@ -164,7 +184,8 @@ mod tests {
     fn bounded_in_entries() {
         let cache = TokenCache::new(10, Duration::from_secs(300));
         for i in 0..200 {
-            let key = TokenCache::key(&format!("token-{i}"));
+            let token = format!("token-{i}");
+            let key = TokenCache::key(&token);
             cache.insert(
                 key,
                 Verified {
@@ -178,6 +199,48 @@ mod tests {
             "cache holds {}",
             cache.entry_count()
         );
+    }
+
+    /// Every token hashes alike: only the full comparison tells them apart.
+    #[derive(Clone, Default)]
+    struct Colliding;
+
+    impl BuildHasher for Colliding {
+        type Hasher = Constant;
+        fn build_hasher(&self) -> Constant {
+            Constant
+        }
+    }
+
+    struct Constant;
+
+    impl std::hash::Hasher for Constant {
+        fn finish(&self) -> u64 {
+            7
+        }
+        fn write(&mut self, _: &[u8]) {}
+    }
+
+    #[test]
+    fn a_hash_collision_never_returns_another_tokens_principal() {
+        let cache = TokenCache::with_hasher(100, Duration::from_secs(300), Colliding);
+        let mut alice = principal(now() + 60);
+        alice.subject = Some("alice".into());
+        cache.insert(
+            TokenCache::key("alice.token.sig"),
+            Verified {
+                issuer_generation: 1,
+                principal: alice,
+            },
+        );
+        for other in ["alice.token.sih", "alice.token.si", "alice.token.sig.", ""] {
+            assert!(
+                cache.get(&TokenCache::key(other), now()).is_none(),
+                "{other:?} got alice's principal"
+            );
+        }
+        let hit = cache.get(&TokenCache::key("alice.token.sig"), now());
+        assert_eq!(hit.unwrap().principal.subject.as_deref(), Some("alice"));
     }
 
     #[test]

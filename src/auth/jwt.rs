@@ -191,6 +191,8 @@ pub struct Unverified<'t> {
     signing_input: &'t str,
     /// The base64url signature, as in the token.
     signature: &'t str,
+    /// The signature, decoded once here (not again by the verifier).
+    signature_bytes: Vec<u8>,
     alg: Algorithm,
     kid: Option<String>,
     typ: Option<String>,
@@ -226,12 +228,12 @@ impl<'t> Unverified<'t> {
         let signing_input = &token[..header.len() + 1 + payload.len()];
 
         let header = json_object(header)?;
-        // The signature is decoded again by the verifier; here it only has to be well-formed
-        // so that a garbled token is `Malformed` rather than `BadSignature`.
-        match URL_SAFE_NO_PAD.decode(signature) {
-            Ok(bytes) if !bytes.is_empty() => {}
+        // Well-formed, so that a garbled token is `Malformed` rather than `BadSignature`; kept
+        // for the verifier, which then need not decode it again.
+        let signature_bytes = match URL_SAFE_NO_PAD.decode(signature) {
+            Ok(bytes) if !bytes.is_empty() => bytes,
             _ => return Err(TokenError::Malformed),
-        }
+        };
 
         let alg = match header.get("alg") {
             Some(Value::String(name)) => name.as_str(),
@@ -257,6 +259,7 @@ impl<'t> Unverified<'t> {
         Ok(Unverified {
             signing_input,
             signature,
+            signature_bytes,
             alg,
             kid,
             typ,
@@ -362,13 +365,23 @@ pub fn verify(
         })?;
 
     // 4. Signature. A verifier error (e.g. a key the backend rejects) is a failed check too.
-    let valid = jsonwebtoken::crypto::verify(
-        token.signature,
-        token.signing_input.as_bytes(),
-        key.decoding_key(),
-        token.alg,
-    );
-    if !matches!(valid, Ok(true)) {
+    //    The key parsed at load verifies when it was parsed for this `alg` (the same aws-lc
+    //    verification algorithm jsonwebtoken would pick); otherwise jsonwebtoken does.
+    let valid = match key.parsed_for(token.alg) {
+        Some(parsed) => parsed
+            .verify_sig(token.signing_input.as_bytes(), &token.signature_bytes)
+            .is_ok(),
+        None => matches!(
+            jsonwebtoken::crypto::verify(
+                token.signature,
+                token.signing_input.as_bytes(),
+                key.decoding_key(),
+                token.alg,
+            ),
+            Ok(true)
+        ),
+    };
+    if !valid {
         return Err(TokenError::BadSignature);
     }
 

@@ -14,7 +14,11 @@
 //!   log line that names the key's position and `kid`, never its material. One bad key never
 //!   fails the whole set;
 //! - public keys are validated by aws-lc-rs at parse time, so a key that could never verify
-//!   anything is reported when the set is loaded rather than as bad signatures later.
+//!   anything is reported when the set is loaded rather than as bad signatures later. That
+//!   parse is kept ([`VerifyKey::parsed_for`]) for the one algorithm each key type is used with
+//!   (RS256, ES256, ES384, EdDSA), so a signature check does not rebuild the key (issue 19:
+//!   jsonwebtoken's `crypto::verify` parses its `DecodingKey` again on every call); other
+//!   algorithms go through jsonwebtoken, on the same aws-lc backend.
 //!
 //! No crypto provider has to be installed: `jsonwebtoken` is built with exactly one backend
 //! (`aws_lc_rs`), which it selects by itself on first use.
@@ -183,6 +187,8 @@ pub struct VerifyKey {
     /// The key's declared `alg`; when set, tokens must use exactly this algorithm.
     alg: Option<Algorithm>,
     key: DecodingKey,
+    /// The key as aws-lc parsed it when the set was loaded, and the algorithm it verifies.
+    parsed: Option<(Algorithm, ParsedPublicKey)>,
     digest: KeyDigest,
 }
 
@@ -207,6 +213,14 @@ impl VerifyKey {
     /// The key for `jsonwebtoken::crypto::verify`.
     pub fn decoding_key(&self) -> &DecodingKey {
         &self.key
+    }
+
+    /// The key parsed once at load, when it was parsed for exactly `alg`.
+    pub fn parsed_for(&self, alg: Algorithm) -> Option<&ParsedPublicKey> {
+        match &self.parsed {
+            Some((parsed_alg, parsed)) if *parsed_alg == alg => Some(parsed),
+            Some(_) | None => None,
+        }
     }
 
     /// Whether this key may verify a token signed with `alg`.
@@ -305,6 +319,7 @@ impl KeySet {
             family: KeyFamily::Hmac,
             alg: None,
             key: DecodingKey::from_secret(secret.expose()),
+            parsed: None,
             digest: KeyDigest::of(&[b"hmac", secret.expose()]),
         });
         set
@@ -467,7 +482,7 @@ fn parse_jwk(jwk: &Map<String, Value>) -> Result<VerifyKey, Skip> {
     };
 
     let kty = optional_str(jwk, "kty")?.ok_or(Skip::Malformed("no \"kty\""))?;
-    let (family, key) = match kty {
+    let (family, (key, parsed)) = match kty {
         "RSA" => (KeyFamily::Rsa, rsa_key(jwk)?),
         "EC" => ec_key(jwk)?,
         "OKP" => (KeyFamily::Ed25519, ed25519_key(jwk)?),
@@ -491,6 +506,7 @@ fn parse_jwk(jwk: &Map<String, Value>) -> Result<VerifyKey, Skip> {
         family,
         alg,
         key,
+        parsed: Some(parsed),
     })
 }
 
@@ -506,7 +522,10 @@ fn jwk_digest(jwk: &Map<String, Value>, kty: &str) -> KeyDigest {
     KeyDigest::of(&parts)
 }
 
-fn rsa_key(jwk: &Map<String, Value>) -> Result<DecodingKey, Skip> {
+/// A key for jsonwebtoken, and the same key parsed by aws-lc for its usual algorithm.
+type Parsed = (DecodingKey, (Algorithm, ParsedPublicKey));
+
+fn rsa_key(jwk: &Map<String, Value>) -> Result<Parsed, Skip> {
     let modulus = required_bytes(jwk, "n")?;
     let exponent = required_bytes(jwk, "e")?;
     let modulus = strip_leading_zeros(&modulus);
@@ -531,26 +550,32 @@ fn rsa_key(jwk: &Map<String, Value>) -> Result<DecodingKey, Skip> {
             "RSA public exponent is not an odd number of 2 to 33 bits",
         ));
     }
-    PublicKeyComponents {
+    // RS256's verification algorithm: what jsonwebtoken's RS256 verifier uses too.
+    let parsed = PublicKeyComponents {
         n: modulus,
         e: exponent,
     }
     .to_parsed_public_key(&aws_signature::RSA_PKCS1_2048_8192_SHA256)
     .map_err(|_| Skip::Malformed("not a valid RSA public key"))?;
-    Ok(DecodingKey::from_rsa_raw_components(modulus, exponent))
+    Ok((
+        DecodingKey::from_rsa_raw_components(modulus, exponent),
+        (Algorithm::RS256, parsed),
+    ))
 }
 
-fn ec_key(jwk: &Map<String, Value>) -> Result<(KeyFamily, DecodingKey), Skip> {
-    let (family, length, algorithm) = match optional_str(jwk, "crv")? {
+fn ec_key(jwk: &Map<String, Value>) -> Result<(KeyFamily, Parsed), Skip> {
+    let (family, length, algorithm, alg) = match optional_str(jwk, "crv")? {
         Some("P-256") => (
             KeyFamily::EcP256,
             32,
             &aws_signature::ECDSA_P256_SHA256_FIXED,
+            Algorithm::ES256,
         ),
         Some("P-384") => (
             KeyFamily::EcP384,
             48,
             &aws_signature::ECDSA_P384_SHA384_FIXED,
+            Algorithm::ES384,
         ),
         Some(_) => return Err(Skip::Unsupported("elliptic curve")),
         None => return Err(Skip::Malformed("no \"crv\"")),
@@ -566,12 +591,12 @@ fn ec_key(jwk: &Map<String, Value>) -> Result<(KeyFamily, DecodingKey), Skip> {
     point.extend_from_slice(&x);
     point.extend_from_slice(&y);
     // Rejects points that are not on the curve.
-    ParsedPublicKey::new(algorithm, &point)
+    let parsed = ParsedPublicKey::new(algorithm, &point)
         .map_err(|_| Skip::Malformed("not a valid EC public key"))?;
-    Ok((family, DecodingKey::from_ec_der(&point)))
+    Ok((family, (DecodingKey::from_ec_der(&point), (alg, parsed))))
 }
 
-fn ed25519_key(jwk: &Map<String, Value>) -> Result<DecodingKey, Skip> {
+fn ed25519_key(jwk: &Map<String, Value>) -> Result<Parsed, Skip> {
     match optional_str(jwk, "crv")? {
         Some("Ed25519") => {}
         Some(_) => return Err(Skip::Unsupported("OKP curve")),
@@ -581,9 +606,9 @@ fn ed25519_key(jwk: &Map<String, Value>) -> Result<DecodingKey, Skip> {
     if x.len() != 32 {
         return Err(Skip::Malformed("Ed25519 key is not 32 bytes"));
     }
-    ParsedPublicKey::new(&aws_signature::ED25519, &x)
+    let parsed = ParsedPublicKey::new(&aws_signature::ED25519, &x)
         .map_err(|_| Skip::Malformed("not a valid Ed25519 public key"))?;
-    Ok(DecodingKey::from_ed_der(&x))
+    Ok((DecodingKey::from_ed_der(&x), (Algorithm::EdDSA, parsed)))
 }
 
 /// A member that must be a string when present.

@@ -418,3 +418,30 @@ fn a_key_is_held_only_by_sets_with_the_same_kid_and_material() {
         "the same secret configured again"
     );
 }
+
+/// Each key keeps its load-time parse for exactly the algorithm it was parsed for; every other
+/// algorithm (and an HMAC secret) goes through jsonwebtoken.
+#[test]
+fn keys_keep_their_parse_for_one_algorithm_only() {
+    let parsed = parse(&[
+        testkeys::rsa().jwk_with_kid("rsa"),
+        testkeys::ec_p256().jwk_with_kid("p256"),
+        testkeys::ec_p384().jwk_with_kid("p384"),
+        testkeys::ed25519().jwk_with_kid("ed"),
+    ]);
+    let expected = [
+        (Algorithm::RS256, [Algorithm::RS384, Algorithm::PS256]),
+        (Algorithm::ES256, [Algorithm::ES384, Algorithm::RS256]),
+        (Algorithm::ES384, [Algorithm::ES256, Algorithm::RS256]),
+        (Algorithm::EdDSA, [Algorithm::ES256, Algorithm::RS256]),
+    ];
+    for (key, (own, others)) in parsed.keys.iter().zip(expected) {
+        assert!(key.parsed_for(own).is_some(), "{key:?} {own:?}");
+        for other in others {
+            assert!(key.parsed_for(other).is_none(), "{key:?} {other:?}");
+        }
+    }
+    let hmac = KeySet::from_hmac(&Secret::new(b"0123456789abcdef0123456789abcdef".to_vec()));
+    let key = hmac.iter().next().expect("one key");
+    assert!(key.parsed_for(Algorithm::HS256).is_none());
+}

@@ -49,6 +49,8 @@ pub struct Metrics {
     jwks_max_stale: IntGaugeVec,
     pub token_cache_hits: IntCounter,
     pub token_cache_misses: IntCounter,
+    /// `authgate_log_lines_dropped_total`, copied from `log_writer::dropped` at scrape time.
+    log_lines_dropped: IntCounter,
     connections_open: IntGaugeVec,
     tls_handshake_failures: IntCounterVec,
     config_reloads: IntCounterVec,
@@ -131,6 +133,14 @@ impl Metrics {
             "Verified-token cache lookups by result.",
             &["result"],
         );
+        let log_lines_dropped = IntCounter::new(
+            "authgate_log_lines_dropped_total",
+            "Log lines (access log included) dropped because the log writer fell behind.",
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(log_lines_dropped.clone()))
+            .expect("registered once");
         let config_last_reload = IntGauge::new(
             "authgate_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful config load.",
@@ -272,6 +282,7 @@ impl Metrics {
             ),
             token_cache_hits: token_cache.with_label_values(&["hit"]),
             token_cache_misses: token_cache.with_label_values(&["miss"]),
+            log_lines_dropped,
             connections_open: gauge_vec(
                 r,
                 "authgate_connections_open",
@@ -422,6 +433,9 @@ impl Metrics {
                 .with_label_values(&[source])
                 .set(active as i64);
         }
+        let dropped = crate::log_writer::dropped();
+        self.log_lines_dropped
+            .inc_by(dropped.saturating_sub(self.log_lines_dropped.get()));
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for well-formed families.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
