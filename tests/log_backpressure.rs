@@ -41,7 +41,7 @@ impl Stalled {
                 break;
             }
             if let (Some(http), Some(admin)) =
-                (field(&line, "http=Some(", ')'), field(&line, "admin=", ' '))
+                (field(&line, "http="), field(&line, "admin="))
             {
                 return Stalled {
                     child,
@@ -58,9 +58,10 @@ impl Stalled {
     }
 }
 
-fn field(line: &str, prefix: &str, end: char) -> Option<SocketAddr> {
+/// `name=ADDR` in the text-format "listening" line.
+fn field(line: &str, prefix: &str) -> Option<SocketAddr> {
     let rest = line.split(prefix).nth(1)?;
-    rest.split([end, '\n']).next()?.trim().parse().ok()
+    rest.split([' ', '\n']).next()?.trim().parse().ok()
 }
 
 impl Drop for Stalled {
