@@ -336,17 +336,7 @@ pub async fn handle<B>(shared: &Shared, conn: &ConnInfo, request: Request<B>) ->
                     (response, Some(allowed.route), record)
                 }
                 Err(denied) => {
-                    let route = denied.route.map(|index| &snapshot.routes[index]);
-                    if let Some(route) = route {
-                        route.metrics.denied(denied.deny.reason());
-                    }
-                    record.denied(
-                        &denied.deny,
-                        denied.path.as_deref(),
-                        denied.client,
-                        denied.verified.as_deref(),
-                        route,
-                    );
+                    crate::pipeline::count_denial(&snapshot, &denied, &mut record);
                     let index = denied.route;
                     (
                         pipeline::deny_response(denied.deny, has_body),

@@ -40,9 +40,7 @@ impl Stalled {
             if stderr.read_line(&mut line).unwrap_or(0) == 0 {
                 break;
             }
-            if let (Some(http), Some(admin)) =
-                (field(&line, "http="), field(&line, "admin="))
-            {
+            if let (Some(http), Some(admin)) = (field(&line, "http="), field(&line, "admin=")) {
                 return Stalled {
                     child,
                     _stderr: stderr,

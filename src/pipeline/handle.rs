@@ -10,7 +10,7 @@ use http::{Request, Response};
 use hyper::upgrade::OnUpgrade;
 
 use super::checks::routed_host;
-use super::{decide, Allowed, ConnInfo, NoTrace};
+use super::{decide, Allowed, ConnInfo, Denied, NoTrace};
 use crate::access_log::{self, AccessRecord};
 use crate::auth::cache::Verified;
 use crate::deny::Deny;
@@ -99,17 +99,7 @@ pub async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Body>) ->
             (response, Some(index))
         }
         Err(denied) => {
-            let route = denied.route.map(|index| &snapshot.routes[index]);
-            if let Some(route) = route {
-                route.metrics.denied(denied.deny.reason());
-            }
-            record.denied(
-                &denied.deny,
-                denied.path.as_deref(),
-                denied.client,
-                denied.verified.as_deref(),
-                route,
-            );
+            let route = count_denial(&snapshot, &denied, &mut record);
             // Unread body bytes must never be parsed as the next request: close the connection
             // after a denial when the client sent a body.
             let grpc = grpc_request || route.is_some_and(|route| route.grpc);
@@ -129,6 +119,27 @@ pub async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Body>) ->
     record.finish(status, elapsed, &response);
     access_log::emit(&record);
     response
+}
+
+/// Counts a denial on its route (when one was chosen) and writes it into the access record;
+/// returns the route. Proxy and decision mode record denials alike.
+pub(crate) fn count_denial<'s>(
+    snapshot: &'s Snapshot,
+    denied: &Denied<'_>,
+    record: &mut AccessRecord,
+) -> Option<&'s Route> {
+    let route = denied.route.map(|index| &snapshot.routes[index]);
+    if let Some(route) = route {
+        route.metrics.denied(denied.deny.reason());
+    }
+    record.denied(
+        &denied.deny,
+        denied.path.as_deref(),
+        denied.client,
+        denied.verified.as_deref(),
+        route,
+    );
+    route
 }
 
 /// [`deny_response`], or its gRPC rendering for gRPC requests and routes.

@@ -161,30 +161,10 @@ fn secret_files(source: &Source, text: &str, out: &mut Vec<PathBuf>) {
 mod tests {
     use super::*;
 
-    struct Dir(PathBuf);
-    impl Dir {
-        fn new() -> Dir {
-            use std::sync::atomic::{AtomicU32, Ordering};
-            static N: AtomicU32 = AtomicU32::new(0);
-            let path = std::env::temp_dir().join(format!(
-                "authgate-watch-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::SeqCst)
-            ));
-            std::fs::create_dir_all(&path).unwrap();
-            Dir(path)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     #[test]
     fn names_key_files_tls_files_and_file_secrets_relative_to_the_config() {
-        let dir = Dir::new();
-        let config = dir.0.join("authgate.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("authgate.toml");
         std::fs::write(
             &config,
             r#"
@@ -214,12 +194,12 @@ headers = { "X-Token" = "prefix-${file:/run/secrets/token}-${HOME}" }
         let files = watched_files(&config);
         let mut expected: Vec<PathBuf> = vec![
             config.clone(),
-            dir.0.join("certs/server.pem"),
+            dir.path().join("certs/server.pem"),
             PathBuf::from("/etc/authgate/server-key.pem"),
-            dir.0.join("ca/clients.pem"),
-            dir.0.join("secrets/hmac"),
-            dir.0.join("keys/b.json"),
-            dir.0.join("keys/partners.toml"),
+            dir.path().join("ca/clients.pem"),
+            dir.path().join("secrets/hmac"),
+            dir.path().join("keys/b.json"),
+            dir.path().join("keys/partners.toml"),
             PathBuf::from("/run/secrets/token"),
         ];
         expected.sort();
@@ -228,18 +208,18 @@ headers = { "X-Token" = "prefix-${file:/run/secrets/token}-${HOME}" }
 
     #[test]
     fn a_broken_config_is_still_watched_itself() {
-        let dir = Dir::new();
-        let config = dir.0.join("authgate.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("authgate.toml");
         std::fs::write(&config, "[server\nlisten = ").unwrap();
         assert_eq!(watched_files(&config), vec![config.clone()]);
-        let missing = dir.0.join("missing.toml");
+        let missing = dir.path().join("missing.toml");
         assert_eq!(watched_files(&missing), vec![missing.clone()]);
     }
 
     #[test]
     fn the_fingerprint_changes_with_content_even_at_the_same_size_and_mtime() {
-        let dir = Dir::new();
-        let file = dir.0.join("secret");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
         std::fs::write(&file, "aaaa").unwrap();
         let before = look(&file);
         let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
@@ -258,8 +238,8 @@ headers = { "X-Token" = "prefix-${file:/run/secrets/token}-${HOME}" }
 
     #[tokio::test(start_paused = true)]
     async fn a_burst_of_changes_makes_one_reload_after_it_settles() {
-        let dir = Dir::new();
-        let config = dir.0.join("authgate.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("authgate.toml");
         std::fs::write(&config, "# v1\n").unwrap();
         let (control, mut received) = mpsc::channel(8);
         let task = spawn(config.clone(), control, Duration::from_secs(1));

@@ -149,9 +149,9 @@ pub(crate) fn spawn_ready(
 mod tests {
     use super::*;
 
-    fn listener() -> (tempdir::Dir, UnixDatagram) {
-        let dir = tempdir::Dir::new();
-        let socket = UnixDatagram::bind(dir.0.join("notify.sock")).unwrap();
+    fn listener() -> (tempfile::TempDir, UnixDatagram) {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = UnixDatagram::bind(dir.path().join("notify.sock")).unwrap();
         socket
             .set_read_timeout(Some(Duration::from_secs(2)))
             .unwrap();
@@ -164,33 +164,10 @@ mod tests {
         String::from_utf8(buf[..n].to_vec()).unwrap()
     }
 
-    mod tempdir {
-        /// A private temp directory, removed on drop.
-        pub struct Dir(pub std::path::PathBuf);
-        impl Dir {
-            pub fn new() -> Dir {
-                use std::sync::atomic::{AtomicU32, Ordering};
-                static N: AtomicU32 = AtomicU32::new(0);
-                let path = std::env::temp_dir().join(format!(
-                    "authgate-notify-{}-{}",
-                    std::process::id(),
-                    N.fetch_add(1, Ordering::SeqCst)
-                ));
-                std::fs::create_dir_all(&path).unwrap();
-                Dir(path)
-            }
-        }
-        impl Drop for Dir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
-    }
-
     #[test]
     fn each_state_is_one_datagram_in_the_sd_notify_format() {
         let (dir, socket) = listener();
-        let path = dir.0.join("notify.sock");
+        let path = dir.path().join("notify.sock");
         let notifier = Notifier::new(path.to_str().unwrap()).unwrap();
 
         notifier.send(Status::Ready).unwrap();
@@ -243,8 +220,8 @@ mod tests {
 
     #[test]
     fn a_missing_listener_is_a_send_error_not_a_panic() {
-        let dir = tempdir::Dir::new();
-        let path = dir.0.join("nobody.sock");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nobody.sock");
         let notifier = Notifier::new(path.to_str().unwrap()).unwrap();
         assert!(notifier.send(Status::Ready).is_err());
         // tell() only logs.
