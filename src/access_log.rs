@@ -1,6 +1,6 @@
-//! The access log (SPEC §6): one line per request through `tracing` (target
-//! `authgate::access`), text or JSON per `--log-format`. Tokens and secrets are never logged:
-//! the record has no field that could hold one.
+//! The access log (SPEC §6): one line per request (target `authgate::access`), text or JSON
+//! per `--log-format`. Tokens and secrets are never logged: the record has no field that could
+//! hold one.
 //!
 //! Every value is plain text or a number (never a debug rendering such as `Some(..)`), and
 //! durations are in milliseconds rounded to whole microseconds. A denial after
@@ -8,17 +8,36 @@
 //! subject and client id. A request whose response never completed (its connection was cut:
 //! the drain at shutdown timed out, or the client went away) still gets its line, when the
 //! record is dropped: `status` 0 and `reason` `shutdown` or `client_closed`.
+//!
+//! How a line is written (issue 19: the log must cost about a microsecond): when the current
+//! subscriber is the one [`crate::logging::init`] installed (it writes to
+//! [`crate::log_writer`]) and no span is entered, [`emit`] formats the record itself into a
+//! reused per-thread buffer and hands the finished line to the writer thread, bypassing
+//! tracing's formatter. The line must stay byte for byte what tracing-subscriber would write
+//! for the same event (same fields in the same order, the timestamp from its own timer,
+//! `INFO`, the target, the text format's escaping from `logging`; the unit tests compare the
+//! two), so JSON is written with serde_json's serializer, never escaped by hand. Whether a
+//! line is wanted at all is still the subscriber's filter (`RUST_LOG`,
+//! `authgate::access=off`), asked once per request in [`AccessRecord::new`]. Any other
+//! subscriber (a test capturing logs, a terminal with colours) gets a tracing event as before.
 
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use http::header::{HeaderValue, CONTENT_LENGTH};
 use http::request::Parts;
 use http::Response;
+use serde::ser::{SerializeMap, Serializer as _};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 
 use crate::auth::cache::Verified;
 use crate::deny::Deny;
+use crate::logging::Escaped;
 use crate::proxy::Body;
 use crate::snapshot::{Route, Snapshot};
 
@@ -234,6 +253,14 @@ pub fn emit(record: &AccessRecord) {
     if !record.enabled {
         return;
     }
+    match direct_format() {
+        Some(format) => write_directly(record, format),
+        None => emit_event(record),
+    }
+}
+
+/// The record as a tracing event (any subscriber but [`crate::logging::init`]'s).
+fn emit_event(record: &AccessRecord) {
     tracing::info!(
         target: "authgate::access",
         request_id = %record.request_id,
@@ -256,4 +283,388 @@ pub fn emit(record: &AccessRecord) {
         bytes_out = record.bytes_out,
         "request"
     );
+}
+
+/// The format of the lines [`crate::logging::init`]'s subscriber writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineFormat {
+    /// `--log-format json`: one flattened JSON object.
+    Json,
+    /// `--log-format text` without colours: `timestamp  INFO request key=value ...`.
+    Text,
+}
+
+/// Set by [`format_directly`]: the format of the process's own subscriber.
+static DIRECT: OnceLock<LineFormat> = OnceLock::new();
+
+/// [`crate::logging::init`] installed its subscriber, writing lines in `format`: from now on
+/// [`emit`] writes access lines itself whenever that subscriber is the current one.
+pub fn format_directly(format: LineFormat) {
+    let _ = DIRECT.set(format);
+}
+
+/// The format to write a line in directly, or `None` for a tracing event: the current
+/// subscriber writes to [`crate::log_writer::Stderr`] (so it is `logging::init`'s, not a
+/// scoped or test subscriber) and no span is entered (a span would add to the line).
+fn direct_format() -> Option<LineFormat> {
+    let format = *DIRECT.get()?;
+    tracing::dispatcher::get_default(|dispatch| {
+        let own = dispatch.is::<crate::log_writer::Stderr>();
+        (own && dispatch.current_span().id().is_none()).then_some(format)
+    })
+}
+
+/// Lines longer than this do not keep their buffer's capacity.
+const KEEP_CAPACITY: usize = 16 * 1024;
+
+thread_local! {
+    /// The line being formatted, reused from one request to the next on this thread.
+    static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Formats the record into this thread's buffer and queues the line.
+fn write_directly(record: &AccessRecord, format: LineFormat) {
+    let written = LINE.try_with(|line| match line.try_borrow_mut() {
+        Ok(mut line) => {
+            let sent = format_and_queue(&mut line, record, format);
+            if line.capacity() > KEEP_CAPACITY {
+                *line = Vec::new();
+            }
+            sent
+        }
+        // Reentered, or the thread's buffer is gone (a record dropped as the thread exits).
+        Err(_) => format_and_queue(&mut Vec::new(), record, format),
+    });
+    if !matches!(written, Ok(Ok(()))) {
+        emit_event(record);
+    }
+}
+
+fn format_and_queue(line: &mut Vec<u8>, record: &AccessRecord, format: LineFormat) -> fmt::Result {
+    line.clear();
+    let formatted = match format {
+        LineFormat::Json => write_json(line, record, &SystemTime),
+        LineFormat::Text => write_text(line, record, &SystemTime),
+    };
+    if formatted.is_ok() {
+        crate::log_writer::write_line(line);
+    }
+    formatted
+}
+
+/// The record as tracing-subscriber's JSON formatter writes it (flattened, no span): the
+/// timestamp, the level, the message, the fields in [`emit_event`]'s order (`bytes_in` and
+/// `bytes_out` only when known), the target; then a newline.
+fn write_json(line: &mut Vec<u8>, record: &AccessRecord, timer: &impl FormatTime) -> fmt::Result {
+    let mut stamp = Stamp::default();
+    timer.format_time(&mut Writer::new(&mut stamp))?;
+    let json = |result: Result<(), serde_json::Error>| result.map_err(|_| fmt::Error);
+    let mut serializer = serde_json::Serializer::new(&mut *line);
+    let mut map = serializer.serialize_map(None).map_err(|_| fmt::Error)?;
+    json(map.serialize_entry("timestamp", stamp.as_str()))?;
+    json(map.serialize_entry("level", "INFO"))?;
+    json(map.serialize_entry("message", "request"))?;
+    json(map.serialize_entry("request_id", &record.request_id))?;
+    json(map.serialize_entry("mode", record.mode.as_str()))?;
+    json(map.serialize_entry("peer", &record.peer))?;
+    json(map.serialize_entry("client", &ClientIp(record.client)))?;
+    json(map.serialize_entry("method", &record.method))?;
+    json(map.serialize_entry("path", &record.path))?;
+    json(map.serialize_entry("route", &record.route))?;
+    json(map.serialize_entry("status", &u64::from(record.status)))?;
+    json(map.serialize_entry("decision", record.decision.as_str()))?;
+    json(map.serialize_entry("reason", record.reason))?;
+    json(map.serialize_entry("subject", &record.subject))?;
+    json(map.serialize_entry("client_id", &record.client_id))?;
+    json(map.serialize_entry("key_id", &record.key_id))?;
+    json(map.serialize_entry("upstream", &record.upstream))?;
+    json(map.serialize_entry("upstream_server", &record.upstream_server))?;
+    json(map.serialize_entry("duration_ms", &millis(record.duration)))?;
+    if let Some(bytes) = record.bytes_in {
+        json(map.serialize_entry("bytes_in", &bytes))?;
+    }
+    if let Some(bytes) = record.bytes_out {
+        json(map.serialize_entry("bytes_out", &bytes))?;
+    }
+    json(map.serialize_entry("target", "authgate::access"))?;
+    json(SerializeMap::end(map))?;
+    line.push(b'\n');
+    Ok(())
+}
+
+/// The record as the text format writes it (`logging::init`: no target, no colours, fields
+/// through `logging`'s escaping): `timestamp  INFO request key=value ...` and a newline.
+fn write_text(line: &mut Vec<u8>, record: &AccessRecord, timer: &impl FormatTime) -> fmt::Result {
+    let mut out = Utf8(line);
+    if timer.format_time(&mut Writer::new(&mut out)).is_err() {
+        out.write_str("<unknown time>")?;
+    }
+    // The level padded to five, then the message (which is never escaped into anything else).
+    out.write_str("  INFO request")?;
+    let fields: [(&str, &dyn fmt::Display); 15] = [
+        ("request_id", &record.request_id),
+        ("mode", &record.mode.as_str()),
+        ("peer", &record.peer),
+        ("client", &ClientIp(record.client)),
+        ("method", &record.method),
+        ("path", &record.path),
+        ("route", &record.route),
+        ("status", &record.status),
+        ("decision", &record.decision.as_str()),
+        ("reason", &record.reason),
+        ("subject", &record.subject),
+        ("client_id", &record.client_id),
+        ("key_id", &record.key_id),
+        ("upstream", &record.upstream),
+        ("upstream_server", &record.upstream_server),
+    ];
+    for (name, value) in fields {
+        write!(out, " {name}=")?;
+        write!(Escaped(&mut out), "{value}")?;
+    }
+    // A float field is written with `Debug`, as tracing records it (`2.0`, not `2`).
+    write!(out, " duration_ms={:?}", millis(record.duration))?;
+    if let Some(bytes) = record.bytes_in {
+        write!(out, " bytes_in={bytes}")?;
+    }
+    if let Some(bytes) = record.bytes_out {
+        write!(out, " bytes_out={bytes}")?;
+    }
+    out.write_char('\n')
+}
+
+/// The client address as text, empty when unknown (JSON: a string either way).
+struct ClientIp(Option<IpAddr>);
+
+impl fmt::Display for ClientIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(ip) => fmt::Display::fmt(&ip, f),
+            None => Ok(()),
+        }
+    }
+}
+
+impl serde::Serialize for ClientIp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// `fmt::Write` into the line's bytes (everything written is UTF-8 text).
+struct Utf8<'a>(&'a mut Vec<u8>);
+
+impl fmt::Write for Utf8<'_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        self.0.extend_from_slice(text.as_bytes());
+        Ok(())
+    }
+}
+
+/// The timestamp, formatted on the stack (`2026-12-02T04:47:19.123456Z` is 27 bytes).
+#[derive(Default)]
+struct Stamp {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl Stamp {
+    fn as_str(&self) -> &str {
+        // Only whole `&str`s are ever copied in, so this cannot fail.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
+impl fmt::Write for Stamp {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let end = self.len + text.len();
+        let room = self.bytes.get_mut(self.len..end).ok_or(fmt::Error)?;
+        room.copy_from_slice(text.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A timer that always says the same time.
+    struct Fixed;
+
+    impl FormatTime for Fixed {
+        fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
+            w.write_str("2026-12-02T04:47:19.123456Z")
+        }
+    }
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A record with every field set, hostile text in the client-controlled ones.
+    fn hostile() -> AccessRecord {
+        let mut record = AccessRecord::default();
+        record.request_id = "req-\"1\"".to_owned();
+        record.mode = Mode::Decision;
+        record.peer = "[::1]:40000".to_owned();
+        record.client = Some("2001:db8::7".parse().unwrap());
+        record.method = "GET".to_owned();
+        record.path = "/a\n2026 INFO request\u{2028}\u{85}\u{202e}\\\"é\u{1}".to_owned();
+        record.route = "orders".to_owned();
+        record.status = 403;
+        record.reason = "insufficient_scope";
+        record.subject = "svc\ttab".to_owned();
+        record.client_id = "cli".to_owned();
+        record.key_id = "k1".to_owned();
+        record.upstream = "orders".to_owned();
+        record.upstream_server = "http://127.0.0.1:9000".to_owned();
+        record.duration = Duration::from_micros(1500);
+        record.bytes_in = Some(12);
+        record.bytes_out = Some(34);
+        record
+    }
+
+    /// A record as first made: no client, unknown sizes, a whole number of milliseconds.
+    fn plain() -> AccessRecord {
+        let mut record = AccessRecord::default();
+        record.request_id = "r".to_owned();
+        record.peer = "127.0.0.1:1".to_owned();
+        record.method = "POST".to_owned();
+        record.path = "/".to_owned();
+        record.route = "none".to_owned();
+        record.reason = "client_closed";
+        record.duration = Duration::from_millis(2);
+        record
+    }
+
+    /// What tracing-subscriber writes for the record's event, configured as `logging::init`.
+    fn through_tracing(record: &AccessRecord, format: LineFormat) -> String {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let builder = tracing_subscriber::fmt()
+            .with_timer(Fixed)
+            .with_writer(move || writer.clone());
+        let dispatch = match format {
+            LineFormat::Json => tracing::Dispatch::new(
+                builder
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .finish(),
+            ),
+            LineFormat::Text => tracing::Dispatch::new(
+                builder
+                    .with_target(false)
+                    .with_ansi(false)
+                    .fmt_fields(crate::logging::EscapedFields)
+                    .finish(),
+            ),
+        };
+        tracing::dispatcher::with_default(&dispatch, || emit_event(record));
+        let bytes = buffer.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    fn direct(record: &AccessRecord, format: LineFormat) -> String {
+        let mut line = Vec::new();
+        match format {
+            LineFormat::Json => write_json(&mut line, record, &Fixed),
+            LineFormat::Text => write_text(&mut line, record, &Fixed),
+        }
+        .unwrap();
+        String::from_utf8(line).unwrap()
+    }
+
+    #[test]
+    fn direct_lines_are_what_tracing_writes() {
+        for format in [LineFormat::Json, LineFormat::Text] {
+            for record in [hostile(), plain()] {
+                let expected = through_tracing(&record, format);
+                assert!(expected.ends_with('\n'), "{expected:?}");
+                assert_eq!(direct(&record, format), expected, "{format:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn direct_lines_match_fixed_expectations() {
+        assert_eq!(
+            direct(&plain(), LineFormat::Json),
+            concat!(
+                r#"{"timestamp":"2026-12-02T04:47:19.123456Z","level":"INFO","message":"request","#,
+                r#""request_id":"r","mode":"proxy","peer":"127.0.0.1:1","client":"","method":"POST","#,
+                r#""path":"/","route":"none","status":0,"decision":"deny","reason":"client_closed","#,
+                r#""subject":"","client_id":"","key_id":"","upstream":"","upstream_server":"","#,
+                r#""duration_ms":2.0,"target":"authgate::access"}"#,
+                "\n"
+            )
+        );
+        let json = direct(&hostile(), LineFormat::Json);
+        // serde_json escapes quotes, backslashes and C0 controls, and nothing else.
+        assert!(
+            json.contains(
+                "\"path\":\"/a\\n2026 INFO request\u{2028}\u{85}\u{202e}\\\\\\\"é\\u0001\""
+            ),
+            "{json}"
+        );
+        assert!(
+            json.contains(r#""duration_ms":1.5,"bytes_in":12,"bytes_out":34,"#),
+            "{json}"
+        );
+        assert_eq!(json.matches('\n').count(), 1);
+        assert_eq!(
+            direct(&hostile(), LineFormat::Text),
+            concat!(
+                "2026-12-02T04:47:19.123456Z  INFO request request_id=req-\"1\" mode=decision ",
+                "peer=[::1]:40000 client=2001:db8::7 method=GET ",
+                "path=/a\\u{000a}2026 INFO request\\u{2028}\\u{0085}\\u{202e}\\\"é\\u{0001} ",
+                "route=orders status=403 decision=deny reason=insufficient_scope ",
+                "subject=svc\\u{0009}tab client_id=cli key_id=k1 upstream=orders ",
+                "upstream_server=http://127.0.0.1:9000 duration_ms=1.5 bytes_in=12 bytes_out=34\n"
+            )
+        );
+    }
+
+    /// Only the subscriber writing to the log writer (`logging::init`'s) is bypassed.
+    #[test]
+    fn only_the_own_subscriber_is_bypassed() {
+        let _ = DIRECT.set(LineFormat::Json);
+        let own = tracing::Dispatch::new(
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+                .with_writer(crate::log_writer::Stderr)
+                .json()
+                .finish(),
+        );
+        let other = tracing::Dispatch::new(
+            tracing_subscriber::fmt()
+                .with_writer(Buffer::default)
+                .finish(),
+        );
+        let format = tracing::dispatcher::with_default(&own, direct_format);
+        assert_eq!(format, DIRECT.get().copied());
+        assert!(format.is_some());
+        assert_eq!(
+            tracing::dispatcher::with_default(&other, direct_format),
+            None
+        );
+        let in_span = tracing::dispatcher::with_default(&own, || {
+            let _entered = tracing::info_span!("outer").entered();
+            direct_format()
+        });
+        assert_eq!(in_span, None);
+    }
 }

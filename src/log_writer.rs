@@ -175,6 +175,11 @@ impl<'a> MakeWriter<'a> for Stderr {
     }
 }
 
+/// Queues one finished line (`access_log` formats its lines itself, outside tracing).
+pub fn write_line(line: &[u8]) {
+    let _ = Stderr.make_writer().write(line);
+}
+
 /// Hands each write (one formatted line) to the queue.
 pub struct Line {
     queue: Option<&'static Arc<Queue>>,

@@ -21,26 +21,35 @@ use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::EnvFilter;
 
+use crate::access_log::LineFormat;
+
 pub fn init(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(crate::log_writer::Stderr);
     // A second init (tests) keeps the first subscriber.
-    let _ = if json {
-        builder
+    let direct = if json {
+        let installed = builder
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .try_init()
+            .try_init();
+        installed.ok().map(|()| LineFormat::Json)
     } else {
         let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        builder
+        let installed = builder
             .with_target(false)
             .with_ansi(ansi)
             .fmt_fields(EscapedFields)
-            .try_init()
+            .try_init();
+        // With colours, access lines go through the formatter (a terminal, not production).
+        installed.ok().filter(|()| !ansi).map(|()| LineFormat::Text)
     };
+    // Access lines are formatted in `access_log`, the same way, when this subscriber is used.
+    if let Some(format) = direct {
+        crate::access_log::format_directly(format);
+    }
 }
 
 /// Writes every log line still queued (before the process exits).
@@ -126,8 +135,9 @@ impl VisitFmt for EscapingVisitor<'_> {
     }
 }
 
-/// A writer that escapes, as `\u{XXXX}`, every character for which [`must_escape`] holds.
-struct Escaped<W>(W);
+/// A writer that escapes, as `\u{XXXX}`, every character for which [`must_escape`] holds
+/// (also used by `access_log`, which writes its text lines itself).
+pub(crate) struct Escaped<W>(pub(crate) W);
 
 impl<W: fmt::Write> fmt::Write for Escaped<W> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
