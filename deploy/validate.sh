@@ -22,7 +22,7 @@
 #      binary with cargo unless AUTHGATE_BIN names one; a missing or broken binary fails);
 #   4. Prometheus: `promtool check rules` and `promtool test rules` (alerts_test.yaml), the
 #      PrometheusRule in sync with alerts.yaml, every metric name and label in the rules,
-#      the dashboard and the README exists in src/metrics.rs, and every dashboard query
+#      the dashboard and the README exists in src/metrics/, and every dashboard query
 #      parses as PromQL (promtool, as recording rules);
 #   5. Grafana dashboard structure (schemaVersion, unique panel ids, datasource variable);
 #   6. systemd unit: `systemd-analyze verify` (exit status and output honoured) and
@@ -515,11 +515,11 @@ DASH_RULES=$dash_rules "$PY" - <<'PY'
 import json, os, pathlib, re, sys, yaml
 
 errors = []
-src = pathlib.Path("src/metrics.rs")
-if not src.exists():
-    sys.exit("   FAIL src/metrics.rs not found: cannot check metric names")
-text = src.read_text()
-# Family -> label names, read from the registrations in src/metrics.rs:
+src = sorted(pathlib.Path("src/metrics").glob("*.rs"))
+if not src:
+    sys.exit("   FAIL src/metrics/*.rs not found: cannot check metric names")
+text = "\n".join(path.read_text() for path in src)
+# Family -> label names, read from the registrations in src/metrics/:
 #   counter_vec(r, "name", "help", &["a", "b"]) / gauge_vec(...) / histogram_vec(r, "name", "help", "label")
 #   XxxVec::new(Opts::new("name", "help"), &["a"]) / IntGauge::new("name", "help")
 families = {}
@@ -528,7 +528,7 @@ for m in re.finditer(r'"(authgate_[a-z0-9_]+)"\s*,\s*"(?:[^"\\]|\\.)*"\s*,?\s*(?
     families.setdefault(name, set()).update(re.findall(r'"([a-z_]+)"', labels))
 histograms = set(re.findall(r'histogram_vec\(\s*r,\s*"(authgate_[a-z0-9_]+)"', text))
 if len(families) < 10:
-    sys.exit(f"   FAIL only {len(families)} metric families found in src/metrics.rs: the parser needs an update")
+    sys.exit(f"   FAIL only {len(families)} metric families found in src/metrics/: the parser needs an update")
 series = dict(families)
 for h in histograms:
     series[h + "_bucket"] = families[h] | {"le"}
@@ -601,7 +601,7 @@ if errors:
     for e in errors:
         print("   FAIL", e)
     sys.exit(1)
-print(f"   ok  metric names and labels match src/metrics.rs ({len(families)} families)")
+print(f"   ok  metric names and labels match src/metrics/ ({len(families)} families)")
 if missing:
     print(f"   note: families not used in alerts or dashboard: {', '.join(missing)}")
 PY
