@@ -3,6 +3,11 @@
 //! Labels come only from config names and closed sets. Per-route and per-upstream children are
 //! resolved once per snapshot ([`RouteMetrics`], [`UpstreamMetrics`]) so the hot path does no
 //! label hashing. JWKS figures live in the key stores and are copied in at scrape time.
+//!
+//! Why this file is longer than most (~540 lines): it is one table, the `Metrics` struct with
+//! one field and one registration per family, kept side by side so that a family's name,
+//! help, labels and buckets are read in one place (deploy/validate.sh parses them from here
+//! to check the alerts and dashboard). The children live in `children.rs`.
 
 mod children;
 
