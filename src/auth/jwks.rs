@@ -17,7 +17,8 @@
 //! Security choices: key URLs are https unless the host is loopback; redirects are never
 //! followed (a redirect could move key lookup to a host the operator did not name); bodies are
 //! capped at 1 MiB and every fetch is bounded by `fetch_timeout`, so a hostile or broken
-//! identity provider cannot exhaust memory or stall refreshes. Key material is never logged.//!
+//! identity provider cannot exhaust memory or stall refreshes. Key material is never logged.
+//!
 //! Layout: this file holds the store, its public face and the types callers see; `fetch.rs`
 //! loads a key set from the source (HTTP GET, discovery, file), `refresh.rs` decides when:
 //! installing a result, the background task and its backoff, the unknown-kid budget.

@@ -1,8 +1,8 @@
 //! When a store loads: installing a load's outcome (good set, or stale marking), the
 //! background task with its backoff and schedule, and the unknown-kid refresh budget.
 //!
-//! Owns the timing rules (SPEC §2: backoff from 1 s to `min_refresh`, max-age clamped into
-//! [`min_refresh`, 24 h], `max_stale`). It must never drop a good set because a refresh failed,
+//! Owns the timing rules (SPEC §2: backoff from 1 s to `min_refresh`, max-age clamped to
+//! `min_refresh` ..= 24 h, `max_stale`). It must never drop a good set because a refresh failed,
 //! never keep the store alive (the task holds only a `Weak`), and never refresh for unknown
 //! kids faster than the budget allows.
 
