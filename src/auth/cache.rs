@@ -27,6 +27,7 @@ use super::jwt::Principal;
 pub struct Verified {
     /// `Issuer::generation` of the entry that verified the token.
     pub issuer_generation: u64,
+    /// The caller the token verified as.
     pub principal: Principal,
 }
 
@@ -41,6 +42,8 @@ impl std::fmt::Debug for TokenKey<'_> {
     }
 }
 
+/// The cache of verified tokens: bounded in entries, each living until its token's `exp` or the
+/// configured TTL, whichever comes first.
 pub struct TokenCache<S = RandomState> {
     entries: Cache<Box<str>, Arc<Verified>, S>,
 }
@@ -69,10 +72,12 @@ fn lifetime(expires_at: u64, ttl: Duration) -> Duration {
 }
 
 impl TokenCache {
+    /// A cache of at most `max_entries` entries, none kept longer than `ttl`.
     pub fn new(max_entries: u64, ttl: Duration) -> TokenCache {
         TokenCache::with_hasher(max_entries, ttl, RandomState::new())
     }
 
+    /// The lookup key of a presented token.
     pub fn key(token: &str) -> TokenKey<'_> {
         TokenKey(token)
     }
@@ -97,12 +102,14 @@ impl<S: BuildHasher + Clone + Send + Sync + 'static> TokenCache<S> {
         (hit.principal.expires_at > now).then_some(hit)
     }
 
+    /// Stores a verification under its token and returns it, shared.
     pub fn insert(&self, key: TokenKey<'_>, verified: Verified) -> Arc<Verified> {
         let verified = Arc::new(verified);
         self.entries.insert(Box::from(key.0), Arc::clone(&verified));
         verified
     }
 
+    /// The number of entries, after moka's pending evictions have run (for metrics).
     pub fn entry_count(&self) -> u64 {
         self.entries.run_pending_tasks();
         self.entries.entry_count()

@@ -18,28 +18,36 @@
 //! followed (a redirect could move key lookup to a host the operator did not name); bodies are
 //! capped at 1 MiB and every fetch is bounded by `fetch_timeout`, so a hostile or broken
 //! identity provider cannot exhaust memory or stall refreshes. Key material is never logged.
+//!
+//! Layout: this file holds the store, its public face and the types callers see; `fetch.rs`
+//! loads a key set from the source (HTTP GET, discovery, file), `refresh.rs` decides when:
+//! installing a result, the background task and its backoff, the unknown-kid budget.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
-use http::{header, HeaderMap, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use http::{StatusCode, Uri};
+use http_body_util::Empty;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls::ClientConfig;
 use tokio::sync::{watch, Mutex, Notify, OnceCell};
 use tokio::time::Instant;
 
-use super::keys::{JwksError, KeySet, ParsedKeySet, Secret};
+use super::keys::{JwksError, KeySet, Secret};
 use crate::logging::error_chain;
+
+mod fetch;
+mod refresh;
+
+pub use self::fetch::{cache_max_age, check_key_url};
+pub use self::refresh::refresh_delay;
+use self::refresh::{refresh_task, RefreshBudget};
 
 /// Largest key set or discovery document accepted (SPEC §3 step 6).
 pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
@@ -60,16 +68,23 @@ pub const UNKNOWN_KID_BURST: u32 = 3;
 /// Where an issuer's keys come from (exactly one per issuer, by construction).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {
+    /// `jwks_uri`: a JWKS document fetched from this URL.
     JwksUri {
+        /// The document's URL (https, or http to a loopback host).
         url: http::Uri,
+        /// Extra trust roots for the fetch (`ca_file`), added to the system's.
         ca_file: Option<PathBuf>,
     },
     /// `{issuer}/.well-known/openid-configuration`, then its `jwks_uri`.
     Discovery {
+        /// The issuer, whose discovery document must name it exactly.
         issuer: String,
+        /// Extra trust roots for both fetches (`ca_file`), added to the system's.
         ca_file: Option<PathBuf>,
     },
+    /// `jwks_file`: a JWKS document on disk, re-read on every reload.
     File(PathBuf),
+    /// `hmac_secret`: one symmetric key from the configuration.
     Hmac(Secret),
 }
 
@@ -98,8 +113,13 @@ impl fmt::Display for KeySource {
 /// Refresh timing for a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RefreshPolicy {
+    /// The background refresh period when the response has no usable `max-age`.
     pub refresh_interval: Duration,
+    /// The fastest refresh: the floor for `max-age`, the backoff ceiling, and the refill
+    /// period of the unknown-kid budget.
     pub min_refresh: Duration,
+    /// How long past its scheduled refresh the last good set is still used while refreshes
+    /// fail.
     pub max_stale: Duration,
     /// Whole fetch (connect, headers, body).
     pub fetch_timeout: Duration,
@@ -108,11 +128,17 @@ pub struct RefreshPolicy {
 /// What metrics and /readyz read from a store.
 #[derive(Debug, Clone, Default)]
 pub struct KeyStoreStats {
+    /// Keys in the usable set (0 when there is none).
     pub keys: usize,
+    /// When the current set was loaded.
     pub last_success: Option<SystemTime>,
+    /// The latest refresh failed and an older set is served.
     pub stale: bool,
+    /// Loads that installed a set.
     pub refresh_success: u64,
+    /// Loads that failed.
     pub refresh_error: u64,
+    /// Refreshes triggered by an unknown `kid` (within the budget).
     pub unknown_kid_refreshes: u64,
 }
 
@@ -121,12 +147,16 @@ pub struct KeyStoreStats {
 /// `Display` describes this level only; [`error_chain`] appends the causes.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
+    /// The URL has no host.
     #[error("invalid key url {0:?}")]
     InvalidUrl(String),
+    /// Plain http to a host that is not loopback (SPEC §2).
     #[error("key url {0} is not https and its host is not a loopback address")]
     InsecureUrl(String),
+    /// The `ca_file` cannot be read or holds no usable certificate.
     #[error("ca_file refused")]
     CaFile(#[source] crate::tls::PemError),
+    /// rustls refused the client configuration.
     #[error("cannot build the tls configuration for key fetches")]
     Tls(#[source] rustls::Error),
     /// Connect, TLS handshake or protocol failure.
@@ -135,74 +165,35 @@ pub enum FetchError {
     /// Any status but 200, redirects included: they are not followed.
     #[error("{0} answered {1}, expected 200 OK")]
     Status(Uri, StatusCode),
+    /// The whole exchange, body included, took longer than `fetch_timeout`.
     #[error("{0} did not answer completely within {1:?}")]
     Timeout(Uri, Duration),
+    /// The body exceeded [`MAX_DOCUMENT_BYTES`]; reading stopped there.
     #[error("{0} sent a body larger than 1 MiB")]
     TooLarge(Uri),
+    /// The body could not be read to its end.
     #[error("cannot read the body from {0}")]
     Body(Uri, #[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The discovery document is not JSON with a string `issuer` and `jwks_uri`.
     #[error("discovery document from {0} is not valid")]
     DiscoveryJson(Uri, #[source] serde_json::Error),
+    /// The discovery document's `issuer` is not the configured one.
     #[error("discovery document names issuer {found:?}, expected {expected:?}")]
-    IssuerMismatch { expected: String, found: String },
+    IssuerMismatch {
+        /// The configured issuer.
+        expected: String,
+        /// The `issuer` the document names.
+        found: String,
+    },
     /// Malformed or oversized JWKS (the `String` names where it came from).
     #[error("key set from {0} refused")]
     KeySet(String, #[source] JwksError),
+    /// The document parsed but every key in it was skipped.
     #[error("key set from {0} has no usable key")]
     NoUsableKeys(String),
+    /// The `jwks_file` cannot be read.
     #[error("cannot read jwks_file {0}")]
     File(PathBuf, #[source] std::io::Error),
-}
-
-/// The delay until the next background refresh after a good fetch: the response's max-age
-/// clamped into [min_refresh, 24 h] when present, else `refresh_interval` (SPEC §2).
-pub fn refresh_delay(max_age: Option<Duration>, policy: &RefreshPolicy) -> Duration {
-    let delay = match max_age {
-        // Not `Duration::clamp`: it panics when min_refresh > 24 h.
-        Some(age) => age.min(MAX_AGE_CEILING).max(policy.min_refresh),
-        None => policy.refresh_interval,
-    };
-    delay.max(DELAY_FLOOR)
-}
-
-/// `max-age` from `Cache-Control` headers; `None` when absent or malformed.
-pub fn cache_max_age(headers: &HeaderMap) -> Option<Duration> {
-    let directives = headers
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','));
-    for directive in directives {
-        let Some((name, value)) = directive.trim().split_once('=') else {
-            continue;
-        };
-        if name.trim().eq_ignore_ascii_case("max-age") {
-            let seconds = value.trim().trim_matches('"').parse::<u64>();
-            return seconds.ok().map(Duration::from_secs);
-        }
-    }
-    None
-}
-
-/// Key URLs must be https, or http to a loopback host (SPEC §2). The config compiler checks
-/// this too; it is checked again here because discovery documents name URLs at run time.
-pub fn check_key_url(url: &Uri) -> Result<(), FetchError> {
-    let host = url
-        .host()
-        .ok_or_else(|| FetchError::InvalidUrl(url.to_string()))?;
-    match url.scheme_str() {
-        Some("https") => Ok(()),
-        Some("http") if is_loopback_host(host) => Ok(()),
-        _ => Err(FetchError::InsecureUrl(url.to_string())),
-    }
-}
-
-fn is_loopback_host(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if bare.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
@@ -276,10 +267,12 @@ impl KeyStore {
         self.id
     }
 
+    /// Where this store's keys come from.
     pub fn source(&self) -> &KeySource {
         &self.source
     }
 
+    /// This store's refresh timing.
     pub fn policy(&self) -> &RefreshPolicy {
         &self.policy
     }
@@ -409,6 +402,7 @@ impl KeyStore {
         }
     }
 
+    /// A snapshot of the store's state and counters, for metrics and /readyz.
     pub fn stats(&self) -> KeyStoreStats {
         let guard = self.current.load();
         KeyStoreStats {
@@ -418,279 +412,6 @@ impl KeyStore {
             refresh_success: self.counters.refresh_success.load(Ordering::Relaxed),
             refresh_error: self.counters.refresh_error.load(Ordering::Relaxed),
             unknown_kid_refreshes: self.counters.unknown_kid_refreshes.load(Ordering::Relaxed),
-        }
-    }
-
-    /// One load from the source, without touching the current set. For remote sources also
-    /// returns the response's max-age.
-    async fn load(&self) -> Result<(KeySet, Option<Duration>), FetchError> {
-        match &self.source {
-            KeySource::JwksUri { url, .. } => self.fetch_jwks(url).await,
-            KeySource::Discovery { issuer, .. } => {
-                // Discovery is redone on every refresh: it is one small extra request per
-                // refresh interval, and a provider that moves its jwks_uri is followed without
-                // a reload.
-                let jwks_uri = self.discover(issuer).await?;
-                self.fetch_jwks(&jwks_uri).await
-            }
-            KeySource::File(path) => {
-                let bytes = tokio::fs::read(path)
-                    .await
-                    .map_err(|source| FetchError::File(path.clone(), source))?;
-                Ok((self.parse(&bytes, &path.display().to_string())?, None))
-            }
-            KeySource::Hmac(secret) => Ok((KeySet::from_hmac(secret), None)),
-        }
-    }
-
-    /// Applies the outcome of a load and returns the delay until the next scheduled refresh.
-    fn record(&self, result: Result<(KeySet, Option<Duration>), FetchError>) -> Duration {
-        self.counters.attempts.fetch_add(1, Ordering::AcqRel);
-        match result {
-            Ok((keys, max_age)) => {
-                let delay = refresh_delay(max_age, &self.policy);
-                let count = keys.len();
-                self.install(keys, self.source.is_remote().then_some(delay));
-                tracing::info!(source = %self.source, keys = count, "key set loaded");
-                delay
-            }
-            Err(error) => {
-                self.counters.refresh_error.fetch_add(1, Ordering::Relaxed);
-                let serving = self.current.load().is_some();
-                self.stale.store(serving, Ordering::Release);
-                tracing::warn!(
-                    source = %self.source,
-                    error = %error_chain(&error),
-                    serving_previous_set = serving,
-                    "key set refresh failed"
-                );
-                // SPEC §2: "min_refresh: the fastest refresh allowed"; retrying a failed
-                // refresh sooner than a good one, but never faster than that.
-                self.policy
-                    .min_refresh
-                    .min(self.policy.refresh_interval)
-                    .max(DELAY_FLOOR)
-            }
-        }
-    }
-
-    /// Swaps in a new set; `next_refresh` is `None` for sources that never go stale.
-    fn install(&self, keys: KeySet, next_refresh: Option<Duration>) {
-        let usable_until = next_refresh.map(|delay| {
-            let now = Instant::now();
-            // Saturate instead of overflowing (a panic) on absurd configured durations.
-            delay
-                .checked_add(self.policy.max_stale)
-                .and_then(|window| now.checked_add(window))
-                .unwrap_or(now + MAX_AGE_CEILING * 365)
-        });
-        self.current.store(Some(Arc::new(Loaded {
-            keys: Arc::new(keys),
-            at: SystemTime::now(),
-            usable_until,
-        })));
-        self.stale.store(false, Ordering::Release);
-        self.counters
-            .refresh_success
-            .fetch_add(1, Ordering::Relaxed);
-        self.loaded.notify_waiters();
-    }
-
-    /// Parses a JWKS document; a set without a usable key is an error (SPEC §2).
-    fn parse(&self, bytes: &[u8], origin: &str) -> Result<KeySet, FetchError> {
-        let ParsedKeySet { keys, skipped } = KeySet::from_jwks(bytes)
-            .map_err(|source| FetchError::KeySet(origin.to_owned(), source))?;
-        for reason in &skipped {
-            // `skipped` describes the key (kid, kty, why), never its material.
-            tracing::warn!(source = %self.source, origin, reason = %reason, "key skipped");
-        }
-        if keys.is_empty() {
-            return Err(FetchError::NoUsableKeys(origin.to_owned()));
-        }
-        Ok(keys)
-    }
-
-    async fn fetch_jwks(&self, url: &Uri) -> Result<(KeySet, Option<Duration>), FetchError> {
-        let (headers, body) = self.get(url).await?;
-        let keys = self.parse(&body, &url.to_string())?;
-        Ok((keys, cache_max_age(&headers)))
-    }
-
-    /// Reads the discovery document and returns its `jwks_uri` (checked by `get` like any key
-    /// URL, so a document cannot send us to plain http on another host).
-    async fn discover(&self, issuer: &str) -> Result<Uri, FetchError> {
-        #[derive(serde::Deserialize)]
-        struct Discovery {
-            issuer: String,
-            jwks_uri: String,
-        }
-        let text = format!(
-            "{}/.well-known/openid-configuration",
-            issuer.trim_end_matches('/')
-        );
-        let url: Uri = text.parse().map_err(|_| FetchError::InvalidUrl(text))?;
-        let (_, body) = self.get(&url).await?;
-        let document: Discovery = serde_json::from_slice(&body)
-            .map_err(|source| FetchError::DiscoveryJson(url.clone(), source))?;
-        // OIDC Discovery §4.3: a document for another issuer must not be used; it would let
-        // that issuer's keys verify tokens claiming ours.
-        if document.issuer != issuer {
-            return Err(FetchError::IssuerMismatch {
-                expected: issuer.to_owned(),
-                found: document.issuer,
-            });
-        }
-        let jwks_uri: Uri = document
-            .jwks_uri
-            .parse()
-            .map_err(|_| FetchError::InvalidUrl(document.jwks_uri.clone()))?;
-        Ok(jwks_uri)
-    }
-
-    /// One GET: checked URL, 200 only, body capped, all within `fetch_timeout` (the timeout
-    /// also covers the body, so a slow-drip response cannot hold a refresh open).
-    async fn get(&self, url: &Uri) -> Result<(HeaderMap, Bytes), FetchError> {
-        check_key_url(url)?;
-        let client = self
-            .client
-            .get_or_try_init(|| async { self.build_client() })
-            .await?;
-        let timeout = self.policy.fetch_timeout;
-        let exchange = async {
-            let request = Request::get(url.clone())
-                .header(header::ACCEPT, "application/json")
-                .header(header::USER_AGENT, USER_AGENT)
-                .body(Empty::new())
-                .map_err(|_| FetchError::InvalidUrl(url.to_string()))?;
-            let response = client
-                .request(request)
-                .await
-                .map_err(|source| FetchError::Request(url.clone(), Box::new(source)))?;
-            if response.status() != StatusCode::OK {
-                return Err(FetchError::Status(url.clone(), response.status()));
-            }
-            let (parts, body) = response.into_parts();
-            let collected = Limited::new(body, MAX_DOCUMENT_BYTES)
-                .collect()
-                .await
-                .map_err(
-                    |source| match source.downcast::<http_body_util::LengthLimitError>() {
-                        Ok(_) => FetchError::TooLarge(url.clone()),
-                        Err(source) => FetchError::Body(url.clone(), source),
-                    },
-                )?;
-            Ok((parts.headers, collected.to_bytes()))
-        };
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| FetchError::Timeout(url.clone(), timeout))?
-    }
-
-    fn build_client(&self) -> Result<HttpClient, FetchError> {
-        let ca_file = match &self.source {
-            KeySource::JwksUri { ca_file, .. } | KeySource::Discovery { ca_file, .. } => {
-                ca_file.as_ref()
-            }
-            KeySource::File(_) | KeySource::Hmac(_) => None,
-        };
-        // One meaning of ca_file for every TLS client: extra roots (tls::client::roots).
-        let roots =
-            crate::tls::client::roots(ca_file.map(PathBuf::as_path)).map_err(FetchError::CaFile)?;
-        let tls = tls_builder()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        // https_or_http: plain http is still refused by `check_key_url` unless loopback.
-        // HTTP/1.1 only: key documents are small and rare.
-        let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .build();
-        Ok(Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_max_idle_per_host(1)
-            .build(connector))
-    }
-}
-
-fn tls_builder() -> Result<rustls::ConfigBuilder<ClientConfig, rustls::WantsVerifier>, FetchError> {
-    // The aws-lc-rs provider explicitly, not the process default, which may be unset.
-    ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(FetchError::Tls)
-}
-
-/// The unknown-kid refresh budget: a token bucket of [`UNKNOWN_KID_BURST`] refreshes that
-/// refills by one per `min_refresh`.
-#[derive(Debug)]
-struct RefreshBudget {
-    tokens: u32,
-    /// When the next token is added (while below the burst).
-    next_refill: Instant,
-    every: Duration,
-}
-
-impl RefreshBudget {
-    fn full(every: Duration) -> RefreshBudget {
-        RefreshBudget {
-            tokens: UNKNOWN_KID_BURST,
-            next_refill: Instant::now(),
-            every: every.max(DELAY_FLOOR),
-        }
-    }
-
-    /// Takes one refresh at `now`, if the budget has one.
-    fn take(&mut self, now: Instant) -> bool {
-        while self.tokens < UNKNOWN_KID_BURST && now >= self.next_refill {
-            self.tokens += 1;
-            self.next_refill += self.every;
-        }
-        if self.tokens == 0 {
-            return false;
-        }
-        if self.tokens == UNKNOWN_KID_BURST {
-            // A full bucket starts refilling from the first refresh taken out of it.
-            self.next_refill = now + self.every;
-        }
-        self.tokens -= 1;
-        true
-    }
-}
-
-/// Fetches at start, backs off until the first good fetch, then refreshes on schedule. Holds
-/// only a `Weak` between fetches and ends when the store is dropped (a reload that no longer
-/// names this source).
-async fn refresh_task(store: Weak<KeyStore>, mut shutdown: watch::Receiver<()>) {
-    // SPEC §2: from 1 s up to min_refresh. A min_refresh under 1 s (tests, sidecars) also
-    // lowers the first step, so the cap is never below the start.
-    let (first_backoff, max_backoff) = match store.upgrade() {
-        Some(strong) => {
-            let cap = strong.policy.min_refresh.max(DELAY_FLOOR);
-            (INITIAL_BACKOFF.min(cap), cap)
-        }
-        None => return,
-    };
-    let mut backoff = first_backoff;
-    loop {
-        let Some(strong) = store.upgrade() else {
-            return;
-        };
-        let result = strong.load().await;
-        let scheduled = strong.record(result);
-        // Backoff only until the first good fetch (SPEC §2); after that, the schedule.
-        let delay = if strong.current.load().is_some() {
-            backoff = first_backoff;
-            scheduled
-        } else {
-            let delay = backoff;
-            backoff = backoff.saturating_mul(2).min(max_backoff);
-            delay
-        };
-        drop(strong);
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            // Err: the sender (the store) is gone.
-            _ = shutdown.changed() => return,
         }
     }
 }

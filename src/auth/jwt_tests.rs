@@ -1,5 +1,7 @@
 //! Tests for `jwt.rs`: decoding, every `TokenError`, algorithm confusion and header rendering.
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use http::HeaderName;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{json, Value};

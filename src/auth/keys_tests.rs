@@ -1,8 +1,11 @@
 //! Tests for `keys.rs`: JWKS parsing, skipping rules and key selection.
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 
+use super::jwk::{bit_length, strip_leading_zeros};
 use super::testkeys::{self, b64, jwks};
 use super::*;
 
