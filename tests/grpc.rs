@@ -348,7 +348,8 @@ async fn an_unreachable_grpc_upstream_is_unavailable() {
 }
 
 /// An h2c upstream that reads the whole request body and answers with the request trailer
-/// `x-checksum` it received in a response header, and a response trailer of its own.
+/// `x-checksum` it received in a response header, and a response trailer of its own. It also
+/// reports the `:authority` it saw and how many `host` header fields came beside it.
 async fn trailer_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     use http_body_util::BodyExt;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -356,6 +357,11 @@ async fn trailer_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let task = tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let service = service_fn(|request: http::Request<hyper::body::Incoming>| async move {
+                let hosts = request.headers().get_all(http::header::HOST).iter().count();
+                let authority = request
+                    .uri()
+                    .authority()
+                    .map_or("none".to_owned(), |a| a.to_string());
                 let collected = request.into_body().collect().await;
                 let seen = collected
                     .ok()
@@ -371,6 +377,8 @@ async fn trailer_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
                 let body = http_body_util::StreamBody::new(tokio_stream::iter(frames));
                 let response = http::Response::builder()
                     .header("x-seen-trailer", seen)
+                    .header("x-host-fields", hosts.to_string())
+                    .header("x-authority", authority)
                     .body(body)
                     .expect("response");
                 Ok::<_, Infallible>(response)
@@ -442,6 +450,25 @@ public = true
             .and_then(|v| v.to_str().ok()),
         Some("abc123"),
         "the request trailer reached the upstream"
+    );
+    // RFC 9113 §8.3.1: the upstream authority travels as `:authority`, with no `host` field
+    // beside it (nginx answers 400 to a request carrying both).
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        header("x-host-fields").as_deref(),
+        Some("0"),
+        "no host field over h2"
+    );
+    assert_eq!(
+        header("x-authority"),
+        Some(upstream.to_string()),
+        "the upstream authority"
     );
     let collected = response.into_body().collect().await.expect("body");
     let trailers = collected.trailers().cloned().expect("response trailers");

@@ -22,7 +22,7 @@ use crate::proxy::capacity::{Capacity, UpstreamCapacity};
 use crate::proxy::client::{ClientIdentity, Protocol, UpstreamClient};
 use crate::proxy::health::{ActiveChecks, CheckSettings};
 use crate::proxy::retry::{RetryBudget, RetryOn, RetryPolicy};
-use crate::proxy::{host_value, Timeouts, Upstream};
+use crate::proxy::{Timeouts, Upstream};
 use crate::snapshot::Snapshot;
 
 pub(super) fn compile_upstreams(
@@ -198,7 +198,6 @@ fn servers(
             .is_err();
         servers.push(Server {
             url: text.into(),
-            host: host_value(&authority),
             dns_refresh: named.then_some(dns_refresh),
             scheme,
             authority,
@@ -457,12 +456,7 @@ fn active_checks(
             .path_and_query(format!("{}{path}", server.path_prefix))
             .build()
             .map_err(|_| ctx.at(key("health_check.path"), &check.path, "invalid path"))?;
-        targets.push((
-            uri,
-            server.host.clone(),
-            Arc::clone(&server.state),
-            server.metrics.clone(),
-        ));
+        targets.push((uri, Arc::clone(&server.state), server.metrics.clone()));
     }
     Ok(Some(Arc::new(ActiveChecks {
         settings,

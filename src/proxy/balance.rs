@@ -33,7 +33,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use http::uri::{Authority, Scheme};
-use http::HeaderValue;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// Passive health settings of one upstream.
@@ -192,8 +191,6 @@ pub struct Server {
     pub authority: Authority,
     /// Path of the server URL without trailing slash ("" for none).
     pub path_prefix: String,
-    /// Host header value when `preserve_host` is false.
-    pub host: HeaderValue,
     /// For a server named by a host name: connections older than this are not reused, so the
     /// name is resolved again (`dns_refresh`). `None` for an IP address.
     pub dns_refresh: Option<Duration>,
@@ -318,7 +315,6 @@ mod tests {
                 scheme: Scheme::HTTP,
                 authority: Authority::from_static("127.0.0.1:1000"),
                 path_prefix: String::new(),
-                host: HeaderValue::from_static("127.0.0.1"),
                 dns_refresh: None,
                 state: Arc::default(),
                 metrics: families.server("u", &format!("s{i}")),

@@ -19,7 +19,6 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use http::header::HOST;
 use http::{Request, Uri};
 
 use super::balance::{ServerMetrics, ServerState};
@@ -44,7 +43,7 @@ pub struct ActiveChecks {
     pub settings: CheckSettings,
     pub client: Arc<UpstreamClient>,
     /// (probe URI, Host header, state, metrics) per server.
-    pub targets: Vec<(Uri, http::HeaderValue, Arc<ServerState>, ServerMetrics)>,
+    pub targets: Vec<(Uri, Arc<ServerState>, ServerMetrics)>,
     pub upstream: String,
 }
 
@@ -68,9 +67,9 @@ async fn run(checks: Weak<ActiveChecks>) {
         let probes = current
             .targets
             .iter()
-            .map(|(uri, host, _, _)| probe(&current, uri, host));
+            .map(|(uri, _, _)| probe(&current, uri));
         let results = futures_util::future::join_all(probes).await;
-        for ((ok, streak), (_, _, state, metrics)) in results
+        for ((ok, streak), (_, state, metrics)) in results
             .into_iter()
             .zip(streaks.iter_mut())
             .zip(&current.targets)
@@ -120,10 +119,9 @@ fn record(
     }
 }
 
-async fn probe(checks: &ActiveChecks, uri: &Uri, host: &http::HeaderValue) -> bool {
+async fn probe(checks: &ActiveChecks, uri: &Uri) -> bool {
     let mut request = Request::new(super::full(bytes::Bytes::new()));
     *request.uri_mut() = uri.clone();
-    request.headers_mut().insert(HOST, host.clone());
     let sent = tokio::time::timeout(
         checks.settings.timeout,
         checks.client.client.request(request),

@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, HOST};
+use http::header::HOST;
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -154,7 +154,10 @@ pub async fn forward(
             headers.clone()
         };
         if !upstream.preserve_host {
-            request.headers_mut().insert(HOST, server.host.clone());
+            // The server's authority is in the URI: the client writes it as `Host` on an
+            // HTTP/1.1 connection and as `:authority` on HTTP/2, where a `host` field beside it
+            // is refused by strict servers (RFC 9113 §8.3.1; nginx answers 400).
+            request.headers_mut().remove(HOST);
         }
         // Connections to a host name are retired after `dns_refresh` (see `aged`).
         let capture = server
@@ -374,12 +377,6 @@ async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
     if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         tracing::debug!(error = %error, "websocket connection ended");
     }
-}
-
-/// The Host header value for an upstream authority.
-pub fn host_value(authority: &http::uri::Authority) -> HeaderValue {
-    HeaderValue::from_str(authority.as_str())
-        .unwrap_or_else(|_| HeaderValue::from_static("localhost"))
 }
 
 /// Keeps `Duration` in this module's public vocabulary for callers computing deadlines.
