@@ -54,10 +54,10 @@ use crate::access_log::{self, AccessRecord};
 use crate::deny::{Deny, DescriptionError, InvalidRequest};
 use crate::header_names::{
     X_AUTH_CLIENT_ID, X_AUTH_ISSUER, X_AUTH_SCOPES, X_AUTH_SUBJECT, X_CLIENT_CERT_SHA256,
-    X_CLIENT_CERT_SUBJECT, X_FORWARDED_FOR, X_REQUEST_ID,
+    X_CLIENT_CERT_SUBJECT, X_FORWARDED_FOR,
 };
 use crate::pipeline::{self, ConnInfo, NoTrace};
-use crate::proxy::{self, headers, Body};
+use crate::proxy::{self, Body};
 use crate::routing::PathError;
 use crate::snapshot::Shared;
 
@@ -247,14 +247,6 @@ fn envoy_headers_to_remove(headers: &mut HeaderMap, snapshot: &crate::snapshot::
     }
 }
 
-fn request_has_body(parts: &Parts) -> bool {
-    parts.headers.contains_key(TRANSFER_ENCODING)
-        || parts
-            .headers
-            .get(CONTENT_LENGTH)
-            .is_some_and(|length| length.as_bytes() != b"0")
-}
-
 /// Answers one decision request on `conn` (the caller's connection). The body is never read.
 pub async fn handle<B>(shared: &Shared, conn: &ConnInfo, request: Request<B>) -> Response<Body> {
     let snapshot = shared.load_full();
@@ -262,11 +254,8 @@ pub async fn handle<B>(shared: &Shared, conn: &ConnInfo, request: Request<B>) ->
     let (parts, body) = request.into_parts();
     // Dropped unread: a decision never depends on a body.
     drop(body);
-    let request_id = match parts.headers.get(X_REQUEST_ID) {
-        Some(id) if headers::acceptable_request_id(id) => id.clone(),
-        _ => pipeline::new_request_id(),
-    };
-    let has_body = request_has_body(&parts);
+    let request_id = pipeline::request_id(&parts);
+    let has_body = pipeline::request_has_body(&parts);
 
     let caller_trusted = snapshot
         .trusted_proxies
@@ -303,15 +292,7 @@ pub async fn handle<B>(shared: &Shared, conn: &ConnInfo, request: Request<B>) ->
             let mut record = AccessRecord::new(described, conn.peer, &request_id);
             match pipeline::decide(&snapshot, described, &described_conn, &mut NoTrace).await {
                 Ok(allowed) => {
-                    let route = &snapshot.routes[allowed.route];
-                    route.metrics.allowed(route.public);
-                    record.allowed(
-                        &allowed.path,
-                        allowed.client,
-                        allowed.verified.as_deref(),
-                        route,
-                        &snapshot,
-                    );
+                    pipeline::count_allowed(&snapshot, &allowed, &mut record);
                     let mut response = Response::new(proxy::full(bytes::Bytes::new()));
                     *response.status_mut() = StatusCode::OK;
                     if let Some(verified) = &allowed.verified {
@@ -347,19 +328,15 @@ pub async fn handle<B>(shared: &Shared, conn: &ConnInfo, request: Request<B>) ->
             }
         }
     };
-    headers::set_request_id(response.headers_mut(), &request_id);
-
-    let elapsed = started.elapsed();
-    let status = response.status().as_u16();
-    match route {
-        Some(index) => snapshot.routes[index]
-            .metrics
-            .request(status, elapsed.as_secs_f64()),
-        None => snapshot.unrouted.request(status, elapsed.as_secs_f64()),
-    }
     record.mode = access_log::Mode::Decision;
-    record.finish(status, elapsed, &response);
-    access_log::emit(&record);
+    pipeline::finish(
+        &snapshot,
+        route,
+        started,
+        &request_id,
+        &mut record,
+        &mut response,
+    );
     response
 }
 

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::time::Instant;
 
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::request::Parts;
@@ -30,7 +31,17 @@ pub(crate) fn new_request_id() -> HeaderValue {
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
-fn request_has_body(parts: &Parts) -> bool {
+/// The request's own `x-request-id` when it is acceptable, else a new one.
+pub(crate) fn request_id(parts: &Parts) -> HeaderValue {
+    match parts.headers.get(X_REQUEST_ID) {
+        Some(id) if headers::acceptable_request_id(id) => id.clone(),
+        _ => new_request_id(),
+    }
+}
+
+/// Whether the client sent (or announced) a body: a response the gateway makes itself to such
+/// a request closes the connection, so unread body bytes are never parsed as the next request.
+pub(crate) fn request_has_body(parts: &Parts) -> bool {
     parts.headers.contains_key(TRANSFER_ENCODING)
         || parts
             .headers
@@ -42,13 +53,10 @@ fn request_has_body(parts: &Parts) -> bool {
 /// are recorded here and nowhere else.
 pub async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Body>) -> Response<Body> {
     let snapshot = shared.load_full();
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let deadline = proxy::deadline_after(snapshot.server.request_timeout);
     let (mut parts, body) = request.into_parts();
-    let request_id = match parts.headers.get(X_REQUEST_ID) {
-        Some(id) if headers::acceptable_request_id(id) => id.clone(),
-        _ => new_request_id(),
-    };
+    let request_id = request_id(&parts);
 
     let decision = decide(&snapshot, &parts, conn, &mut NoTrace).await;
     let grpc_request = crate::deny::is_grpc(&parts.headers);
@@ -58,15 +66,7 @@ pub async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Body>) ->
     let mut record = AccessRecord::new(&parts, conn.peer, &request_id);
     let (mut response, route) = match decision {
         Ok(allowed) => {
-            let route = &snapshot.routes[allowed.route];
-            route.metrics.allowed(route.public);
-            record.allowed(
-                &allowed.path,
-                allowed.client,
-                allowed.verified.as_deref(),
-                route,
-                &snapshot,
-            );
+            let route = count_allowed(&snapshot, &allowed, &mut record);
             // End the borrow of `parts` so forwarding can take its headers.
             let Allowed {
                 route: index,
@@ -106,8 +106,28 @@ pub async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Body>) ->
             (deny_response_as(denied.deny, has_body, grpc), denied.route)
         }
     };
-    headers::set_request_id(response.headers_mut(), &request_id);
+    finish(
+        &snapshot,
+        route,
+        started,
+        &request_id,
+        &mut record,
+        &mut response,
+    );
+    response
+}
 
+/// Ends one request, proxied or decided alike: the request id on the response, the request
+/// counted on its route (or as unrouted), and the access-log line.
+pub(crate) fn finish(
+    snapshot: &Snapshot,
+    route: Option<usize>,
+    started: Instant,
+    request_id: &HeaderValue,
+    record: &mut AccessRecord,
+    response: &mut Response<Body>,
+) {
+    headers::set_request_id(response.headers_mut(), request_id);
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     match route {
@@ -116,9 +136,27 @@ pub async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Body>) ->
             .request(status, elapsed.as_secs_f64()),
         None => snapshot.unrouted.request(status, elapsed.as_secs_f64()),
     }
-    record.finish(status, elapsed, &response);
-    access_log::emit(&record);
-    response
+    record.finish(status, elapsed, response);
+    access_log::emit(record);
+}
+
+/// Counts an allowed request on its route and writes it into the access record; returns the
+/// route. Proxy and decision mode record allowed requests alike.
+pub(crate) fn count_allowed<'s>(
+    snapshot: &'s Snapshot,
+    allowed: &Allowed<'_>,
+    record: &mut AccessRecord,
+) -> &'s Route {
+    let route = &snapshot.routes[allowed.route];
+    route.metrics.allowed(route.public);
+    record.allowed(
+        &allowed.path,
+        allowed.client,
+        allowed.verified.as_deref(),
+        route,
+        snapshot,
+    );
+    route
 }
 
 /// Counts a denial on its route (when one was chosen) and writes it into the access record;

@@ -28,7 +28,9 @@ use http::request::Parts;
 use self::authenticate::authenticate_credential;
 use self::checks::{canonical_target, client_rules, rate_limit_header, rate_limits, routed_host};
 pub use self::handle::handle;
-pub(crate) use self::handle::{count_denial, deny_response, new_request_id};
+pub(crate) use self::handle::{
+    count_allowed, count_denial, deny_response, finish, request_has_body, request_id,
+};
 pub use self::trace::{NoTrace, Step, Trace};
 use crate::auth::cache::Verified;
 use crate::auth::scopes;
