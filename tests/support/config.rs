@@ -8,6 +8,7 @@
 
 use super::echo::Echo;
 use super::gateway::Gateway;
+use super::idp::Idp;
 
 /// The test HMAC issuer `test-idp` (`iss` `https://idp.test/`, audience `api`): with it, a
 /// route without `public = true` is valid config.
@@ -54,11 +55,31 @@ impl Config {
         self
     }
 
+    /// An `[[issuers]]` entry `name` with `lines` (issuer, keys, audiences, ...).
+    pub fn issuer(self, name: &str, lines: &str) -> Config {
+        self.raw(&format!("\n[[issuers]]\nname = \"{name}\"\n{lines}"))
+    }
+
+    /// An `[[issuers]]` entry `name` for `idp` (its `issuer` and `jwks_uri`, audience `api`),
+    /// with `lines` added.
+    pub fn idp(self, name: &str, idp: &Idp, lines: &str) -> Config {
+        let (issuer, jwks) = (idp.issuer(), idp.jwks_uri());
+        self.issuer(
+            name,
+            &format!(
+                "issuer = \"{issuer}\"\njwks_uri = \"{jwks}\"\naudiences = [\"api\"]\n{lines}"
+            ),
+        )
+    }
+
     /// An `[[upstreams]]` entry.
     pub fn upstream(self, name: &str, url: &str) -> Config {
-        self.raw(&format!(
-            "\n[[upstreams]]\nname = \"{name}\"\nurl = \"{url}\""
-        ))
+        self.upstream_with(name, &format!("url = \"{url}\""))
+    }
+
+    /// An `[[upstreams]]` entry `name` with `lines` (url or servers, timeouts, ...).
+    pub fn upstream_with(self, name: &str, lines: &str) -> Config {
+        self.raw(&format!("\n[[upstreams]]\nname = \"{name}\"\n{lines}"))
     }
 
     /// The upstream `echo` at the echo's root.
@@ -68,9 +89,19 @@ impl Config {
 
     /// A route `name` for `prefix` to upstream `echo`, with `lines` added to it.
     pub fn route(self, name: &str, prefix: &str, lines: &str) -> Config {
+        self.route_to(name, prefix, "echo", lines)
+    }
+
+    /// A route `name` for `prefix` to `upstream`, with `lines` added to it.
+    pub fn route_to(self, name: &str, prefix: &str, upstream: &str, lines: &str) -> Config {
         self.raw(&format!(
-            "\n[[routes]]\nname = \"{name}\"\npath_prefix = \"{prefix}\"\nupstream = \"echo\"\n{lines}"
+            "\n[[routes]]\nname = \"{name}\"\npath_prefix = \"{prefix}\"\nupstream = \"{upstream}\"\n{lines}"
         ))
+    }
+
+    /// The public route `all` for `/` to `upstream`.
+    pub fn catch_all(self, upstream: &str) -> Config {
+        self.route_to("all", "/", upstream, "public = true")
     }
 
     /// The route `public` for `prefix` to upstream `echo`, `public = true`.
@@ -107,6 +138,15 @@ pub async fn start_public(server: &str) -> (Echo, Gateway) {
     let echo = Echo::start().await;
     let gateway = Gateway::from_toml(public_echo(server, &echo)).start().await;
     (echo, gateway)
+}
+
+/// The upstream tests' gateway: upstream `svc` with `lines` (url or servers, timeouts), and
+/// the public route `all` for `/` to it.
+pub fn svc(lines: &str) -> String {
+    Config::new()
+        .upstream_with("svc", lines)
+        .catch_all("svc")
+        .toml()
 }
 
 /// `server` lines in `[server]`, then `rest` as is.
