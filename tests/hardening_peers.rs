@@ -448,40 +448,17 @@ async fn respond_upstream(line: String, mut stream: TcpStream) {
 /// Upstream `bad` (the raw server, `timeout = 300ms`, 8 KiB response heads) under `/bad`, and
 /// the echo under `/public`; `idle_timeout = 1s`.
 async fn upstream_gateway(bad: &RawServer, echo: &Echo) -> Gateway {
-    let config = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-idle_timeout = "1s"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[[upstreams]]
-name = "bad"
-url = "{bad}"
-timeout = "300ms"
-max_response_header_bytes = 8192
-
-[[upstreams]]
-name = "echo"
-url = "{echo}"
-
-[[routes]]
-name = "bad"
-path_prefix = "/bad"
-upstream = "bad"
-public = true
-
-[[routes]]
-name = "public"
-path_prefix = "/public"
-upstream = "echo"
-public = true
-"#,
-        bad = bad.url(),
-        echo = echo.url("")
+    let bad_lines = format!(
+        "url = \"{}\"\ntimeout = \"300ms\"\nmax_response_header_bytes = 8192",
+        bad.url()
     );
+    let config = Config::new()
+        .server("idle_timeout = \"1s\"")
+        .upstream_with("bad", &bad_lines)
+        .echo(echo)
+        .route_to("bad", "/bad", "bad", "public = true")
+        .public("/public")
+        .toml();
     Gateway::from_toml(config).start().await
 }
 
