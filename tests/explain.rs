@@ -1,7 +1,8 @@
 //! `authgate explain` (issue 6): the offline trace, its exit codes, allow and every deny
 //! reason it can meet without a connection.
 
-use std::process::Command;
+mod support;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -81,19 +82,10 @@ fn token_from(iss: &str, scope: &str, exp_offset: i64, secret: &str) -> String {
     .unwrap()
 }
 
+/// The exit code and stdout of `authgate explain`.
 fn explain(config: &std::path::Path, args: &[&str]) -> (i32, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_authgate"))
-        .arg("explain")
-        .arg("-c")
-        .arg(config)
-        .args(args)
-        .env("RUST_LOG", "off")
-        .output()
-        .expect("run authgate explain");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-    )
+    let run = support::binary::explain(config, args);
+    (run.code, run.stdout)
 }
 
 #[test]

@@ -4,8 +4,8 @@
 
 #[path = "support/pki.rs"]
 mod pki;
+mod support;
 
-use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -46,20 +46,10 @@ fn claims(overrides: Value) -> Value {
     claims
 }
 
+/// The exit code of `authgate explain`, and its stdout followed by its stderr.
 fn explain(config: &std::path::Path, args: &[&str]) -> (i32, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_authgate"))
-        .arg("explain")
-        .arg("-c")
-        .arg(config)
-        .args(args)
-        .env("RUST_LOG", "off")
-        .output()
-        .expect("run authgate explain");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned()
-            + &String::from_utf8_lossy(&output.stderr),
-    )
+    let run = support::binary::explain(config, args);
+    (run.code, run.stdout + &run.stderr)
 }
 
 const ISSUER: &str = r#"
@@ -206,36 +196,22 @@ scopes = ["orders:read"]
     // A token bound to the client certificate.
     let x5t = URL_SAFE_NO_PAD.encode(client.sha256());
     let bound = sign(&claims(json!({"cnf": {"x5t#S256": x5t}})), None);
-    let (code, out) = explain(
-        &config,
-        &[
-            "--path",
-            "/orders/1",
-            "--token",
-            &bound,
-            "--cert",
-            client_pem,
-        ],
-    );
+    // The bound token on /orders/1, with the certificate `cert` if any.
+    let with_cert = |cert: Option<&str>| {
+        let mut args = vec!["--path", "/orders/1", "--token", &bound];
+        args.extend(cert.map(|cert| ["--cert", cert]).into_iter().flatten());
+        explain(&config, &args)
+    };
+    let (code, out) = with_cert(Some(client_pem));
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains(&format!(r#"x5t#S256 "{x5t}" == presented certificate"#)),
         "{out}"
     );
-    let (code, out) = explain(&config, &["--path", "/orders/1", "--token", &bound]);
+    let (code, out) = with_cert(None);
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("but no client certificate presented"), "{out}");
-    let (code, out) = explain(
-        &config,
-        &[
-            "--path",
-            "/orders/1",
-            "--token",
-            &bound,
-            "--cert",
-            other_pem,
-        ],
-    );
+    let (code, out) = with_cert(Some(other_pem));
     assert_eq!(code, 3, "{out}");
     assert!(
         out.contains("!= presented certificate")

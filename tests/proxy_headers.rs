@@ -5,32 +5,33 @@
 
 mod support;
 
-use http::{Request, StatusCode};
-use support::config::{standard, Config};
+use http::StatusCode;
+use support::config::{start_standard, Config};
 use support::echo::Echo;
-use support::gateway::{raw, send, with_host, Gateway, TIMEOUT};
+use support::gateway::{raw, send, with_headers, with_host, Gateway, TIMEOUT};
 
 // ---------------------------------------------------------------------------------------------
 // Headers at the upstream (SPEC §4)
 
 #[tokio::test]
 async fn hop_by_hop_headers_and_headers_named_by_connection_are_removed() {
-    let echo = Echo::start().await;
-    let gateway = standard(&echo).await;
+    let (echo, gateway) = start_standard().await;
 
     let hop_by_hop = || {
-        Request::get("/public/h")
-            .header("connection", "close, X-Remove-Me")
-            .header("x-remove-me", "secret")
-            .header("keep-alive", "timeout=5")
-            .header("te", "trailers")
-            .header("trailer", "x-checksum")
-            .header("upgrade", "h2c")
-            .header("proxy-authorization", "Basic dXNlcjpwYXNz")
-            .header("proxy-connection", "keep-alive")
-            .header("x-kept", "yes")
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .unwrap()
+        with_headers(
+            "/public/h",
+            &[
+                ("connection", "close, X-Remove-Me"),
+                ("x-remove-me", "secret"),
+                ("keep-alive", "timeout=5"),
+                ("te", "trailers"),
+                ("trailer", "x-checksum"),
+                ("upgrade", "h2c"),
+                ("proxy-authorization", "Basic dXNlcjpwYXNz"),
+                ("proxy-connection", "keep-alive"),
+                ("x-kept", "yes"),
+            ],
+        )
     };
     // Control: sent straight to the echo, every header arrives (the client really sends them).
     let direct = send(echo.addr(), hop_by_hop()).await.echoed();
@@ -68,18 +69,18 @@ async fn hop_by_hop_headers_and_headers_named_by_connection_are_removed() {
 
 #[tokio::test]
 async fn connection_may_name_authorization_but_never_the_gateways_own_headers() {
-    let echo = Echo::start().await;
-    let gateway = standard(&echo).await;
+    let (echo, gateway) = start_standard().await;
 
-    let request = Request::get("/public/h")
-        .header(
-            "connection",
-            "Authorization, X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, X-Request-Id, Host",
-        )
-        .header("authorization", "Bearer abc")
-        .header("x-request-id", "client-id-1")
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
+    let connection =
+        "Authorization, X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, X-Request-Id, Host";
+    let request = with_headers(
+        "/public/h",
+        &[
+            ("connection", connection),
+            ("authorization", "Bearer abc"),
+            ("x-request-id", "client-id-1"),
+        ],
+    );
     let echoed = gateway.send(request).await.echoed();
     assert!(
         !echoed.has_header("authorization"),
@@ -102,21 +103,22 @@ async fn connection_may_name_authorization_but_never_the_gateways_own_headers() 
 
 #[tokio::test]
 async fn identity_headers_sent_by_a_client_are_removed() {
-    let echo = Echo::start().await;
-    let gateway = standard(&echo).await;
+    let (echo, gateway) = start_standard().await;
 
     let spoofing = || {
-        Request::get("/public/h")
-            .header("x-auth-subject", "admin")
-            .header("x-auth-scopes", "everything")
-            .header("x_auth_issuer", "https://evil/")
-            .header("X_Auth-Client-Id", "root")
-            .header("x-auth-tenant", "other")
-            .header("x-client-cert-subject", "CN=admin")
-            .header("x_client_cert_sha256", "00")
-            .header("x-authority", "not an identity header")
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .unwrap()
+        with_headers(
+            "/public/h",
+            &[
+                ("x-auth-subject", "admin"),
+                ("x-auth-scopes", "everything"),
+                ("x_auth_issuer", "https://evil/"),
+                ("X_Auth-Client-Id", "root"),
+                ("x-auth-tenant", "other"),
+                ("x-client-cert-subject", "CN=admin"),
+                ("x_client_cert_sha256", "00"),
+                ("x-authority", "not an identity header"),
+            ],
+        )
     };
     let direct = send(echo.addr(), spoofing()).await.echoed();
     assert!(
@@ -140,17 +142,18 @@ async fn identity_headers_sent_by_a_client_are_removed() {
 
 #[tokio::test]
 async fn forwarded_headers_are_set_from_the_connection_for_an_untrusted_peer() {
-    let echo = Echo::start().await;
-    let gateway = standard(&echo).await;
+    let (echo, gateway) = start_standard().await;
 
-    let request = Request::get("/public/h")
-        .header("host", "Public.Example:8080")
-        .header("x-forwarded-for", "6.6.6.6")
-        .header("x-forwarded-for", "7.7.7.7")
-        .header("x-forwarded-proto", "https")
-        .header("x-forwarded-host", "evil.example")
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
+    let request = with_headers(
+        "/public/h",
+        &[
+            ("host", "Public.Example:8080"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-for", "7.7.7.7"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+        ],
+    );
     let echoed = gateway.send(request).await.echoed();
     assert_eq!(echoed.header_all("x-forwarded-for"), ["127.0.0.1"]);
     assert_eq!(echoed.header_all("x-forwarded-proto"), ["http"]);
@@ -178,13 +181,15 @@ async fn forwarded_headers_from_a_trusted_proxy_are_kept_and_extended() {
     .start()
     .await;
 
-    let request = Request::get("/public/h")
-        .header("host", "internal:8080")
-        .header("x-forwarded-for", "203.0.113.7")
-        .header("x-forwarded-proto", "https")
-        .header("x-forwarded-host", "public.example")
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
+    let request = with_headers(
+        "/public/h",
+        &[
+            ("host", "internal:8080"),
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "public.example"),
+        ],
+    );
     let echoed = gateway.send(request).await.echoed();
     assert_eq!(
         echoed.header_all("x-forwarded-for"),
@@ -220,31 +225,21 @@ async fn preserve_host_forwards_the_original_host() {
 
 #[tokio::test]
 async fn a_valid_client_request_id_is_kept_and_echoed() {
-    let echo = Echo::start().await;
-    let gateway = standard(&echo).await;
+    let (_echo, gateway) = start_standard().await;
 
     let id = "req-1_2.3:4";
-    let request = Request::get("/public/h")
-        .header("x-request-id", id)
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
+    let request = with_headers("/public/h", &[("x-request-id", id)]);
     let reply = gateway.send(request).await;
     assert_eq!(reply.header("x-request-id"), Some(id));
     assert_eq!(reply.echoed().header_all("x-request-id"), [id]);
 
     let long = "x".repeat(128);
-    let request = Request::get("/public/h")
-        .header("x-request-id", long.as_str())
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
+    let request = with_headers("/public/h", &[("x-request-id", long.as_str())]);
     let reply = gateway.send(request).await;
     assert_eq!(reply.header("x-request-id"), Some(long.as_str()));
 
     // Kept on the gateway's own responses too.
-    let request = Request::get("/nowhere")
-        .header("x-request-id", id)
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
+    let request = with_headers("/nowhere", &[("x-request-id", id)]);
     let reply = gateway.send(request).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     assert_eq!(reply.header("x-request-id"), Some(id));
@@ -252,15 +247,11 @@ async fn a_valid_client_request_id_is_kept_and_echoed() {
 
 #[tokio::test]
 async fn an_invalid_client_request_id_is_replaced() {
-    let echo = Echo::start().await;
-    let gateway = standard(&echo).await;
+    let (_echo, gateway) = start_standard().await;
 
     let too_long = "x".repeat(129);
     for bad in ["has space", "semi;colon", too_long.as_str()] {
-        let request = Request::get("/public/h")
-            .header("x-request-id", bad)
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .unwrap();
+        let request = with_headers("/public/h", &[("x-request-id", bad)]);
         let reply = gateway.send(request).await;
         let returned = reply
             .header("x-request-id")
@@ -277,8 +268,7 @@ async fn an_invalid_client_request_id_is_replaced() {
 
 #[tokio::test]
 async fn a_generated_request_id_is_on_every_response() {
-    let echo = Echo::start().await;
-    let gateway = standard(&echo).await;
+    let (_echo, gateway) = start_standard().await;
 
     let proxied = gateway.get("/public/h").await;
     let id = proxied
@@ -310,13 +300,9 @@ async fn a_generated_request_id_is_on_every_response() {
 
 #[tokio::test]
 async fn authorization_is_forwarded_unchanged_on_a_public_route() {
-    let echo = Echo::start().await;
-    let gateway = standard(&echo).await;
+    let (_echo, gateway) = start_standard().await;
 
-    let request = Request::get("/public/h")
-        .header("authorization", "Bearer not.a.jwt")
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
+    let request = with_headers("/public/h", &[("authorization", "Bearer not.a.jwt")]);
     let echoed = gateway.send(request).await.echoed();
     assert_eq!(echoed.header_all("authorization"), ["Bearer not.a.jwt"]);
 }

@@ -170,6 +170,13 @@ pub async fn standard(echo: &Echo) -> Gateway {
     Gateway::from_toml(standard_config(echo)).start().await
 }
 
+/// An echo upstream and a ready gateway running [`standard_config`] for it.
+pub async fn start_standard() -> (Echo, Gateway) {
+    let echo = Echo::start().await;
+    let gateway = standard(&echo).await;
+    (echo, gateway)
+}
+
 /// The decision-mode gateway of `decision.rs` and `nginx_decision.rs`: a `[decision]`
 /// listener on 127.0.0.1:0 trusting `trusted`, readiness on listeners, issuers `main` (the
 /// IdP at `issuer`/`jwks_uri`, audience `api`, plus `main_lines`) and `down` (keys never
