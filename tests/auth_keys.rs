@@ -13,6 +13,7 @@ use jsonwebtoken::Algorithm;
 use serde_json::json;
 
 use support::auth::{assert_invalid_token, get, issuer_with_route, wait_metrics, Gateway, WAIT};
+use support::config::Config;
 use support::idp::{keys, Idp};
 
 // ----------------------------------------------------------------------------------------
@@ -425,30 +426,18 @@ async fn discovery_document_for_another_issuer_is_not_used() {
 async fn entry_without_keys_is_not_overruled_by_another_entrys_refusal() {
     let idp = Idp::start().await;
     let iss = idp.issuer();
-    let gateway = Gateway::start_unready(&format!(
-        r#"
-[[issuers]]
-name = "up"
-issuer = "{iss}"
-jwks_uri = "{}"
-audiences = ["aud-up"]
-
-[[issuers]]
-name = "down"
-issuer = "{iss}"
-jwks_uri = "{}"
-audiences = ["aud-down"]
-min_refresh = "1s"
-
-[[routes]]
-name = "both"
-path_prefix = "/both"
-upstream = "echo"
-issuers = ["up", "down"]
-"#,
-        idp.jwks_uri(),
-        Idp::absent_jwks_uri()
-    ))
+    let gateway = Gateway::start_unready(
+        &Config::new()
+            .jwks_issuer("up", &iss, &idp.jwks_uri(), "audiences = [\"aud-up\"]")
+            .jwks_issuer(
+                "down",
+                &iss,
+                &Idp::absent_jwks_uri(),
+                "audiences = [\"aud-down\"]\nmin_refresh = \"1s\"",
+            )
+            .route("both", "/both", "issuers = [\"up\", \"down\"]")
+            .tables(),
+    )
     .await;
     assert!(idp.wait_jwks_requests(1, WAIT).await);
     // Wait (bounded) until "up" has its keys: a token for it passes.

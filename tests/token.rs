@@ -32,6 +32,12 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// The command failed with exit code 1 and said `needle` on stderr.
+fn assert_refused(output: &Output, needle: &str) {
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(output));
+    assert!(stderr(output).contains(needle), "{}", stderr(output));
+}
+
 /// A P-256 private key as PEM and its public JWK.
 fn ec_key() -> (String, serde_json::Value) {
     let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
@@ -168,12 +174,7 @@ fn a_jwks_file_token_needs_a_key_of_the_set() {
     let stranger = scratch.write("stranger.pem", &stranger_pem);
 
     let needs_key = authgate(&["token", "-c", &config, "--issuer", "files"]);
-    assert_eq!(needs_key.status.code(), Some(1));
-    assert!(
-        stderr(&needs_key).contains("pass --key"),
-        "{}",
-        stderr(&needs_key)
-    );
+    assert_refused(&needs_key, "pass --key");
 
     let minted = authgate(&[
         "token",
@@ -213,12 +214,7 @@ fn a_jwks_file_token_needs_a_key_of_the_set() {
         "--key",
         stranger.to_str().unwrap(),
     ]);
-    assert_eq!(wrong.status.code(), Some(1));
-    assert!(
-        stderr(&wrong).contains("is not the private key of any key"),
-        "{}",
-        stderr(&wrong)
-    );
+    assert_refused(&wrong, "is not the private key of any key");
     assert!(stdout(&wrong).is_empty());
 }
 
@@ -227,19 +223,12 @@ fn remote_and_unknown_issuers_are_refused() {
     let scratch = Scratch::new("token-remote");
     let config = config(&scratch, None);
     let remote = authgate(&["token", "-c", &config, "--issuer", "remote"]);
-    assert_eq!(remote.status.code(), Some(1));
-    assert!(
-        stderr(&remote).contains("issuer remote fetches its keys (jwks_uri https://idp.example.com/jwks.json): only that identity provider can mint its tokens"),
-        "{}",
-        stderr(&remote)
-    );
+    assert_refused(&remote, "issuer remote fetches its keys (jwks_uri https://idp.example.com/jwks.json): only that identity provider can mint its tokens");
     assert!(stdout(&remote).is_empty());
     let unknown = authgate(&["token", "-c", &config, "--issuer", "nope"]);
-    assert_eq!(unknown.status.code(), Some(1));
-    assert!(stderr(&unknown).contains(r#"no issuer entry named "nope""#));
+    assert_refused(&unknown, r#"no issuer entry named "nope""#);
     let key_for_hmac = authgate(&[
         "token", "-c", &config, "--issuer", "internal", "--key", "x.pem",
     ]);
-    assert_eq!(key_for_hmac.status.code(), Some(1));
-    assert!(stderr(&key_for_hmac).contains("--key is only for jwks_file issuers"));
+    assert_refused(&key_for_hmac, "--key is only for jwks_file issuers");
 }

@@ -63,13 +63,15 @@ impl Config {
     /// An `[[issuers]]` entry `name` for `idp` (its `issuer` and `jwks_uri`, audience `api`),
     /// with `lines` added.
     pub fn idp(self, name: &str, idp: &Idp, lines: &str) -> Config {
-        let (issuer, jwks) = (idp.issuer(), idp.jwks_uri());
-        self.issuer(
-            name,
-            &format!(
-                "issuer = \"{issuer}\"\njwks_uri = \"{jwks}\"\naudiences = [\"api\"]\n{lines}"
-            ),
-        )
+        let lines = format!("audiences = [\"api\"]\n{lines}");
+        self.jwks_issuer(name, &idp.issuer(), &idp.jwks_uri(), &lines)
+    }
+
+    /// An `[[issuers]]` entry `name` for `iss` with keys at `jwks_uri`, with `lines` added
+    /// (audiences, ...).
+    pub fn jwks_issuer(self, name: &str, iss: &str, jwks_uri: &str, lines: &str) -> Config {
+        let keys = format!("issuer = \"{iss}\"\njwks_uri = \"{jwks_uri}\"\n{lines}");
+        self.issuer(name, &keys)
     }
 
     /// An `[[upstreams]]` entry.
@@ -112,6 +114,12 @@ impl Config {
     /// [`TEST_ISSUER`].
     pub fn test_issuer(self) -> Config {
         self.raw(TEST_ISSUER)
+    }
+
+    /// The tables after `[admin]` alone, for harnesses that write their own listeners
+    /// (`support::auth::Gateway::start`).
+    pub fn tables(&self) -> String {
+        self.rest.clone()
     }
 
     /// The TOML text.
