@@ -14,6 +14,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
 use pki::{self_signed_client, toml_path, Ca, Scratch};
+use support::config::Config;
 
 const SECRET: &str = "explain-mismatch-secret-0123456789abcdef";
 
@@ -60,24 +61,26 @@ hmac_secret = "explain-mismatch-secret-0123456789abcdef"
 audiences = ["api://orders"]
 "#;
 
+/// [`ISSUER`] and the upstream `orders` (nothing listens there: explain connects to nothing).
+fn orders_upstream() -> Config {
+    Config::new()
+        .raw(ISSUER)
+        .upstream("orders", "http://127.0.0.1:9")
+}
+
 #[test]
 fn explain_prints_each_claim_beside_what_the_config_expected() {
     let scratch = Scratch::new("explain-mismatch");
     let config = scratch.write(
         "explain.toml",
-        &format!(
-            r#"{ISSUER}
-[[upstreams]]
-name = "orders"
-url = "http://127.0.0.1:9"
-
-[[routes]]
-name = "orders-read"
-path_prefix = "/orders"
-upstream = "orders"
-scopes = ["orders:read"]
-"#
-        ),
+        &orders_upstream()
+            .route_to(
+                "orders-read",
+                "/orders",
+                "orders",
+                "scopes = [\"orders:read\"]",
+            )
+            .tables(),
     );
     let run = |token: &str| explain(&config, &["--path", "/orders/7", "--token", token]);
 
@@ -242,26 +245,15 @@ scopes = ["orders:read"]
     );
     let config = scratch.write(
         "explain.toml",
-        &format!(
-            r#"{ISSUER}
-[[api_keys]]
-name = "partners"
-file = "keys.toml"
-header = "X-API-Key"
-
-[[upstreams]]
-name = "orders"
-url = "http://127.0.0.1:9"
-
-[[routes]]
-name = "tenant-api"
-path_prefix = "/v1"
-host = "api.example.com"
-upstream = "orders"
-api_keys = ["partners"]
-scopes = ["orders:read"]
-"#
-        ),
+        &orders_upstream()
+            .raw("[[api_keys]]\nname = \"partners\"\nfile = \"keys.toml\"\nheader = \"X-API-Key\"")
+            .route_to(
+                "tenant-api",
+                "/v1",
+                "orders",
+                "host = \"api.example.com\"\napi_keys = [\"partners\"]\nscopes = [\"orders:read\"]",
+            )
+            .tables(),
     );
     let (code, out) = explain(&config, &["--path", "/v1/x"]);
     assert_eq!(code, 3, "{out}");

@@ -5,10 +5,17 @@
 
 mod support;
 
-use http::StatusCode;
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Empty;
 use support::config::{start_standard, Config};
 use support::echo::Echo;
 use support::gateway::{raw, send, with_headers, with_host, Gateway, TIMEOUT};
+
+/// `GET /public/h` with `headers`, in order.
+fn public_get(headers: &[(&str, &str)]) -> Request<Empty<Bytes>> {
+    with_headers("/public/h", headers)
+}
 
 // ---------------------------------------------------------------------------------------------
 // Headers at the upstream (SPEC §4)
@@ -18,20 +25,17 @@ async fn hop_by_hop_headers_and_headers_named_by_connection_are_removed() {
     let (echo, gateway) = start_standard().await;
 
     let hop_by_hop = || {
-        with_headers(
-            "/public/h",
-            &[
-                ("connection", "close, X-Remove-Me"),
-                ("x-remove-me", "secret"),
-                ("keep-alive", "timeout=5"),
-                ("te", "trailers"),
-                ("trailer", "x-checksum"),
-                ("upgrade", "h2c"),
-                ("proxy-authorization", "Basic dXNlcjpwYXNz"),
-                ("proxy-connection", "keep-alive"),
-                ("x-kept", "yes"),
-            ],
-        )
+        public_get(&[
+            ("connection", "close, X-Remove-Me"),
+            ("x-remove-me", "secret"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("trailer", "x-checksum"),
+            ("upgrade", "h2c"),
+            ("proxy-authorization", "Basic dXNlcjpwYXNz"),
+            ("proxy-connection", "keep-alive"),
+            ("x-kept", "yes"),
+        ])
     };
     // Control: sent straight to the echo, every header arrives (the client really sends them).
     let direct = send(echo.addr(), hop_by_hop()).await.echoed();
@@ -73,14 +77,11 @@ async fn connection_may_name_authorization_but_never_the_gateways_own_headers() 
 
     let connection =
         "Authorization, X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, X-Request-Id, Host";
-    let request = with_headers(
-        "/public/h",
-        &[
-            ("connection", connection),
-            ("authorization", "Bearer abc"),
-            ("x-request-id", "client-id-1"),
-        ],
-    );
+    let request = public_get(&[
+        ("connection", connection),
+        ("authorization", "Bearer abc"),
+        ("x-request-id", "client-id-1"),
+    ]);
     let echoed = gateway.send(request).await.echoed();
     assert!(
         !echoed.has_header("authorization"),
@@ -106,19 +107,16 @@ async fn identity_headers_sent_by_a_client_are_removed() {
     let (echo, gateway) = start_standard().await;
 
     let spoofing = || {
-        with_headers(
-            "/public/h",
-            &[
-                ("x-auth-subject", "admin"),
-                ("x-auth-scopes", "everything"),
-                ("x_auth_issuer", "https://evil/"),
-                ("X_Auth-Client-Id", "root"),
-                ("x-auth-tenant", "other"),
-                ("x-client-cert-subject", "CN=admin"),
-                ("x_client_cert_sha256", "00"),
-                ("x-authority", "not an identity header"),
-            ],
-        )
+        public_get(&[
+            ("x-auth-subject", "admin"),
+            ("x-auth-scopes", "everything"),
+            ("x_auth_issuer", "https://evil/"),
+            ("X_Auth-Client-Id", "root"),
+            ("x-auth-tenant", "other"),
+            ("x-client-cert-subject", "CN=admin"),
+            ("x_client_cert_sha256", "00"),
+            ("x-authority", "not an identity header"),
+        ])
     };
     let direct = send(echo.addr(), spoofing()).await.echoed();
     assert!(
@@ -144,16 +142,13 @@ async fn identity_headers_sent_by_a_client_are_removed() {
 async fn forwarded_headers_are_set_from_the_connection_for_an_untrusted_peer() {
     let (echo, gateway) = start_standard().await;
 
-    let request = with_headers(
-        "/public/h",
-        &[
-            ("host", "Public.Example:8080"),
-            ("x-forwarded-for", "6.6.6.6"),
-            ("x-forwarded-for", "7.7.7.7"),
-            ("x-forwarded-proto", "https"),
-            ("x-forwarded-host", "evil.example"),
-        ],
-    );
+    let request = public_get(&[
+        ("host", "Public.Example:8080"),
+        ("x-forwarded-for", "6.6.6.6"),
+        ("x-forwarded-for", "7.7.7.7"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "evil.example"),
+    ]);
     let echoed = gateway.send(request).await.echoed();
     assert_eq!(echoed.header_all("x-forwarded-for"), ["127.0.0.1"]);
     assert_eq!(echoed.header_all("x-forwarded-proto"), ["http"]);
@@ -181,15 +176,12 @@ async fn forwarded_headers_from_a_trusted_proxy_are_kept_and_extended() {
     .start()
     .await;
 
-    let request = with_headers(
-        "/public/h",
-        &[
-            ("host", "internal:8080"),
-            ("x-forwarded-for", "203.0.113.7"),
-            ("x-forwarded-proto", "https"),
-            ("x-forwarded-host", "public.example"),
-        ],
-    );
+    let request = public_get(&[
+        ("host", "internal:8080"),
+        ("x-forwarded-for", "203.0.113.7"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "public.example"),
+    ]);
     let echoed = gateway.send(request).await.echoed();
     assert_eq!(
         echoed.header_all("x-forwarded-for"),
@@ -228,13 +220,13 @@ async fn a_valid_client_request_id_is_kept_and_echoed() {
     let (_echo, gateway) = start_standard().await;
 
     let id = "req-1_2.3:4";
-    let request = with_headers("/public/h", &[("x-request-id", id)]);
+    let request = public_get(&[("x-request-id", id)]);
     let reply = gateway.send(request).await;
     assert_eq!(reply.header("x-request-id"), Some(id));
     assert_eq!(reply.echoed().header_all("x-request-id"), [id]);
 
     let long = "x".repeat(128);
-    let request = with_headers("/public/h", &[("x-request-id", long.as_str())]);
+    let request = public_get(&[("x-request-id", long.as_str())]);
     let reply = gateway.send(request).await;
     assert_eq!(reply.header("x-request-id"), Some(long.as_str()));
 
@@ -251,7 +243,7 @@ async fn an_invalid_client_request_id_is_replaced() {
 
     let too_long = "x".repeat(129);
     for bad in ["has space", "semi;colon", too_long.as_str()] {
-        let request = with_headers("/public/h", &[("x-request-id", bad)]);
+        let request = public_get(&[("x-request-id", bad)]);
         let reply = gateway.send(request).await;
         let returned = reply
             .header("x-request-id")
@@ -302,7 +294,7 @@ async fn a_generated_request_id_is_on_every_response() {
 async fn authorization_is_forwarded_unchanged_on_a_public_route() {
     let (_echo, gateway) = start_standard().await;
 
-    let request = with_headers("/public/h", &[("authorization", "Bearer not.a.jwt")]);
+    let request = public_get(&[("authorization", "Bearer not.a.jwt")]);
     let echoed = gateway.send(request).await.echoed();
     assert_eq!(echoed.header_all("authorization"), ["Bearer not.a.jwt"]);
 }

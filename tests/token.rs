@@ -176,17 +176,13 @@ fn a_jwks_file_token_needs_a_key_of_the_set() {
     let needs_key = authgate(&["token", "-c", &config, "--issuer", "files"]);
     assert_refused(&needs_key, "pass --key");
 
-    let minted = authgate(&[
-        "token",
-        "-c",
-        &config,
-        "--issuer",
-        "files",
-        "--key",
-        key.to_str().unwrap(),
-        "--scope",
-        "files:read",
-    ]);
+    // `authgate token` for the entry `files`, signed with the key in `pem_file`.
+    let mint_with = |pem_file: &std::path::Path, more: &[&str]| {
+        let key = pem_file.to_str().unwrap();
+        let args = ["token", "-c", &config, "--issuer", "files", "--key", key];
+        authgate(&[&args[..], more].concat())
+    };
+    let minted = mint_with(&key, &["--scope", "files:read"]);
     assert!(minted.status.success(), "{}", stderr(&minted));
     let token = stdout(&minted);
     let explained = authgate(&[
@@ -205,15 +201,7 @@ fn a_jwks_file_token_needs_a_key_of_the_set() {
         "{out}"
     );
 
-    let wrong = authgate(&[
-        "token",
-        "-c",
-        &config,
-        "--issuer",
-        "files",
-        "--key",
-        stranger.to_str().unwrap(),
-    ]);
+    let wrong = mint_with(&stranger, &[]);
     assert_refused(&wrong, "is not the private key of any key");
     assert!(stdout(&wrong).is_empty());
 }
