@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Empty;
 use support::config::{start_standard, Config};
-use support::echo::Echo;
+use support::echo::{Echo, Echoed};
 use support::gateway::{raw, send, with_headers, with_host, Gateway, TIMEOUT};
 
 /// `GET /public/h` with `headers`, in order.
@@ -17,28 +17,33 @@ fn public_get(headers: &[(&str, &str)]) -> Request<Empty<Bytes>> {
     with_headers("/public/h", headers)
 }
 
+/// `GET /public/h` with `headers` as the echo sees it sent straight (the control: the client
+/// really sends them) and through the standard gateway.
+async fn direct_and_proxied(headers: &[(&str, &str)]) -> (Echoed, Echoed) {
+    let (echo, gateway) = start_standard().await;
+    let direct = send(echo.addr(), public_get(headers)).await.echoed();
+    let proxied = gateway.send(public_get(headers)).await.echoed();
+    (direct, proxied)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Headers at the upstream (SPEC §4)
 
 #[tokio::test]
 async fn hop_by_hop_headers_and_headers_named_by_connection_are_removed() {
-    let (echo, gateway) = start_standard().await;
-
-    let hop_by_hop = || {
-        public_get(&[
-            ("connection", "close, X-Remove-Me"),
-            ("x-remove-me", "secret"),
-            ("keep-alive", "timeout=5"),
-            ("te", "trailers"),
-            ("trailer", "x-checksum"),
-            ("upgrade", "h2c"),
-            ("proxy-authorization", "Basic dXNlcjpwYXNz"),
-            ("proxy-connection", "keep-alive"),
-            ("x-kept", "yes"),
-        ])
-    };
+    let (direct, echoed) = direct_and_proxied(&[
+        ("connection", "close, X-Remove-Me"),
+        ("x-remove-me", "secret"),
+        ("keep-alive", "timeout=5"),
+        ("te", "trailers"),
+        ("trailer", "x-checksum"),
+        ("upgrade", "h2c"),
+        ("proxy-authorization", "Basic dXNlcjpwYXNz"),
+        ("proxy-connection", "keep-alive"),
+        ("x-kept", "yes"),
+    ])
+    .await;
     // Control: sent straight to the echo, every header arrives (the client really sends them).
-    let direct = send(echo.addr(), hop_by_hop()).await.echoed();
     for name in [
         "connection",
         "x-remove-me",
@@ -50,7 +55,6 @@ async fn hop_by_hop_headers_and_headers_named_by_connection_are_removed() {
         assert!(direct.has_header(name), "control: {name} not sent");
     }
 
-    let echoed = gateway.send(hop_by_hop()).await.echoed();
     for name in [
         "connection",
         "x-remove-me",
@@ -104,28 +108,23 @@ async fn connection_may_name_authorization_but_never_the_gateways_own_headers() 
 
 #[tokio::test]
 async fn identity_headers_sent_by_a_client_are_removed() {
-    let (echo, gateway) = start_standard().await;
-
-    let spoofing = || {
-        public_get(&[
-            ("x-auth-subject", "admin"),
-            ("x-auth-scopes", "everything"),
-            ("x_auth_issuer", "https://evil/"),
-            ("X_Auth-Client-Id", "root"),
-            ("x-auth-tenant", "other"),
-            ("x-client-cert-subject", "CN=admin"),
-            ("x_client_cert_sha256", "00"),
-            ("x-authority", "not an identity header"),
-        ])
-    };
-    let direct = send(echo.addr(), spoofing()).await.echoed();
+    let (direct, echoed) = direct_and_proxied(&[
+        ("x-auth-subject", "admin"),
+        ("x-auth-scopes", "everything"),
+        ("x_auth_issuer", "https://evil/"),
+        ("X_Auth-Client-Id", "root"),
+        ("x-auth-tenant", "other"),
+        ("x-client-cert-subject", "CN=admin"),
+        ("x_client_cert_sha256", "00"),
+        ("x-authority", "not an identity header"),
+    ])
+    .await;
     assert!(
         direct.has_header("x_auth_issuer"),
         "control: underscore names are sent"
     );
     assert!(direct.has_header("x_client_cert_sha256"), "control");
 
-    let echoed = gateway.send(spoofing()).await.echoed();
     let leaked: Vec<_> = echoed
         .headers
         .iter()

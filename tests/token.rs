@@ -3,6 +3,7 @@
 
 #[path = "support/pki.rs"]
 mod pki;
+mod support;
 
 use std::process::{Command, Output};
 
@@ -12,6 +13,7 @@ use base64::Engine as _;
 use serde_json::json;
 
 use pki::Scratch;
+use support::config::Config;
 
 const SECRET: &str = "token-test-secret-0123456789abcdefgh";
 
@@ -65,50 +67,39 @@ fn ec_key() -> (String, serde_json::Value) {
 fn config(scratch: &Scratch, jwks: Option<&serde_json::Value>) -> String {
     let fallback = json!({ "keys": [ec_key().1] });
     scratch.write("jwks.json", &jwks.unwrap_or(&fallback).to_string());
-    let path = scratch.write(
-        "token.toml",
-        r#"
-[[issuers]]
-name = "internal"
-issuer = "https://auth.internal.example"
-hmac_secret = "${TOKEN_TEST_SECRET}"
-audiences = ["orders"]
-max_token_lifetime = "1h"
-
-[[issuers]]
-name = "files"
-issuer = "https://files.example"
-jwks_file = "jwks.json"
-audiences = ["api://files"]
-token_types = ["at+jwt"]
-required_claims = { token_use = "access" }
-allowed_clients = ["batch"]
-
-[[issuers]]
-name = "remote"
-issuer = "https://idp.example.com/"
-jwks_uri = "https://idp.example.com/jwks.json"
-audiences = ["orders"]
-
-[[upstreams]]
-name = "orders"
-url = "http://127.0.0.1:9"
-
-[[routes]]
-name = "orders"
-path_prefix = "/orders"
-upstream = "orders"
-issuers = ["internal"]
-scopes = ["orders:read"]
-
-[[routes]]
-name = "files"
-path_prefix = "/files"
-upstream = "orders"
-issuers = ["files"]
-scopes = ["files:read"]
-"#,
-    );
+    let text = Config::new()
+        .issuer(
+            "internal",
+            "issuer = \"https://auth.internal.example\"\nhmac_secret = \"${TOKEN_TEST_SECRET}\"\n\
+             audiences = [\"orders\"]\nmax_token_lifetime = \"1h\"",
+        )
+        .issuer(
+            "files",
+            "issuer = \"https://files.example\"\njwks_file = \"jwks.json\"\n\
+             audiences = [\"api://files\"]\ntoken_types = [\"at+jwt\"]\n\
+             required_claims = { token_use = \"access\" }\nallowed_clients = [\"batch\"]",
+        )
+        .jwks_issuer(
+            "remote",
+            "https://idp.example.com/",
+            "https://idp.example.com/jwks.json",
+            "audiences = [\"orders\"]",
+        )
+        .upstream("orders", "http://127.0.0.1:9")
+        .route_to(
+            "orders",
+            "/orders",
+            "orders",
+            "issuers = [\"internal\"]\nscopes = [\"orders:read\"]",
+        )
+        .route_to(
+            "files",
+            "/files",
+            "orders",
+            "issuers = [\"files\"]\nscopes = [\"files:read\"]",
+        )
+        .tables();
+    let path = scratch.write("token.toml", &text);
     path.to_str().unwrap().to_owned()
 }
 
