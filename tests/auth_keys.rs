@@ -307,21 +307,15 @@ async fn hmac_issuer_with_secret_from_the_environment() {
     let secret = "an-hmac-secret-that-is-at-least-32-bytes-long";
     let var = format!("AUTHGATE_AUTH_TEST_HMAC_{}", std::process::id());
     std::env::set_var(&var, secret);
-    let gateway = Gateway::start(&format!(
-        r#"
-[[issuers]]
-name = "shared"
-issuer = "https://hmac.test/"
-hmac_secret = "${{{var}}}"
-audiences = ["api"]
-
-[[routes]]
-name = "h"
-path_prefix = "/h"
-upstream = "echo"
-scopes = ["h:read"]
-"#
-    ))
+    let shared = format!(
+        "issuer = \"https://hmac.test/\"\nhmac_secret = \"${{{var}}}\"\naudiences = [\"api\"]"
+    );
+    let gateway = Gateway::start(
+        &Config::new()
+            .issuer("shared", &shared)
+            .route("h", "/h", "scopes = [\"h:read\"]")
+            .tables(),
+    )
     .await;
     let builder = idp.token().iss("https://hmac.test/").scope("h:read");
     let resp = gateway
