@@ -193,7 +193,7 @@ async fn preserve_host_forwards_the_original_host() {
         Config::new()
             .upstream("keep", &echo.url(""))
             .raw("preserve_host = true")
-            .raw("[[routes]]\nname = \"keep\"\npath_prefix = \"/keep\"\nupstream = \"keep\"\npublic = true")
+            .route_to("keep", "/keep", "keep", "public = true")
             .toml(),
     )
     .start()
