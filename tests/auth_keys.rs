@@ -12,7 +12,9 @@ use http::StatusCode;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
 
-use support::auth::{assert_invalid_token, get, issuer_with_route, wait_metrics, Gateway, WAIT};
+use support::auth::{
+    assert_invalid_token, get, idp_route, issuer_with_route, wait_metrics, Gateway, WAIT,
+};
 use support::config::Config;
 use support::idp::{keys, Idp};
 
@@ -23,14 +25,7 @@ use support::idp::{keys, Idp};
 #[tokio::test]
 async fn unknown_kid_refreshes_once_and_is_rate_limited() {
     let idp = Idp::start().await;
-    let gateway = Gateway::start(&issuer_with_route(
-        "rot",
-        &idp.issuer(),
-        &format!("jwks_uri = \"{}\"", idp.jwks_uri()),
-        "min_refresh = \"600ms\"",
-        "/r",
-    ))
-    .await;
+    let gateway = Gateway::start(&idp_route("rot", &idp, "min_refresh = \"600ms\"")).await;
     assert_eq!(idp.jwks_requests(), 1);
     let k1 = idp.token().sign();
     assert_eq!(gateway.get("/r", Some(&k1)).await.status, StatusCode::OK);
@@ -163,14 +158,7 @@ async fn idp_down_at_start_gives_503_and_not_ready() {
 async fn idp_recovering_after_start_makes_the_gateway_ready() {
     let idp = Idp::start().await;
     idp.set_failing(true);
-    let gateway = Gateway::start_unready(&issuer_with_route(
-        "late",
-        &idp.issuer(),
-        &format!("jwks_uri = \"{}\"", idp.jwks_uri()),
-        "min_refresh = \"200ms\"",
-        "/r",
-    ))
-    .await;
+    let gateway = Gateway::start_unready(&idp_route("late", &idp, "min_refresh = \"200ms\"")).await;
     assert!(idp.wait_jwks_requests(1, WAIT).await, "no fetch at start");
     let token = idp.token().sign();
     assert_eq!(
@@ -187,12 +175,10 @@ async fn idp_recovering_after_start_makes_the_gateway_ready() {
 #[tokio::test]
 async fn stale_keys_are_served_while_the_idp_fails() {
     let idp = Idp::start().await;
-    let gateway = Gateway::start(&issuer_with_route(
+    let gateway = Gateway::start(&idp_route(
         "flaky",
-        &idp.issuer(),
-        &format!("jwks_uri = \"{}\"", idp.jwks_uri()),
+        &idp,
         "refresh_interval = \"200ms\"\nmin_refresh = \"100ms\"\nmax_stale = \"1h\"",
-        "/r",
     ))
     .await;
     let token = idp.token().sign();
@@ -247,12 +233,10 @@ async fn stale_keys_are_served_while_the_idp_fails() {
 #[tokio::test]
 async fn keys_past_max_stale_are_not_used() {
     let idp = Idp::start().await;
-    let gateway = Gateway::start(&issuer_with_route(
+    let gateway = Gateway::start(&idp_route(
         "expiring",
-        &idp.issuer(),
-        &format!("jwks_uri = \"{}\"", idp.jwks_uri()),
+        &idp,
         "refresh_interval = \"200ms\"\nmin_refresh = \"100ms\"\nmax_stale = \"300ms\"",
-        "/r",
     ))
     .await;
     // A token verified (and cached) while the keys were good...
@@ -459,12 +443,10 @@ async fn entry_without_keys_is_not_overruled_by_another_entrys_refusal() {
 async fn cache_control_max_age_is_clamped_to_min_refresh() {
     let idp = Idp::start().await;
     idp.set_cache_control(Some("max-age=0"));
-    let gateway = Gateway::start(&issuer_with_route(
+    let gateway = Gateway::start(&idp_route(
         "cc",
-        &idp.issuer(),
-        &format!("jwks_uri = \"{}\"", idp.jwks_uri()),
+        &idp,
         "refresh_interval = \"10m\"\nmin_refresh = \"300ms\"",
-        "/r",
     ))
     .await;
     // max-age=0 is clamped up to min_refresh: background refreshes continue (not every

@@ -335,3 +335,9 @@ pub fn issuer_with_route(
          {lines}\n\n[[routes]]\nname = \"{route}\"\npath_prefix = \"{prefix}\"\nupstream = \"echo\"\n"
     )
 }
+
+/// [`issuer_with_route`] for `idp` (its `iss`, keys at its `jwks_uri`) with the route `/r`.
+pub fn idp_route(name: &str, idp: &Idp, lines: &str) -> String {
+    let key_source = format!("jwks_uri = \"{}\"", idp.jwks_uri());
+    issuer_with_route(name, &idp.issuer(), &key_source, lines, "/r")
+}
