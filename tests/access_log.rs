@@ -8,6 +8,7 @@ use http::{HeaderValue, Request, StatusCode};
 use http_body_util::Empty;
 use serde_json::json;
 
+use support::config::Config;
 use support::echo::Echo;
 use support::gateway::{send, Gateway, Reply};
 use support::idp::Idp;
@@ -30,35 +31,17 @@ async fn access_log_never_contains_the_token() {
     let log = capture_text();
     let idp = Idp::start().await;
     let echo = Echo::start().await;
-    let gateway = Gateway::from_toml(format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[[issuers]]
-name = "idp"
-issuer = "{}"
-jwks_uri = "{}"
-audiences = ["api"]
-claim_headers = {{ "X-Auth-Tenant" = "tid" }}
-
-[[upstreams]]
-name = "echo"
-url = "http://{}"
-
-[[routes]]
-name = "orders"
-path_prefix = "/orders"
-upstream = "echo"
-scopes = ["orders:read"]
-"#,
-        idp.issuer(),
-        idp.jwks_uri(),
-        echo.addr()
-    ))
+    let gateway = Gateway::from_toml(
+        Config::new()
+            .idp(
+                "idp",
+                &idp,
+                "claim_headers = { \"X-Auth-Tenant\" = \"tid\" }",
+            )
+            .echo(&echo)
+            .route("orders", "/orders", "scopes = [\"orders:read\"]")
+            .toml(),
+    )
     .start()
     .await;
 

@@ -15,6 +15,7 @@ use std::process::Command;
 use http::{HeaderValue, Method};
 use serde_json::json;
 
+use support::config::Config;
 use support::echo::{Echo, Echoed};
 use support::gateway::{request, ConfigFile, Gateway, Reply};
 use support::idp::Idp;
@@ -327,54 +328,28 @@ fn hex_sha256(text: &str) -> String {
 
 /// Keys-only `/keys` (Authorization), `/both` with tokens too, `/write` needing a scope.
 fn keys_config(echo: &Echo, idp: &Idp, key_file: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[[issuers]]
-name = "idp"
-issuer = "{issuer}"
-jwks_uri = "{jwks}"
-audiences = ["api"]
-
-[[api_keys]]
-name = "main"
-file = "{key_file}"
-
-[[upstreams]]
-name = "echo"
-url = "{echo}"
-
-[[routes]]
-name = "keys"
-path_prefix = "/keys"
-upstream = "echo"
-api_keys = ["main"]
-scopes = ["read"]
-
-[[routes]]
-name = "write"
-path_prefix = "/write"
-upstream = "echo"
-api_keys = ["main"]
-scopes = ["write"]
-any_scopes = ["admin", "owner"]
-
-[[routes]]
-name = "both"
-path_prefix = "/both"
-upstream = "echo"
-issuers = ["idp"]
-api_keys = ["main"]
-"#,
-        issuer = idp.issuer(),
-        jwks = idp.jwks_uri(),
-        echo = echo.url(""),
-    )
+    Config::new()
+        .idp("idp", idp, "")
+        .raw(&format!(
+            "\n[[api_keys]]\nname = \"main\"\nfile = \"{key_file}\""
+        ))
+        .echo(echo)
+        .route(
+            "keys",
+            "/keys",
+            "api_keys = [\"main\"]\nscopes = [\"read\"]",
+        )
+        .route(
+            "write",
+            "/write",
+            "api_keys = [\"main\"]\nscopes = [\"write\"]\nany_scopes = [\"admin\", \"owner\"]",
+        )
+        .route(
+            "both",
+            "/both",
+            "issuers = [\"idp\"]\napi_keys = [\"main\"]",
+        )
+        .toml()
 }
 
 #[tokio::test]

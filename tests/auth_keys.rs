@@ -12,7 +12,10 @@ use http::StatusCode;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
 
-use support::auth::{assert_invalid_token, get, issuer_with_route, wait_metrics, Gateway, WAIT};
+use support::auth::{
+    assert_invalid_token, get, idp_route, issuer_with_route, wait_metrics, Gateway, WAIT,
+};
+use support::config::Config;
 use support::idp::{keys, Idp};
 
 // ----------------------------------------------------------------------------------------
@@ -22,14 +25,7 @@ use support::idp::{keys, Idp};
 #[tokio::test]
 async fn unknown_kid_refreshes_once_and_is_rate_limited() {
     let idp = Idp::start().await;
-    let gateway = Gateway::start(&issuer_with_route(
-        "rot",
-        &idp.issuer(),
-        &format!("jwks_uri = \"{}\"", idp.jwks_uri()),
-        "min_refresh = \"600ms\"",
-        "/r",
-    ))
-    .await;
+    let gateway = Gateway::start(&idp_route("rot", &idp, "min_refresh = \"600ms\"")).await;
     assert_eq!(idp.jwks_requests(), 1);
     let k1 = idp.token().sign();
     assert_eq!(gateway.get("/r", Some(&k1)).await.status, StatusCode::OK);
@@ -162,14 +158,7 @@ async fn idp_down_at_start_gives_503_and_not_ready() {
 async fn idp_recovering_after_start_makes_the_gateway_ready() {
     let idp = Idp::start().await;
     idp.set_failing(true);
-    let gateway = Gateway::start_unready(&issuer_with_route(
-        "late",
-        &idp.issuer(),
-        &format!("jwks_uri = \"{}\"", idp.jwks_uri()),
-        "min_refresh = \"200ms\"",
-        "/r",
-    ))
-    .await;
+    let gateway = Gateway::start_unready(&idp_route("late", &idp, "min_refresh = \"200ms\"")).await;
     assert!(idp.wait_jwks_requests(1, WAIT).await, "no fetch at start");
     let token = idp.token().sign();
     assert_eq!(
@@ -186,12 +175,10 @@ async fn idp_recovering_after_start_makes_the_gateway_ready() {
 #[tokio::test]
 async fn stale_keys_are_served_while_the_idp_fails() {
     let idp = Idp::start().await;
-    let gateway = Gateway::start(&issuer_with_route(
+    let gateway = Gateway::start(&idp_route(
         "flaky",
-        &idp.issuer(),
-        &format!("jwks_uri = \"{}\"", idp.jwks_uri()),
+        &idp,
         "refresh_interval = \"200ms\"\nmin_refresh = \"100ms\"\nmax_stale = \"1h\"",
-        "/r",
     ))
     .await;
     let token = idp.token().sign();
@@ -246,12 +233,10 @@ async fn stale_keys_are_served_while_the_idp_fails() {
 #[tokio::test]
 async fn keys_past_max_stale_are_not_used() {
     let idp = Idp::start().await;
-    let gateway = Gateway::start(&issuer_with_route(
+    let gateway = Gateway::start(&idp_route(
         "expiring",
-        &idp.issuer(),
-        &format!("jwks_uri = \"{}\"", idp.jwks_uri()),
+        &idp,
         "refresh_interval = \"200ms\"\nmin_refresh = \"100ms\"\nmax_stale = \"300ms\"",
-        "/r",
     ))
     .await;
     // A token verified (and cached) while the keys were good...
@@ -306,21 +291,15 @@ async fn hmac_issuer_with_secret_from_the_environment() {
     let secret = "an-hmac-secret-that-is-at-least-32-bytes-long";
     let var = format!("AUTHGATE_AUTH_TEST_HMAC_{}", std::process::id());
     std::env::set_var(&var, secret);
-    let gateway = Gateway::start(&format!(
-        r#"
-[[issuers]]
-name = "shared"
-issuer = "https://hmac.test/"
-hmac_secret = "${{{var}}}"
-audiences = ["api"]
-
-[[routes]]
-name = "h"
-path_prefix = "/h"
-upstream = "echo"
-scopes = ["h:read"]
-"#
-    ))
+    let shared = format!(
+        "issuer = \"https://hmac.test/\"\nhmac_secret = \"${{{var}}}\"\naudiences = [\"api\"]"
+    );
+    let gateway = Gateway::start(
+        &Config::new()
+            .issuer("shared", &shared)
+            .route("h", "/h", "scopes = [\"h:read\"]")
+            .tables(),
+    )
     .await;
     let builder = idp.token().iss("https://hmac.test/").scope("h:read");
     let resp = gateway
@@ -425,30 +404,18 @@ async fn discovery_document_for_another_issuer_is_not_used() {
 async fn entry_without_keys_is_not_overruled_by_another_entrys_refusal() {
     let idp = Idp::start().await;
     let iss = idp.issuer();
-    let gateway = Gateway::start_unready(&format!(
-        r#"
-[[issuers]]
-name = "up"
-issuer = "{iss}"
-jwks_uri = "{}"
-audiences = ["aud-up"]
-
-[[issuers]]
-name = "down"
-issuer = "{iss}"
-jwks_uri = "{}"
-audiences = ["aud-down"]
-min_refresh = "1s"
-
-[[routes]]
-name = "both"
-path_prefix = "/both"
-upstream = "echo"
-issuers = ["up", "down"]
-"#,
-        idp.jwks_uri(),
-        Idp::absent_jwks_uri()
-    ))
+    let gateway = Gateway::start_unready(
+        &Config::new()
+            .jwks_issuer("up", &iss, &idp.jwks_uri(), "audiences = [\"aud-up\"]")
+            .jwks_issuer(
+                "down",
+                &iss,
+                &Idp::absent_jwks_uri(),
+                "audiences = [\"aud-down\"]\nmin_refresh = \"1s\"",
+            )
+            .route("both", "/both", "issuers = [\"up\", \"down\"]")
+            .tables(),
+    )
     .await;
     assert!(idp.wait_jwks_requests(1, WAIT).await);
     // Wait (bounded) until "up" has its keys: a token for it passes.
@@ -476,12 +443,10 @@ issuers = ["up", "down"]
 async fn cache_control_max_age_is_clamped_to_min_refresh() {
     let idp = Idp::start().await;
     idp.set_cache_control(Some("max-age=0"));
-    let gateway = Gateway::start(&issuer_with_route(
+    let gateway = Gateway::start(&idp_route(
         "cc",
-        &idp.issuer(),
-        &format!("jwks_uri = \"{}\"", idp.jwks_uri()),
+        &idp,
         "refresh_interval = \"10m\"\nmin_refresh = \"300ms\"",
-        "/r",
     ))
     .await;
     // max-age=0 is clamped up to min_refresh: background refreshes continue (not every

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use support::auth::{
     assert_invalid_token, assert_no_token_echo, b64, get, main_setup, send, Gateway,
 };
+use support::config::Config;
 use support::idp::{keys, sign_raw, Idp};
 
 // ----------------------------------------------------------------------------------------
@@ -504,46 +505,20 @@ async fn issuer_entries_sharing_an_iss_stay_separate_also_when_cached() {
     let idp = Idp::start().await;
     let iss = idp.issuer();
     let jwks = idp.jwks_uri();
-    let gateway = Gateway::start(&format!(
-        r#"
-[[issuers]]
-name = "tenant-a"
-issuer = "{iss}"
-jwks_uri = "{jwks}"
-audiences = ["aud-a"]
-
-[[issuers]]
-name = "tenant-b"
-issuer = "{iss}"
-jwks_uri = "{jwks}"
-audiences = ["aud-b"]
-
-[[routes]]
-name = "a"
-path_prefix = "/a"
-upstream = "echo"
-issuers = ["tenant-a"]
-
-[[routes]]
-name = "b"
-path_prefix = "/b"
-upstream = "echo"
-issuers = ["tenant-b"]
-
-[[routes]]
-name = "b-scoped"
-path_prefix = "/b-scoped"
-upstream = "echo"
-issuers = ["tenant-b"]
-scopes = ["b:write"]
-
-[[routes]]
-name = "both"
-path_prefix = "/both"
-upstream = "echo"
-issuers = ["tenant-a", "tenant-b"]
-"#
-    ))
+    let gateway = Gateway::start(
+        &Config::new()
+            .jwks_issuer("tenant-a", &iss, &jwks, "audiences = [\"aud-a\"]")
+            .jwks_issuer("tenant-b", &iss, &jwks, "audiences = [\"aud-b\"]")
+            .route("a", "/a", "issuers = [\"tenant-a\"]")
+            .route("b", "/b", "issuers = [\"tenant-b\"]")
+            .route(
+                "b-scoped",
+                "/b-scoped",
+                "issuers = [\"tenant-b\"]\nscopes = [\"b:write\"]",
+            )
+            .route("both", "/both", "issuers = [\"tenant-a\", \"tenant-b\"]")
+            .tables(),
+    )
     .await;
     // Entries with one key source share one key cache: one fetch at start.
     assert_eq!(idp.jwks_requests(), 1, "shared key store fetches once");

@@ -1,11 +1,13 @@
 //! `authgate explain` (issue 6): the offline trace, its exit codes, allow and every deny
 //! reason it can meet without a connection.
 
-use std::process::Command;
+mod support;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
+use support::config::Config;
 
 const SECRET: &str = "explain-test-secret-0123456789abcdef";
 
@@ -14,47 +16,32 @@ fn config(dir: &std::path::Path) -> std::path::PathBuf {
         .unwrap()
         .local_addr()
         .unwrap();
-    let text = format!(
-        r#"
-[[issuers]]
-name = "internal"
-issuer = "https://auth.internal.example"
-hmac_secret = "{SECRET}"
-audiences = ["orders"]
-
-[[issuers]]
-name = "down"
-issuer = "https://down.example"
-jwks_uri = "http://{closed}/jwks.json"
-audiences = ["orders"]
-fetch_timeout = "500ms"
-
-[[upstreams]]
-name = "orders"
-url = "http://127.0.0.1:9/base"
-
-[[routes]]
-name = "orders-read"
-path_prefix = "/orders"
-methods = ["GET"]
-upstream = "orders"
-issuers = ["internal"]
-scopes = ["orders:read"]
-
-[[routes]]
-name = "orders-admin"
-path_prefix = "/orders/admin"
-upstream = "orders"
-issuers = ["internal"]
-allow = ["10.0.0.0/8"]
-
-[[routes]]
-name = "legacy"
-path_prefix = "/legacy"
-upstream = "orders"
-issuers = ["down"]
-"#
+    let internal = format!(
+        "issuer = \"https://auth.internal.example\"\nhmac_secret = \"{SECRET}\"\naudiences = [\"orders\"]"
     );
+    let text = Config::new()
+        .issuer("internal", &internal)
+        .jwks_issuer(
+            "down",
+            "https://down.example",
+            &format!("http://{closed}/jwks.json"),
+            "audiences = [\"orders\"]\nfetch_timeout = \"500ms\"",
+        )
+        .upstream("orders", "http://127.0.0.1:9/base")
+        .route_to(
+            "orders-read",
+            "/orders",
+            "orders",
+            "methods = [\"GET\"]\nissuers = [\"internal\"]\nscopes = [\"orders:read\"]",
+        )
+        .route_to(
+            "orders-admin",
+            "/orders/admin",
+            "orders",
+            "issuers = [\"internal\"]\nallow = [\"10.0.0.0/8\"]",
+        )
+        .route_to("legacy", "/legacy", "orders", "issuers = [\"down\"]")
+        .tables();
     let path = dir.join("explain.toml");
     std::fs::write(&path, text).unwrap();
     path
@@ -81,19 +68,10 @@ fn token_from(iss: &str, scope: &str, exp_offset: i64, secret: &str) -> String {
     .unwrap()
 }
 
+/// The exit code and stdout of `authgate explain`.
 fn explain(config: &std::path::Path, args: &[&str]) -> (i32, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_authgate"))
-        .arg("explain")
-        .arg("-c")
-        .arg(config)
-        .args(args)
-        .env("RUST_LOG", "off")
-        .output()
-        .expect("run authgate explain");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-    )
+    let run = support::binary::explain(config, args);
+    (run.code, run.stdout)
 }
 
 #[test]

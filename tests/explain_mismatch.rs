@@ -4,8 +4,8 @@
 
 #[path = "support/pki.rs"]
 mod pki;
+mod support;
 
-use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,6 +14,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
 use pki::{self_signed_client, toml_path, Ca, Scratch};
+use support::config::Config;
 
 const SECRET: &str = "explain-mismatch-secret-0123456789abcdef";
 
@@ -46,20 +47,10 @@ fn claims(overrides: Value) -> Value {
     claims
 }
 
+/// The exit code of `authgate explain`, and its stdout followed by its stderr.
 fn explain(config: &std::path::Path, args: &[&str]) -> (i32, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_authgate"))
-        .arg("explain")
-        .arg("-c")
-        .arg(config)
-        .args(args)
-        .env("RUST_LOG", "off")
-        .output()
-        .expect("run authgate explain");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned()
-            + &String::from_utf8_lossy(&output.stderr),
-    )
+    let run = support::binary::explain(config, args);
+    (run.code, run.stdout + &run.stderr)
 }
 
 const ISSUER: &str = r#"
@@ -70,24 +61,26 @@ hmac_secret = "explain-mismatch-secret-0123456789abcdef"
 audiences = ["api://orders"]
 "#;
 
+/// [`ISSUER`] and the upstream `orders` (nothing listens there: explain connects to nothing).
+fn orders_upstream() -> Config {
+    Config::new()
+        .raw(ISSUER)
+        .upstream("orders", "http://127.0.0.1:9")
+}
+
 #[test]
 fn explain_prints_each_claim_beside_what_the_config_expected() {
     let scratch = Scratch::new("explain-mismatch");
     let config = scratch.write(
         "explain.toml",
-        &format!(
-            r#"{ISSUER}
-[[upstreams]]
-name = "orders"
-url = "http://127.0.0.1:9"
-
-[[routes]]
-name = "orders-read"
-path_prefix = "/orders"
-upstream = "orders"
-scopes = ["orders:read"]
-"#
-        ),
+        &orders_upstream()
+            .route_to(
+                "orders-read",
+                "/orders",
+                "orders",
+                "scopes = [\"orders:read\"]",
+            )
+            .tables(),
     );
     let run = |token: &str| explain(&config, &["--path", "/orders/7", "--token", token]);
 
@@ -206,36 +199,22 @@ scopes = ["orders:read"]
     // A token bound to the client certificate.
     let x5t = URL_SAFE_NO_PAD.encode(client.sha256());
     let bound = sign(&claims(json!({"cnf": {"x5t#S256": x5t}})), None);
-    let (code, out) = explain(
-        &config,
-        &[
-            "--path",
-            "/orders/1",
-            "--token",
-            &bound,
-            "--cert",
-            client_pem,
-        ],
-    );
+    // The bound token on /orders/1, with the certificate `cert` if any.
+    let with_cert = |cert: Option<&str>| {
+        let mut args = vec!["--path", "/orders/1", "--token", &bound];
+        args.extend(cert.map(|cert| ["--cert", cert]).into_iter().flatten());
+        explain(&config, &args)
+    };
+    let (code, out) = with_cert(Some(client_pem));
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains(&format!(r#"x5t#S256 "{x5t}" == presented certificate"#)),
         "{out}"
     );
-    let (code, out) = explain(&config, &["--path", "/orders/1", "--token", &bound]);
+    let (code, out) = with_cert(None);
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("but no client certificate presented"), "{out}");
-    let (code, out) = explain(
-        &config,
-        &[
-            "--path",
-            "/orders/1",
-            "--token",
-            &bound,
-            "--cert",
-            other_pem,
-        ],
-    );
+    let (code, out) = with_cert(Some(other_pem));
     assert_eq!(code, 3, "{out}");
     assert!(
         out.contains("!= presented certificate")
@@ -266,26 +245,15 @@ scopes = ["orders:read"]
     );
     let config = scratch.write(
         "explain.toml",
-        &format!(
-            r#"{ISSUER}
-[[api_keys]]
-name = "partners"
-file = "keys.toml"
-header = "X-API-Key"
-
-[[upstreams]]
-name = "orders"
-url = "http://127.0.0.1:9"
-
-[[routes]]
-name = "tenant-api"
-path_prefix = "/v1"
-host = "api.example.com"
-upstream = "orders"
-api_keys = ["partners"]
-scopes = ["orders:read"]
-"#
-        ),
+        &orders_upstream()
+            .raw("[[api_keys]]\nname = \"partners\"\nfile = \"keys.toml\"\nheader = \"X-API-Key\"")
+            .route_to(
+                "tenant-api",
+                "/v1",
+                "orders",
+                "host = \"api.example.com\"\napi_keys = [\"partners\"]\nscopes = [\"orders:read\"]",
+            )
+            .tables(),
     );
     let (code, out) = explain(&config, &["--path", "/v1/x"]);
     assert_eq!(code, 3, "{out}");

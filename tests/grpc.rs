@@ -22,9 +22,10 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use support::config::Config;
 use support::gateway::Gateway;
 use support::idp::Idp;
-use tokio::net::TcpListener;
+use support::upstream::{refused_addr, Upstream};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Code, Request, Response, Status};
 
@@ -112,28 +113,22 @@ impl tonic::server::ServerStreamingService<Bytes> for Stream {
 }
 
 /// A tonic gRPC server over h2c on loopback.
-async fn grpc_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let service = service_fn(|request: http::Request<hyper::body::Incoming>| async move {
-                let mut grpc = tonic::server::Grpc::new(BytesCodec);
-                let response = match request.uri().path() {
-                    "/test.Echo/Unary" => grpc.unary(Unary, request).await,
-                    "/test.Echo/Stream" => grpc.server_streaming(Stream, request).await,
-                    _ => Status::unimplemented("no such method").into_http(),
-                };
-                Ok::<_, Infallible>(response)
-            });
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (addr, task)
+async fn grpc_upstream() -> Upstream {
+    Upstream::start(|stream| async move {
+        let service = service_fn(|request: http::Request<hyper::body::Incoming>| async move {
+            let mut grpc = tonic::server::Grpc::new(BytesCodec);
+            let response = match request.uri().path() {
+                "/test.Echo/Unary" => grpc.unary(Unary, request).await,
+                "/test.Echo/Stream" => grpc.server_streaming(Stream, request).await,
+                _ => Status::unimplemented("no such method").into_http(),
+            };
+            Ok::<_, Infallible>(response)
+        });
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    })
+    .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -228,35 +223,20 @@ async fn stream(
 }
 
 fn config(idp: &Idp, upstream: SocketAddr, tls: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-{tls}
-[admin]
-listen = "127.0.0.1:0"
-
-[[issuers]]
-name = "idp"
-issuer = "{issuer}"
-jwks_uri = "{jwks}"
-audiences = ["api"]
-
-[[upstreams]]
-name = "grpc"
-url = "http://{upstream}"
-protocol = "h2c"
-
-[[routes]]
-name = "echo"
-path_prefix = "/test.Echo"
-upstream = "grpc"
-scopes = ["echo"]
-grpc = true
-"#,
-        issuer = idp.issuer(),
-        jwks = idp.jwks_uri(),
-    )
+    Config::new()
+        .server(tls)
+        .idp("idp", idp, "")
+        .upstream_with(
+            "grpc",
+            &format!("url = \"http://{upstream}\"\nprotocol = \"h2c\""),
+        )
+        .route_to(
+            "echo",
+            "/test.Echo",
+            "grpc",
+            "scopes = [\"echo\"]\ngrpc = true",
+        )
+        .toml()
 }
 
 /// Allowed unary and streaming calls, 16 without a token, 7 without the scope.
@@ -292,8 +272,10 @@ async fn outcomes(grpc: &mut tonic::client::Grpc<Client<Connector, tonic::body::
 #[tokio::test]
 async fn grpc_over_h2c_unary_streaming_and_denials() {
     let idp = Idp::start().await;
-    let (upstream, _task) = grpc_upstream().await;
-    let gateway = Gateway::from_toml(config(&idp, upstream, "")).start().await;
+    let upstream = grpc_upstream().await;
+    let gateway = Gateway::from_toml(config(&idp, upstream.addr(), ""))
+        .start()
+        .await;
     let origin: Uri = format!("http://{}", gateway.http_addr())
         .parse()
         .expect("uri");
@@ -304,7 +286,7 @@ async fn grpc_over_h2c_unary_streaming_and_denials() {
 #[tokio::test]
 async fn grpc_over_tls_unary_streaming_and_denials() {
     let idp = Idp::start().await;
-    let (upstream, _task) = grpc_upstream().await;
+    let upstream = grpc_upstream().await;
     let ca = pki::Ca::new("grpc test ca");
     let leaf = ca.server("gateway");
     let scratch = pki::Scratch::new("grpc");
@@ -315,7 +297,7 @@ async fn grpc_over_tls_unary_streaming_and_denials() {
         pki::toml_path(&cert),
         pki::toml_path(&key)
     );
-    let gateway = Gateway::from_toml(config(&idp, upstream, &tls))
+    let gateway = Gateway::from_toml(config(&idp, upstream.addr(), &tls))
         .start()
         .await;
     let https = gateway.handle().addrs.https.expect("tls listener");
@@ -329,11 +311,7 @@ async fn grpc_over_tls_unary_streaming_and_denials() {
 #[tokio::test]
 async fn an_unreachable_grpc_upstream_is_unavailable() {
     let idp = Idp::start().await;
-    let dead = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
+    let dead = refused_addr().await;
     let gateway = Gateway::from_toml(config(&idp, dead, "")).start().await;
     let origin: Uri = format!("http://{}", gateway.http_addr())
         .parse()
@@ -350,72 +328,54 @@ async fn an_unreachable_grpc_upstream_is_unavailable() {
 /// An h2c upstream that reads the whole request body and answers with the request trailer
 /// `x-checksum` it received in a response header, and a response trailer of its own. It also
 /// reports the `:authority` it saw and how many `host` header fields came beside it.
-async fn trailer_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+async fn trailer_upstream() -> Upstream {
     use http_body_util::BodyExt;
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let service = service_fn(|request: http::Request<hyper::body::Incoming>| async move {
-                let hosts = request.headers().get_all(http::header::HOST).iter().count();
-                let authority = request
-                    .uri()
-                    .authority()
-                    .map_or("none".to_owned(), |a| a.to_string());
-                let collected = request.into_body().collect().await;
-                let seen = collected
-                    .ok()
-                    .and_then(|c| c.trailers().cloned())
-                    .and_then(|t| t.get("x-checksum").cloned())
-                    .map_or("none".to_owned(), |v| v.to_str().unwrap_or("?").to_owned());
-                let mut trailers = http::HeaderMap::new();
-                trailers.insert("x-upstream-trailer", "done".parse().expect("value"));
-                let frames = vec![
-                    Ok::<_, Infallible>(hyper::body::Frame::data(Bytes::from_static(b"body"))),
-                    Ok(hyper::body::Frame::trailers(trailers)),
-                ];
-                let body = http_body_util::StreamBody::new(tokio_stream::iter(frames));
-                let response = http::Response::builder()
-                    .header("x-seen-trailer", seen)
-                    .header("x-host-fields", hosts.to_string())
-                    .header("x-authority", authority)
-                    .body(body)
-                    .expect("response");
-                Ok::<_, Infallible>(response)
-            });
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (addr, task)
+    Upstream::start(|stream| async move {
+        let service = service_fn(|request: http::Request<hyper::body::Incoming>| async move {
+            let hosts = request.headers().get_all(http::header::HOST).iter().count();
+            let authority = request
+                .uri()
+                .authority()
+                .map_or("none".to_owned(), |a| a.to_string());
+            let collected = request.into_body().collect().await;
+            let seen = collected
+                .ok()
+                .and_then(|c| c.trailers().cloned())
+                .and_then(|t| t.get("x-checksum").cloned())
+                .map_or("none".to_owned(), |v| v.to_str().unwrap_or("?").to_owned());
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("x-upstream-trailer", "done".parse().expect("value"));
+            let frames = vec![
+                Ok::<_, Infallible>(hyper::body::Frame::data(Bytes::from_static(b"body"))),
+                Ok(hyper::body::Frame::trailers(trailers)),
+            ];
+            let body = http_body_util::StreamBody::new(tokio_stream::iter(frames));
+            let response = http::Response::builder()
+                .header("x-seen-trailer", seen)
+                .header("x-host-fields", hosts.to_string())
+                .header("x-authority", authority)
+                .body(body)
+                .expect("response");
+            Ok::<_, Infallible>(response)
+        });
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    })
+    .await
 }
 
 #[tokio::test]
 async fn trailers_pass_both_ways_over_http2() {
     use http_body_util::BodyExt;
-    let (upstream, _task) = trailer_upstream().await;
-    let config = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-
-[[upstreams]]
-name = "h2"
-url = "http://{upstream}"
-protocol = "h2c"
-
-[[routes]]
-name = "all"
-path_prefix = "/"
-upstream = "h2"
-public = true
-"#
-    );
+    let upstream = trailer_upstream().await;
+    let config = Config::new()
+        .upstream_with(
+            "h2",
+            &format!("url = \"{}\"\nprotocol = \"h2c\"", upstream.url()),
+        )
+        .catch_all("h2")
+        .toml();
     let gateway = Gateway::from_toml(config).start().await;
     let stream = tokio::net::TcpStream::connect(gateway.http_addr())
         .await
@@ -467,7 +427,7 @@ public = true
     );
     assert_eq!(
         header("x-authority"),
-        Some(upstream.to_string()),
+        Some(upstream.addr().to_string()),
         "the upstream authority"
     );
     let collected = response.into_body().collect().await.expect("body");

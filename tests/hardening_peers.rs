@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,9 +19,9 @@ use support::config::Config;
 use support::echo::Echo;
 use support::gateway::{eventually, get, open, Gateway, TIMEOUT};
 use support::idp::{keys, now, sign_raw};
+use support::upstream::Upstream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::net::TcpStream;
 
 /// The bound on eventual states (keys loaded, fetches retried).
 const EVENTUALLY: Duration = Duration::from_secs(8);
@@ -52,15 +51,8 @@ async fn hold(mut stream: TcpStream) {
 
 /// A raw TCP server: `respond` gets each connection after its request line was read.
 struct RawServer {
-    addr: SocketAddr,
+    upstream: Upstream,
     requests: Arc<AtomicUsize>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for RawServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 impl RawServer {
@@ -69,38 +61,25 @@ impl RawServer {
         F: Fn(String, TcpStream) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let requests = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&requests);
         let respond = Arc::new(respond);
-        let task = tokio::spawn(async move {
-            // Aborting this task drops the set, which aborts every connection task.
-            let mut connections = JoinSet::new();
-            loop {
-                let Ok((mut stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let counter = Arc::clone(&counter);
-                let respond = Arc::clone(&respond);
-                connections.spawn(async move {
-                    if let Some(line) = read_head(&mut stream).await {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        respond(line, stream).await;
-                    }
-                });
-                while connections.try_join_next().is_some() {}
+        let upstream = Upstream::start(move |mut stream| {
+            let counter = Arc::clone(&counter);
+            let respond = Arc::clone(&respond);
+            async move {
+                if let Some(line) = read_head(&mut stream).await {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    respond(line, stream).await;
+                }
             }
-        });
-        RawServer {
-            addr,
-            requests,
-            task,
-        }
+        })
+        .await;
+        RawServer { upstream, requests }
     }
 
     fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.upstream.url()
     }
 
     fn requests(&self) -> usize {
@@ -448,40 +427,17 @@ async fn respond_upstream(line: String, mut stream: TcpStream) {
 /// Upstream `bad` (the raw server, `timeout = 300ms`, 8 KiB response heads) under `/bad`, and
 /// the echo under `/public`; `idle_timeout = 1s`.
 async fn upstream_gateway(bad: &RawServer, echo: &Echo) -> Gateway {
-    let config = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-idle_timeout = "1s"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[[upstreams]]
-name = "bad"
-url = "{bad}"
-timeout = "300ms"
-max_response_header_bytes = 8192
-
-[[upstreams]]
-name = "echo"
-url = "{echo}"
-
-[[routes]]
-name = "bad"
-path_prefix = "/bad"
-upstream = "bad"
-public = true
-
-[[routes]]
-name = "public"
-path_prefix = "/public"
-upstream = "echo"
-public = true
-"#,
-        bad = bad.url(),
-        echo = echo.url("")
+    let bad_lines = format!(
+        "url = \"{}\"\ntimeout = \"300ms\"\nmax_response_header_bytes = 8192",
+        bad.url()
     );
+    let config = Config::new()
+        .server("idle_timeout = \"1s\"")
+        .upstream_with("bad", &bad_lines)
+        .echo(echo)
+        .route_to("bad", "/bad", "bad", "public = true")
+        .public("/public")
+        .toml();
     Gateway::from_toml(config).start().await
 }
 

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::config::Config;
 use support::gateway::{get, raw, send};
 
 /// The gateway binary; its stderr is read only until the "listening" line, then left full.
@@ -74,23 +75,10 @@ async fn a_stalled_stderr_does_not_stall_requests_and_drops_are_counted() {
     let path = std::env::temp_dir().join(format!("authgate-log-stall-{}.toml", std::process::id()));
     std::fs::write(
         &path,
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[[upstreams]]
-name = "nowhere"
-url = "http://127.0.0.1:9"
-
-[[routes]]
-name = "only"
-path_prefix = "/only"
-upstream = "nowhere"
-public = true
-"#,
+        Config::new()
+            .upstream("nowhere", "http://127.0.0.1:9")
+            .route_to("only", "/only", "nowhere", "public = true")
+            .toml(),
     )
     .unwrap();
     let gateway = Stalled::start(&path);

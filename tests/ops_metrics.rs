@@ -6,6 +6,7 @@ mod support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use support::config::Config;
 use support::echo::Echo;
 use support::gateway::Gateway;
 use support::idp::Idp;
@@ -21,40 +22,16 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 }
 
 fn config(idp: &Idp, echo: &Echo) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-
-[[issuers]]
-name = "remote"
-issuer = "{}"
-jwks_uri = "{}"
-audiences = ["api"]
-max_stale = "2h"
-
-[[issuers]]
-name = "local"
-issuer = "https://auth.internal.example"
-hmac_secret = "ops-metrics-test-secret-0123456789abcdef"
-audiences = ["api"]
-
-[[upstreams]]
-name = "echo"
-url = "{}"
-
-[[routes]]
-name = "public"
-path_prefix = "/"
-upstream = "echo"
-public = true
-"#,
-        idp.issuer(),
-        idp.jwks_uri(),
-        echo.url("")
-    )
+    Config::new()
+        .idp("remote", idp, "max_stale = \"2h\"")
+        .issuer(
+            "local",
+            "issuer = \"https://auth.internal.example\"\n\
+             hmac_secret = \"ops-metrics-test-secret-0123456789abcdef\"\naudiences = [\"api\"]",
+        )
+        .echo(echo)
+        .route("public", "/", "public = true")
+        .toml()
 }
 
 #[cfg(target_os = "linux")]

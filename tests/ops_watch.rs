@@ -14,6 +14,7 @@ use authgate::metrics::Metrics;
 use authgate::server::{self, file_watch, notify::Notifier, ConfigOrigin, Control};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
+use support::config::Config;
 use support::echo::Echo;
 use support::gateway::{eventually, Gateway};
 use support::idp::now;
@@ -56,32 +57,18 @@ impl Drop for Dir {
 }
 
 fn config(echo: &Echo, extra_route: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-
-[[issuers]]
-name = "internal"
-issuer = "{ISS}"
-# Relative: resolved against the config file's directory, and watched there.
-hmac_secret = "${{file:hmac-secret}}"
-audiences = ["api"]
-
-[[upstreams]]
-name = "echo"
-url = "{}"
-
-[[routes]]
-name = "api"
-path_prefix = "/api"
-upstream = "echo"
-{extra_route}
-"#,
-        echo.url("")
-    )
+    Config::new()
+        .issuer(
+            "internal",
+            &format!(
+                "issuer = \"{ISS}\"\n\
+                 # Relative: resolved against the config file's directory, and watched there.\n\
+                 hmac_secret = \"${{file:hmac-secret}}\"\naudiences = [\"api\"]"
+            ),
+        )
+        .echo(echo)
+        .route("api", "/api", extra_route)
+        .toml()
 }
 
 const OLD: &str = "watch-test-secret-old-0123456789abcdefgh";

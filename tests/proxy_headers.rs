@@ -5,58 +5,63 @@
 
 mod support;
 
+use bytes::Bytes;
 use http::{Request, StatusCode};
-use support::config::{standard, Config};
-use support::echo::Echo;
-use support::gateway::{raw, send, with_host, Gateway, TIMEOUT};
+use http_body_util::Empty;
+use support::config::{start_standard, Config};
+use support::echo::{Echo, Echoed};
+use support::gateway::{raw, send, with_headers, with_host, Gateway, TIMEOUT};
+
+/// `GET /public/h` with `headers`, in order.
+fn public_get(headers: &[(&str, &str)]) -> Request<Empty<Bytes>> {
+    with_headers("/public/h", headers)
+}
+
+/// `GET /public/h` with `headers` as the echo sees it sent straight (the control: the client
+/// really sends them) and through the standard gateway.
+async fn direct_and_proxied(headers: &[(&str, &str)]) -> (Echoed, Echoed) {
+    let (echo, gateway) = start_standard().await;
+    let direct = send(echo.addr(), public_get(headers)).await.echoed();
+    let proxied = gateway.send(public_get(headers)).await.echoed();
+    (direct, proxied)
+}
 
 // ---------------------------------------------------------------------------------------------
 // Headers at the upstream (SPEC §4)
 
 #[tokio::test]
 async fn hop_by_hop_headers_and_headers_named_by_connection_are_removed() {
-    let echo = Echo::start().await;
-    let gateway = standard(&echo).await;
-
-    let hop_by_hop = || {
-        Request::get("/public/h")
-            .header("connection", "close, X-Remove-Me")
-            .header("x-remove-me", "secret")
-            .header("keep-alive", "timeout=5")
-            .header("te", "trailers")
-            .header("trailer", "x-checksum")
-            .header("upgrade", "h2c")
-            .header("proxy-authorization", "Basic dXNlcjpwYXNz")
-            .header("proxy-connection", "keep-alive")
-            .header("x-kept", "yes")
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .unwrap()
-    };
+    let (direct, echoed) = direct_and_proxied(&[
+        ("connection", "close, X-Remove-Me"),
+        ("x-remove-me", "secret"),
+        ("keep-alive", "timeout=5"),
+        ("te", "trailers"),
+        ("trailer", "x-checksum"),
+        ("upgrade", "h2c"),
+        ("proxy-authorization", "Basic dXNlcjpwYXNz"),
+        ("proxy-connection", "keep-alive"),
+        ("x-kept", "yes"),
+    ])
+    .await;
     // Control: sent straight to the echo, every header arrives (the client really sends them).
-    let direct = send(echo.addr(), hop_by_hop()).await.echoed();
-    for name in [
+    let hop_by_hop = [
         "connection",
         "x-remove-me",
         "keep-alive",
         "te",
         "trailer",
         "upgrade",
-    ] {
+    ];
+    for name in hop_by_hop {
         assert!(direct.has_header(name), "control: {name} not sent");
     }
 
-    let echoed = gateway.send(hop_by_hop()).await.echoed();
-    for name in [
-        "connection",
-        "x-remove-me",
-        "keep-alive",
-        "te",
-        "trailer",
-        "upgrade",
+    let never_sent = [
         "proxy-authorization",
         "proxy-connection",
         "transfer-encoding",
-    ] {
+    ];
+    for name in hop_by_hop.into_iter().chain(never_sent) {
         assert!(
             !echoed.has_header(name),
             "{name} reached the upstream: {:?}",
@@ -68,18 +73,15 @@ async fn hop_by_hop_headers_and_headers_named_by_connection_are_removed() {
 
 #[tokio::test]
 async fn connection_may_name_authorization_but_never_the_gateways_own_headers() {
-    let echo = Echo::start().await;
-    let gateway = standard(&echo).await;
+    let (echo, gateway) = start_standard().await;
 
-    let request = Request::get("/public/h")
-        .header(
-            "connection",
-            "Authorization, X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, X-Request-Id, Host",
-        )
-        .header("authorization", "Bearer abc")
-        .header("x-request-id", "client-id-1")
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
+    let connection =
+        "Authorization, X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, X-Request-Id, Host";
+    let request = public_get(&[
+        ("connection", connection),
+        ("authorization", "Bearer abc"),
+        ("x-request-id", "client-id-1"),
+    ]);
     let echoed = gateway.send(request).await.echoed();
     assert!(
         !echoed.has_header("authorization"),
@@ -102,30 +104,23 @@ async fn connection_may_name_authorization_but_never_the_gateways_own_headers() 
 
 #[tokio::test]
 async fn identity_headers_sent_by_a_client_are_removed() {
-    let echo = Echo::start().await;
-    let gateway = standard(&echo).await;
-
-    let spoofing = || {
-        Request::get("/public/h")
-            .header("x-auth-subject", "admin")
-            .header("x-auth-scopes", "everything")
-            .header("x_auth_issuer", "https://evil/")
-            .header("X_Auth-Client-Id", "root")
-            .header("x-auth-tenant", "other")
-            .header("x-client-cert-subject", "CN=admin")
-            .header("x_client_cert_sha256", "00")
-            .header("x-authority", "not an identity header")
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .unwrap()
-    };
-    let direct = send(echo.addr(), spoofing()).await.echoed();
+    let (direct, echoed) = direct_and_proxied(&[
+        ("x-auth-subject", "admin"),
+        ("x-auth-scopes", "everything"),
+        ("x_auth_issuer", "https://evil/"),
+        ("X_Auth-Client-Id", "root"),
+        ("x-auth-tenant", "other"),
+        ("x-client-cert-subject", "CN=admin"),
+        ("x_client_cert_sha256", "00"),
+        ("x-authority", "not an identity header"),
+    ])
+    .await;
     assert!(
         direct.has_header("x_auth_issuer"),
         "control: underscore names are sent"
     );
     assert!(direct.has_header("x_client_cert_sha256"), "control");
 
-    let echoed = gateway.send(spoofing()).await.echoed();
     let leaked: Vec<_> = echoed
         .headers
         .iter()
@@ -140,17 +135,15 @@ async fn identity_headers_sent_by_a_client_are_removed() {
 
 #[tokio::test]
 async fn forwarded_headers_are_set_from_the_connection_for_an_untrusted_peer() {
-    let echo = Echo::start().await;
-    let gateway = standard(&echo).await;
+    let (echo, gateway) = start_standard().await;
 
-    let request = Request::get("/public/h")
-        .header("host", "Public.Example:8080")
-        .header("x-forwarded-for", "6.6.6.6")
-        .header("x-forwarded-for", "7.7.7.7")
-        .header("x-forwarded-proto", "https")
-        .header("x-forwarded-host", "evil.example")
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
+    let request = public_get(&[
+        ("host", "Public.Example:8080"),
+        ("x-forwarded-for", "6.6.6.6"),
+        ("x-forwarded-for", "7.7.7.7"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "evil.example"),
+    ]);
     let echoed = gateway.send(request).await.echoed();
     assert_eq!(echoed.header_all("x-forwarded-for"), ["127.0.0.1"]);
     assert_eq!(echoed.header_all("x-forwarded-proto"), ["http"]);
@@ -178,13 +171,12 @@ async fn forwarded_headers_from_a_trusted_proxy_are_kept_and_extended() {
     .start()
     .await;
 
-    let request = Request::get("/public/h")
-        .header("host", "internal:8080")
-        .header("x-forwarded-for", "203.0.113.7")
-        .header("x-forwarded-proto", "https")
-        .header("x-forwarded-host", "public.example")
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
+    let request = public_get(&[
+        ("host", "internal:8080"),
+        ("x-forwarded-for", "203.0.113.7"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "public.example"),
+    ]);
     let echoed = gateway.send(request).await.echoed();
     assert_eq!(
         echoed.header_all("x-forwarded-for"),
@@ -201,7 +193,7 @@ async fn preserve_host_forwards_the_original_host() {
         Config::new()
             .upstream("keep", &echo.url(""))
             .raw("preserve_host = true")
-            .raw("[[routes]]\nname = \"keep\"\npath_prefix = \"/keep\"\nupstream = \"keep\"\npublic = true")
+            .route_to("keep", "/keep", "keep", "public = true")
             .toml(),
     )
     .start()
@@ -220,31 +212,21 @@ async fn preserve_host_forwards_the_original_host() {
 
 #[tokio::test]
 async fn a_valid_client_request_id_is_kept_and_echoed() {
-    let echo = Echo::start().await;
-    let gateway = standard(&echo).await;
+    let (_echo, gateway) = start_standard().await;
 
     let id = "req-1_2.3:4";
-    let request = Request::get("/public/h")
-        .header("x-request-id", id)
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
+    let request = public_get(&[("x-request-id", id)]);
     let reply = gateway.send(request).await;
     assert_eq!(reply.header("x-request-id"), Some(id));
     assert_eq!(reply.echoed().header_all("x-request-id"), [id]);
 
     let long = "x".repeat(128);
-    let request = Request::get("/public/h")
-        .header("x-request-id", long.as_str())
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
+    let request = public_get(&[("x-request-id", long.as_str())]);
     let reply = gateway.send(request).await;
     assert_eq!(reply.header("x-request-id"), Some(long.as_str()));
 
     // Kept on the gateway's own responses too.
-    let request = Request::get("/nowhere")
-        .header("x-request-id", id)
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
+    let request = with_headers("/nowhere", &[("x-request-id", id)]);
     let reply = gateway.send(request).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     assert_eq!(reply.header("x-request-id"), Some(id));
@@ -252,15 +234,11 @@ async fn a_valid_client_request_id_is_kept_and_echoed() {
 
 #[tokio::test]
 async fn an_invalid_client_request_id_is_replaced() {
-    let echo = Echo::start().await;
-    let gateway = standard(&echo).await;
+    let (_echo, gateway) = start_standard().await;
 
     let too_long = "x".repeat(129);
     for bad in ["has space", "semi;colon", too_long.as_str()] {
-        let request = Request::get("/public/h")
-            .header("x-request-id", bad)
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .unwrap();
+        let request = public_get(&[("x-request-id", bad)]);
         let reply = gateway.send(request).await;
         let returned = reply
             .header("x-request-id")
@@ -277,8 +255,7 @@ async fn an_invalid_client_request_id_is_replaced() {
 
 #[tokio::test]
 async fn a_generated_request_id_is_on_every_response() {
-    let echo = Echo::start().await;
-    let gateway = standard(&echo).await;
+    let (_echo, gateway) = start_standard().await;
 
     let proxied = gateway.get("/public/h").await;
     let id = proxied
@@ -310,13 +287,9 @@ async fn a_generated_request_id_is_on_every_response() {
 
 #[tokio::test]
 async fn authorization_is_forwarded_unchanged_on_a_public_route() {
-    let echo = Echo::start().await;
-    let gateway = standard(&echo).await;
+    let (_echo, gateway) = start_standard().await;
 
-    let request = Request::get("/public/h")
-        .header("authorization", "Bearer not.a.jwt")
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
+    let request = public_get(&[("authorization", "Bearer not.a.jwt")]);
     let echoed = gateway.send(request).await.echoed();
     assert_eq!(echoed.header_all("authorization"), ["Bearer not.a.jwt"]);
 }

@@ -22,8 +22,8 @@ async fn longest_whole_segment_prefix_wins() {
         Config::new()
             .upstream("a", &echo.url("/a"))
             .upstream("b", &echo.url("/b"))
-            .raw("[[routes]]\nname = \"api\"\npath_prefix = \"/api\"\nupstream = \"a\"\npublic = true")
-            .raw("[[routes]]\nname = \"api-admin\"\npath_prefix = \"/api/admin\"\nupstream = \"b\"\npublic = true")
+            .route_to("api", "/api", "a", "public = true")
+            .route_to("api-admin", "/api/admin", "b", "public = true")
             .toml(),
     )
     .start()
@@ -82,8 +82,18 @@ async fn a_method_outside_the_routes_methods_is_405_with_an_exact_allow_header()
         Config::new()
             .upstream("read", &echo.url("/read"))
             .upstream("write", &echo.url("/write"))
-            .raw("[[routes]]\nname = \"m-write\"\npath_prefix = \"/m\"\nmethods = [\"POST\"]\nupstream = \"write\"\npublic = true")
-            .raw("[[routes]]\nname = \"m-read\"\npath_prefix = \"/m\"\nmethods = [\"HEAD\", \"GET\"]\nupstream = \"read\"\npublic = true")
+            .route_to(
+                "m-write",
+                "/m",
+                "write",
+                "methods = [\"POST\"]\npublic = true",
+            )
+            .route_to(
+                "m-read",
+                "/m",
+                "read",
+                "methods = [\"HEAD\", \"GET\"]\npublic = true",
+            )
             .toml(),
     )
     .start()
@@ -112,10 +122,20 @@ async fn host_tiers_exact_then_wildcard_then_none() {
             .upstream("exact", &echo.url("/exact"))
             .upstream("wild", &echo.url("/wild"))
             .upstream("none", &echo.url("/none"))
-            .raw("[[routes]]\nname = \"h-none\"\npath_prefix = \"/h\"\nupstream = \"none\"\npublic = true")
-            .raw("[[routes]]\nname = \"other\"\npath_prefix = \"/other\"\nupstream = \"none\"\npublic = true")
-            .raw("[[routes]]\nname = \"h-wild\"\npath_prefix = \"/h\"\nhost = \"*.example.com\"\nupstream = \"wild\"\npublic = true")
-            .raw("[[routes]]\nname = \"h-exact\"\npath_prefix = \"/h\"\nhost = \"api.example.com\"\nupstream = \"exact\"\npublic = true")
+            .route_to("h-none", "/h", "none", "public = true")
+            .route_to("other", "/other", "none", "public = true")
+            .route_to(
+                "h-wild",
+                "/h",
+                "wild",
+                "host = \"*.example.com\"\npublic = true",
+            )
+            .route_to(
+                "h-exact",
+                "/h",
+                "exact",
+                "host = \"api.example.com\"\npublic = true",
+            )
             .toml(),
     )
     .start()
@@ -186,8 +206,8 @@ async fn the_upstream_url_path_prefixes_the_forwarded_path() {
         Config::new()
             .upstream("deep", &echo.url("/svc/v1"))
             .upstream("root", &echo.url(""))
-            .raw("[[routes]]\nname = \"deep\"\npath_prefix = \"/deep\"\nupstream = \"deep\"\npublic = true")
-            .raw("[[routes]]\nname = \"root\"\npath_prefix = \"/root\"\nupstream = \"root\"\npublic = true")
+            .route_to("deep", "/deep", "deep", "public = true")
+            .route_to("root", "/root", "root", "public = true")
             .toml(),
     )
     .start()

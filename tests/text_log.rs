@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::binary::Running;
-use support::config::public_echo;
+use support::config::{public_echo, Config};
 use support::echo::Echo;
 use support::gateway::{raw, ConfigFile};
 use support::refusal::{status_of, REFUSAL};
@@ -131,39 +131,18 @@ fn hmac_token(scope: &str) -> String {
 }
 
 fn identity_config(echo: &Echo, extra_server: &str) -> ConfigFile {
-    ConfigFile::new(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-{extra_server}
-
-[admin]
-listen = "127.0.0.1:0"
-
-[[issuers]]
-name = "internal"
-issuer = "https://auth.text-log.example"
-hmac_secret = "{SECRET}"
-audiences = ["orders"]
-
-[[upstreams]]
-name = "echo"
-url = "{}"
-
-[[routes]]
-name = "orders"
-path_prefix = "/orders"
-upstream = "echo"
-scopes = ["orders:read"]
-
-[[routes]]
-name = "public"
-path_prefix = "/public"
-upstream = "echo"
-public = true
-"#,
-        echo.url("")
-    ))
+    let issuer = format!(
+        "issuer = \"https://auth.text-log.example\"\nhmac_secret = \"{SECRET}\"\naudiences = [\"orders\"]"
+    );
+    ConfigFile::new(
+        &Config::new()
+            .server(extra_server)
+            .issuer("internal", &issuer)
+            .echo(echo)
+            .route("orders", "/orders", "scopes = [\"orders:read\"]")
+            .public("/public")
+            .toml(),
+    )
 }
 
 fn request(path: &str, id: &str, token: Option<&str>) -> Vec<u8> {

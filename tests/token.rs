@@ -3,6 +3,7 @@
 
 #[path = "support/pki.rs"]
 mod pki;
+mod support;
 
 use std::process::{Command, Output};
 
@@ -12,6 +13,7 @@ use base64::Engine as _;
 use serde_json::json;
 
 use pki::Scratch;
+use support::config::Config;
 
 const SECRET: &str = "token-test-secret-0123456789abcdefgh";
 
@@ -30,6 +32,12 @@ fn stdout(output: &Output) -> String {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The command failed with exit code 1 and said `needle` on stderr.
+fn assert_refused(output: &Output, needle: &str) {
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(output));
+    assert!(stderr(output).contains(needle), "{}", stderr(output));
 }
 
 /// A P-256 private key as PEM and its public JWK.
@@ -59,50 +67,39 @@ fn ec_key() -> (String, serde_json::Value) {
 fn config(scratch: &Scratch, jwks: Option<&serde_json::Value>) -> String {
     let fallback = json!({ "keys": [ec_key().1] });
     scratch.write("jwks.json", &jwks.unwrap_or(&fallback).to_string());
-    let path = scratch.write(
-        "token.toml",
-        r#"
-[[issuers]]
-name = "internal"
-issuer = "https://auth.internal.example"
-hmac_secret = "${TOKEN_TEST_SECRET}"
-audiences = ["orders"]
-max_token_lifetime = "1h"
-
-[[issuers]]
-name = "files"
-issuer = "https://files.example"
-jwks_file = "jwks.json"
-audiences = ["api://files"]
-token_types = ["at+jwt"]
-required_claims = { token_use = "access" }
-allowed_clients = ["batch"]
-
-[[issuers]]
-name = "remote"
-issuer = "https://idp.example.com/"
-jwks_uri = "https://idp.example.com/jwks.json"
-audiences = ["orders"]
-
-[[upstreams]]
-name = "orders"
-url = "http://127.0.0.1:9"
-
-[[routes]]
-name = "orders"
-path_prefix = "/orders"
-upstream = "orders"
-issuers = ["internal"]
-scopes = ["orders:read"]
-
-[[routes]]
-name = "files"
-path_prefix = "/files"
-upstream = "orders"
-issuers = ["files"]
-scopes = ["files:read"]
-"#,
-    );
+    let text = Config::new()
+        .issuer(
+            "internal",
+            "issuer = \"https://auth.internal.example\"\nhmac_secret = \"${TOKEN_TEST_SECRET}\"\n\
+             audiences = [\"orders\"]\nmax_token_lifetime = \"1h\"",
+        )
+        .issuer(
+            "files",
+            "issuer = \"https://files.example\"\njwks_file = \"jwks.json\"\n\
+             audiences = [\"api://files\"]\ntoken_types = [\"at+jwt\"]\n\
+             required_claims = { token_use = \"access\" }\nallowed_clients = [\"batch\"]",
+        )
+        .jwks_issuer(
+            "remote",
+            "https://idp.example.com/",
+            "https://idp.example.com/jwks.json",
+            "audiences = [\"orders\"]",
+        )
+        .upstream("orders", "http://127.0.0.1:9")
+        .route_to(
+            "orders",
+            "/orders",
+            "orders",
+            "issuers = [\"internal\"]\nscopes = [\"orders:read\"]",
+        )
+        .route_to(
+            "files",
+            "/files",
+            "orders",
+            "issuers = [\"files\"]\nscopes = [\"files:read\"]",
+        )
+        .tables();
+    let path = scratch.write("token.toml", &text);
     path.to_str().unwrap().to_owned()
 }
 
@@ -168,24 +165,15 @@ fn a_jwks_file_token_needs_a_key_of_the_set() {
     let stranger = scratch.write("stranger.pem", &stranger_pem);
 
     let needs_key = authgate(&["token", "-c", &config, "--issuer", "files"]);
-    assert_eq!(needs_key.status.code(), Some(1));
-    assert!(
-        stderr(&needs_key).contains("pass --key"),
-        "{}",
-        stderr(&needs_key)
-    );
+    assert_refused(&needs_key, "pass --key");
 
-    let minted = authgate(&[
-        "token",
-        "-c",
-        &config,
-        "--issuer",
-        "files",
-        "--key",
-        key.to_str().unwrap(),
-        "--scope",
-        "files:read",
-    ]);
+    // `authgate token` for the entry `files`, signed with the key in `pem_file`.
+    let mint_with = |pem_file: &std::path::Path, more: &[&str]| {
+        let key = pem_file.to_str().unwrap();
+        let args = ["token", "-c", &config, "--issuer", "files", "--key", key];
+        authgate(&[&args[..], more].concat())
+    };
+    let minted = mint_with(&key, &["--scope", "files:read"]);
     assert!(minted.status.success(), "{}", stderr(&minted));
     let token = stdout(&minted);
     let explained = authgate(&[
@@ -204,21 +192,8 @@ fn a_jwks_file_token_needs_a_key_of_the_set() {
         "{out}"
     );
 
-    let wrong = authgate(&[
-        "token",
-        "-c",
-        &config,
-        "--issuer",
-        "files",
-        "--key",
-        stranger.to_str().unwrap(),
-    ]);
-    assert_eq!(wrong.status.code(), Some(1));
-    assert!(
-        stderr(&wrong).contains("is not the private key of any key"),
-        "{}",
-        stderr(&wrong)
-    );
+    let wrong = mint_with(&stranger, &[]);
+    assert_refused(&wrong, "is not the private key of any key");
     assert!(stdout(&wrong).is_empty());
 }
 
@@ -227,19 +202,12 @@ fn remote_and_unknown_issuers_are_refused() {
     let scratch = Scratch::new("token-remote");
     let config = config(&scratch, None);
     let remote = authgate(&["token", "-c", &config, "--issuer", "remote"]);
-    assert_eq!(remote.status.code(), Some(1));
-    assert!(
-        stderr(&remote).contains("issuer remote fetches its keys (jwks_uri https://idp.example.com/jwks.json): only that identity provider can mint its tokens"),
-        "{}",
-        stderr(&remote)
-    );
+    assert_refused(&remote, "issuer remote fetches its keys (jwks_uri https://idp.example.com/jwks.json): only that identity provider can mint its tokens");
     assert!(stdout(&remote).is_empty());
     let unknown = authgate(&["token", "-c", &config, "--issuer", "nope"]);
-    assert_eq!(unknown.status.code(), Some(1));
-    assert!(stderr(&unknown).contains(r#"no issuer entry named "nope""#));
+    assert_refused(&unknown, r#"no issuer entry named "nope""#);
     let key_for_hmac = authgate(&[
         "token", "-c", &config, "--issuer", "internal", "--key", "x.pem",
     ]);
-    assert_eq!(key_for_hmac.status.code(), Some(1));
-    assert!(stderr(&key_for_hmac).contains("--key is only for jwks_file issuers"));
+    assert_refused(&key_for_hmac, "--key is only for jwks_file issuers");
 }

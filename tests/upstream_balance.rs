@@ -4,7 +4,6 @@
 mod support;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,71 +13,47 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use support::config::svc;
 use support::echo::Echo;
 use support::gateway::{eventually, Gateway};
-use tokio::net::TcpListener;
-
-/// A loopback port with nothing listening (connections are refused).
-async fn refused_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    listener.local_addr().expect("addr")
-}
+use support::upstream::{refused_addr, Upstream};
 
 /// An upstream answering 503 while `failing`, else 200; counts requests and connections.
 struct Flaky {
-    addr: SocketAddr,
+    upstream: Upstream,
     failing: Arc<AtomicBool>,
     hits: Arc<AtomicU64>,
-    connections: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Flaky {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 impl Flaky {
     async fn start() -> Flaky {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let failing = Arc::new(AtomicBool::new(true));
         let hits = Arc::new(AtomicU64::new(0));
-        let connections = Arc::new(AtomicU64::new(0));
-        let (f, h, c) = (
-            Arc::clone(&failing),
-            Arc::clone(&hits),
-            Arc::clone(&connections),
-        );
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                c.fetch_add(1, Ordering::SeqCst);
-                let (f, h) = (Arc::clone(&f), Arc::clone(&h));
-                let service = service_fn(move |_request| {
-                    h.fetch_add(1, Ordering::SeqCst);
-                    let status = if f.load(Ordering::SeqCst) {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    } else {
-                        StatusCode::OK
-                    };
-                    let mut response = Response::new(Full::new(Bytes::from_static(b"flaky")));
-                    *response.status_mut() = status;
-                    async move { Ok::<_, Infallible>(response) }
-                });
-                tokio::spawn(async move {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
+        let (f, h) = (Arc::clone(&failing), Arc::clone(&hits));
+        let upstream = Upstream::start(move |stream| {
+            let (f, h) = (Arc::clone(&f), Arc::clone(&h));
+            let service = service_fn(move |_request| {
+                h.fetch_add(1, Ordering::SeqCst);
+                let status = if f.load(Ordering::SeqCst) {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::OK
+                };
+                let mut response = Response::new(Full::new(Bytes::from_static(b"flaky")));
+                *response.status_mut() = status;
+                async move { Ok::<_, Infallible>(response) }
+            });
+            async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             }
-        });
+        })
+        .await;
         Flaky {
-            addr,
+            upstream,
             failing,
             hits,
-            connections,
-            task,
         }
     }
 
@@ -93,27 +68,9 @@ fn config(servers: &[String], extra: &str) -> String {
         .map(|s| format!("\"{s}\""))
         .collect::<Vec<_>>()
         .join(", ");
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-
-[[upstreams]]
-name = "svc"
-servers = [{list}]
-connect_timeout = "1s"
-timeout = "3s"
-{extra}
-
-[[routes]]
-name = "all"
-path_prefix = "/"
-upstream = "svc"
-public = true
-"#
-    )
+    svc(&format!(
+        "servers = [{list}]\nconnect_timeout = \"1s\"\ntimeout = \"3s\"\n{extra}"
+    ))
 }
 
 /// The value of the first sample of `family` whose labels contain every `filter` fragment.
@@ -156,7 +113,7 @@ async fn requests_spread_over_every_server() {
 async fn failing_server_is_ejected_then_comes_back() {
     let echo = Echo::start().await;
     let flaky = Flaky::start().await;
-    let flaky_url = format!("http://{}", flaky.addr);
+    let flaky_url = flaky.upstream.url();
     let extra = "max_failures = 2\nejection_time = \"1500ms\"\nretries = 0";
     let gateway = Gateway::from_toml(config(&[echo.url(""), flaky_url.clone()], extra))
         .start()
@@ -265,7 +222,7 @@ async fn url_and_servers_are_exclusive() {
 async fn active_health_checks_take_a_server_out_and_bring_it_back() {
     let echo = Echo::start().await;
     let flaky = Flaky::start().await;
-    let flaky_url = format!("http://{}", flaky.addr);
+    let flaky_url = flaky.upstream.url();
     let extra = "max_failures = 1000\nretries = 0\nhealth_check = { path = \"/healthz\", interval = \"50ms\", timeout = \"500ms\", healthy = 1, unhealthy = 2 }";
     let gateway = Gateway::from_toml(config(&[echo.url(""), flaky_url.clone()], extra))
         .start()
@@ -317,7 +274,7 @@ async fn active_health_checks_take_a_server_out_and_bring_it_back() {
 async fn connections_to_a_host_name_are_renewed_after_dns_refresh() {
     let flaky = Flaky::start().await;
     flaky.failing.store(false, Ordering::SeqCst);
-    let port = flaky.addr.port();
+    let port = flaky.upstream.addr().port();
     // Same server by name (re-resolved) and by address (never): four requests each, with a
     // pause longer than dns_refresh after the second.
     let cases = [
@@ -331,14 +288,14 @@ async fn connections_to_a_host_name_are_renewed_after_dns_refresh() {
         ))
         .start()
         .await;
-        let before = flaky.connections.load(Ordering::SeqCst);
+        let before = flaky.upstream.connections();
         for round in 0..4 {
             if round == 2 {
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
             assert_eq!(gateway.get("/dns").await.status, StatusCode::OK, "{url}");
         }
-        let opened = flaky.connections.load(Ordering::SeqCst) - before;
+        let opened = flaky.upstream.connections() - before;
         assert_eq!(opened, expected, "{url}: connections opened");
     }
 }

@@ -5,107 +5,52 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
+use support::config::Config;
 use support::echo::Echo;
 use support::gateway::{get, open, with_body, Gateway};
+use support::upstream::{refused_addr, Upstream};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpListener;
-
-async fn refused_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    listener.local_addr().expect("addr")
-}
+use tokio::net::TcpStream;
 
 /// Reads each request head and its Content-Length body, then closes without answering.
-struct Resetter {
-    addr: SocketAddr,
-    connections: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Resetter {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Resetter {
-    async fn start() -> Resetter {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let connections = Arc::new(AtomicU64::new(0));
-        let count = Arc::clone(&connections);
-        let task = tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut seen = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    let read = async {
-                        loop {
-                            let n = stream.read(&mut buf).await.unwrap_or(0);
-                            if n == 0 {
-                                return;
-                            }
-                            seen.extend_from_slice(&buf[..n]);
-                            let text = String::from_utf8_lossy(&seen).to_lowercase();
-                            if let Some(end) = text.find("\r\n\r\n") {
-                                let length = text
-                                    .lines()
-                                    .find_map(|l| l.strip_prefix("content-length:"))
-                                    .and_then(|v| v.trim().parse::<usize>().ok())
-                                    .unwrap_or(0);
-                                if seen.len() >= end + 4 + length {
-                                    return;
-                                }
-                            }
-                        }
-                    };
-                    let _ = tokio::time::timeout(Duration::from_secs(2), read).await;
-                    // Dropped: the connection closes with no response.
-                });
+async fn reset(mut stream: TcpStream) {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                return;
             }
-        });
-        Resetter {
-            addr,
-            connections,
-            task,
+            seen.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&seen).to_lowercase();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if seen.len() >= end + 4 + length {
+                    return;
+                }
+            }
         }
-    }
-
-    fn connections(&self) -> u64 {
-        self.connections.load(Ordering::SeqCst)
-    }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), read).await;
+    // Dropped: the connection closes with no response.
 }
 
 fn config(upstream: &str, routes: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-
-[[upstreams]]
-name = "svc"
-connect_timeout = "1s"
-{upstream}
-
-{routes}
-[[routes]]
-name = "all"
-path_prefix = "/"
-upstream = "svc"
-public = true
-"#
-    )
+    Config::new()
+        .upstream_with("svc", &format!("connect_timeout = \"1s\"\n{upstream}"))
+        .raw(routes)
+        .catch_all("svc")
+        .toml()
 }
 
 #[tokio::test]
@@ -140,10 +85,10 @@ async fn a_refused_connection_is_retried_on_another_server_body_intact() {
 
 #[tokio::test]
 async fn a_post_that_reached_the_upstream_is_never_retried() {
-    let resetter = Resetter::start().await;
+    let resetter = Upstream::start(reset).await;
     let upstream = format!(
         "url = \"http://{}\"\nretries = 2\nretry_on = [\"reset\", \"5xx\"]\nmax_failures = 1000",
-        resetter.addr
+        resetter.addr()
     );
     let gateway = Gateway::from_toml(config(&upstream, "")).start().await;
 
@@ -169,8 +114,8 @@ async fn a_post_that_reached_the_upstream_is_never_retried() {
 
 #[tokio::test]
 async fn without_retry_on_a_reset_get_is_not_retried() {
-    let resetter = Resetter::start().await;
-    let upstream = format!("url = \"http://{}\"\nretries = 2", resetter.addr);
+    let resetter = Upstream::start(reset).await;
+    let upstream = format!("url = \"http://{}\"\nretries = 2", resetter.addr());
     let gateway = Gateway::from_toml(config(&upstream, "")).start().await;
     gateway.get("/read").await.assert_error(502, "bad_gateway");
     assert_eq!(resetter.connections(), 1);

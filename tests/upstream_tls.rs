@@ -7,7 +7,6 @@ mod pki;
 mod support;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -16,16 +15,14 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use pki::{toml_path, Ca, Scratch};
+use support::config::svc;
 use support::gateway::Gateway;
-use tokio::net::TcpListener;
+use support::upstream::Upstream;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// An https upstream (HTTP/1.1 and h2 by ALPN) that requires a client certificate issued by
 /// `client_ca`, and answers "<version> <client CN>".
-async fn mtls_upstream(
-    server: &pki::Leaf,
-    client_ca: &Ca,
-) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+async fn mtls_upstream(server: &pki::Leaf, client_ca: &Ca) -> Upstream {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(client_ca.der()).expect("client ca");
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -43,43 +40,38 @@ async fn mtls_upstream(
         .expect("server config");
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(stream).await else {
-                    return;
-                };
-                let cn = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|chain| chain.first())
-                    .and_then(|der| {
-                        let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
-                        let cn = cert.subject().iter_common_name().next()?;
-                        cn.as_str().ok().map(str::to_owned)
-                    })
-                    .unwrap_or_default();
-                let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                    let text = format!("{:?} {cn}", request.version());
-                    async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text)))) }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), service)
-                    .await;
+    Upstream::start(move |stream| {
+        let acceptor = acceptor.clone();
+        async move {
+            let Ok(tls) = acceptor.accept(stream).await else {
+                return;
+            };
+            let cn = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|der| {
+                    let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
+                    let cn = cert.subject().iter_common_name().next()?;
+                    cn.as_str().ok().map(str::to_owned)
+                })
+                .unwrap_or_default();
+            let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                let text = format!("{:?} {cn}", request.version());
+                async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text)))) }
             });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
         }
-    });
-    (addr, task)
+    })
+    .await
 }
 
 struct Setup {
     _scratch: Scratch,
-    upstream: SocketAddr,
-    _task: tokio::task::JoinHandle<()>,
+    upstream: Upstream,
     ca_file: String,
     cert_file: String,
     key_file: String,
@@ -92,7 +84,7 @@ async fn setup() -> Setup {
     let server = ca.server("upstream");
     let client = ca.client("gateway-client", "authgate");
     let other = ca.client("other", "authgate");
-    let (upstream, task) = mtls_upstream(&server, &ca).await;
+    let upstream = mtls_upstream(&server, &ca).await;
     Setup {
         ca_file: toml_path(&scratch.write("ca.pem", &ca.pem())),
         cert_file: toml_path(&scratch.write("client.pem", &client.cert_pem)),
@@ -100,37 +92,19 @@ async fn setup() -> Setup {
         other_key_file: toml_path(&scratch.write("other-key.pem", &other.key_pem)),
         _scratch: scratch,
         upstream,
-        _task: task,
     }
 }
 
 fn config(upstream: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-
-[[upstreams]]
-name = "svc"
-connect_timeout = "2s"
-retries = 0
-{upstream}
-
-[[routes]]
-name = "all"
-path_prefix = "/"
-upstream = "svc"
-public = true
-"#
-    )
+    svc(&format!(
+        "connect_timeout = \"2s\"\nretries = 0\n{upstream}"
+    ))
 }
 
 #[tokio::test]
 async fn the_client_certificate_is_presented_and_required() {
     let s = setup().await;
-    let url = format!("url = \"https://localhost:{}\"", s.upstream.port());
+    let url = format!("url = \"https://localhost:{}\"", s.upstream.addr().port());
     let with_cert = format!(
         "{url}\nca_file = {}\nclient_cert_file = {}\nclient_key_file = {}",
         s.ca_file, s.cert_file, s.key_file
@@ -156,7 +130,7 @@ async fn the_client_certificate_is_presented_and_required() {
 #[tokio::test]
 async fn ca_file_is_needed_for_a_private_ca_and_protocols_negotiate() {
     let s = setup().await;
-    let url = format!("url = \"https://localhost:{}\"", s.upstream.port());
+    let url = format!("url = \"https://localhost:{}\"", s.upstream.addr().port());
     let cert = format!(
         "client_cert_file = {}\nclient_key_file = {}",
         s.cert_file, s.key_file
@@ -190,7 +164,7 @@ async fn ca_file_is_needed_for_a_private_ca_and_protocols_negotiate() {
 #[tokio::test]
 async fn client_certificate_settings_are_checked_at_load() {
     let s = setup().await;
-    let url = format!("url = \"https://localhost:{}\"", s.upstream.port());
+    let url = format!("url = \"https://localhost:{}\"", s.upstream.addr().port());
     let cases = [
         (
             format!("{url}\nclient_cert_file = {}", s.cert_file),

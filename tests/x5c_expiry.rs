@@ -9,6 +9,7 @@ use base64::Engine as _;
 use rcgen::{CertificateParams, DnType, KeyPair};
 use serde_json::{json, Value};
 
+use support::config::Config;
 use support::gateway::{eventually, ConfigFile, Gateway, TIMEOUT};
 
 /// An ES256 JWK whose `x5c` holds a self-signed certificate for the key, valid until
@@ -54,30 +55,18 @@ async fn x5c_certificates_of_a_key_set_have_an_expiry_metric() {
         std::fs::write(&jwks, json!({ "keys": keys }).to_string()).unwrap();
     };
     write_jwks(vec![jwk_with_x5c("k1", (2031, 5, 6))]);
-    let config = ConfigFile::new(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[[issuers]]
-name = "files"
-issuer = "https://files.example"
-jwks_file = {jwks:?}
-audiences = ["api"]
-
-[[upstreams]]
-name = "echo"
-url = "http://127.0.0.1:9"
-
-[[routes]]
-name = "all"
-path_prefix = "/"
-upstream = "echo"
-"#
-    ));
+    let config = ConfigFile::new(
+        &Config::new()
+            .issuer(
+                "files",
+                &format!(
+                    "issuer = \"https://files.example\"\njwks_file = {jwks:?}\naudiences = [\"api\"]"
+                ),
+            )
+            .upstream("echo", "http://127.0.0.1:9")
+            .route("all", "/", "")
+            .toml(),
+    );
     let gateway = Gateway::from_file(&config.0).start().await;
     let lines = expiry_lines(&gateway.metrics().await);
     assert_eq!(

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, StatusCode};
 use http_body_util::Empty;
 
+use super::config::Config;
 use super::echo::Echo;
 use super::gateway::{self, Reply};
 use super::idp::{keys, Idp};
@@ -254,94 +255,62 @@ pub fn assert_no_token_echo(resp: &Reply, token: &str) {
 pub fn main_config(idp: &Idp) -> String {
     let iss = idp.issuer();
     let jwks = idp.jwks_uri();
-    format!(
-        r#"
-[[issuers]]
-name = "main"
-issuer = "{iss}"
-jwks_uri = "{jwks}"
-audiences = ["api"]
-algorithms = ["RS256"]
-claim_headers = {{ "X-Auth-Tenant" = "tid", "X-Auth-Num" = "num", "X-Auth-Flag" = "flag", "X-Auth-Groups" = "groups", "X-Auth-Obj" = "obj", "X-Tenant-Region" = "region" }}
-
-[[issuers]]
-name = "typed"
-issuer = "{iss}"
-jwks_uri = "{jwks}"
-audiences = ["api-typed"]
-token_types = ["at+jwt"]
-
-[[issuers]]
-name = "required"
-issuer = "{iss}"
-jwks_uri = "{jwks}"
-audiences = ["api-req"]
-required_claims = {{ token_use = "access", tier = ["gold", "silver"] }}
-
-[[issuers]]
-name = "cognito"
-issuer = "{iss}"
-jwks_uri = "{jwks}"
-audiences = []
-allowed_clients = ["client-good"]
-
-[[issuers]]
-name = "other"
-issuer = "https://other.test/"
-jwks_uri = "{jwks}"
-audiences = ["api"]
-
-[[routes]]
-name = "read"
-path_prefix = "/read"
-upstream = "echo"
-issuers = ["main"]
-scopes = ["orders:read"]
-
-[[routes]]
-name = "any"
-path_prefix = "/any"
-upstream = "echo"
-issuers = ["main"]
-scopes = ["orders:read"]
-any_scopes = ["a:x", "a:y"]
-
-[[routes]]
-name = "open"
-path_prefix = "/open"
-upstream = "echo"
-issuers = ["main"]
-
-[[routes]]
-name = "typed"
-path_prefix = "/typed"
-upstream = "echo"
-issuers = ["typed"]
-
-[[routes]]
-name = "required"
-path_prefix = "/required"
-upstream = "echo"
-issuers = ["required"]
-
-[[routes]]
-name = "cognito"
-path_prefix = "/cognito"
-upstream = "echo"
-issuers = ["cognito"]
-
-[[routes]]
-name = "other-only"
-path_prefix = "/other-only"
-upstream = "echo"
-issuers = ["other"]
-
-[[routes]]
-name = "everyone"
-path_prefix = "/everyone"
-upstream = "echo"
-"#
-    )
+    let claim_headers = "claim_headers = { \"X-Auth-Tenant\" = \"tid\", \"X-Auth-Num\" = \"num\", \
+        \"X-Auth-Flag\" = \"flag\", \"X-Auth-Groups\" = \"groups\", \"X-Auth-Obj\" = \"obj\", \
+        \"X-Tenant-Region\" = \"region\" }";
+    let entry = |name: &str| format!("issuers = [\"{name}\"]");
+    Config::new()
+        .jwks_issuer(
+            "main",
+            &iss,
+            &jwks,
+            &format!("audiences = [\"api\"]\nalgorithms = [\"RS256\"]\n{claim_headers}"),
+        )
+        .jwks_issuer(
+            "typed",
+            &iss,
+            &jwks,
+            "audiences = [\"api-typed\"]\ntoken_types = [\"at+jwt\"]",
+        )
+        .jwks_issuer(
+            "required",
+            &iss,
+            &jwks,
+            "audiences = [\"api-req\"]\n\
+             required_claims = { token_use = \"access\", tier = [\"gold\", \"silver\"] }",
+        )
+        .jwks_issuer(
+            "cognito",
+            &iss,
+            &jwks,
+            "audiences = []\nallowed_clients = [\"client-good\"]",
+        )
+        .jwks_issuer(
+            "other",
+            "https://other.test/",
+            &jwks,
+            "audiences = [\"api\"]",
+        )
+        .route(
+            "read",
+            "/read",
+            &format!("{}\nscopes = [\"orders:read\"]", entry("main")),
+        )
+        .route(
+            "any",
+            "/any",
+            &format!(
+                "{}\nscopes = [\"orders:read\"]\nany_scopes = [\"a:x\", \"a:y\"]",
+                entry("main")
+            ),
+        )
+        .route("open", "/open", &entry("main"))
+        .route("typed", "/typed", &entry("typed"))
+        .route("required", "/required", &entry("required"))
+        .route("cognito", "/cognito", &entry("cognito"))
+        .route("other-only", "/other-only", &entry("other"))
+        .route("everyone", "/everyone", "")
+        .tables()
 }
 
 /// The main IdP serves the RSA key `k1` and an EC key `e1` (for algorithm allowlist tests).
@@ -365,4 +334,10 @@ pub fn issuer_with_route(
         "[[issuers]]\nname = \"{name}\"\nissuer = \"{iss}\"\n{key_source}\naudiences = [\"api\"]\n\
          {lines}\n\n[[routes]]\nname = \"{route}\"\npath_prefix = \"{prefix}\"\nupstream = \"echo\"\n"
     )
+}
+
+/// [`issuer_with_route`] for `idp` (its `iss`, keys at its `jwks_uri`) with the route `/r`.
+pub fn idp_route(name: &str, idp: &Idp, lines: &str) -> String {
+    let key_source = format!("jwks_uri = \"{}\"", idp.jwks_uri());
+    issuer_with_route(name, &idp.issuer(), &key_source, lines, "/r")
 }

@@ -2,7 +2,7 @@
 //! collects stderr line by line (split on `\n` only, as `tail` or a log shipper would), reads
 //! the bound addresses back from the "authgate listening" line (so configs use port 0 and no
 //! test picks a port by bind-and-release), sends signals and waits (bounded) for exit or a log
-//! line. The child is killed on drop.
+//! line. The child is killed on drop. [`explain`] runs `authgate explain` to completion.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -137,4 +137,28 @@ fn address_after(line: &str, name: &str) -> Option<SocketAddr> {
                 .unwrap_or(rest.len());
             rest[..end].parse().ok()
         })
+}
+
+/// What `authgate explain` printed and its exit code.
+pub struct Explained {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `authgate explain -c CONFIG ARGS` with `RUST_LOG=off` and waits for it.
+pub fn explain(config: &Path, args: &[&str]) -> Explained {
+    let output = Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .arg("explain")
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run authgate explain");
+    Explained {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
 }

@@ -8,6 +8,7 @@
 
 use super::echo::Echo;
 use super::gateway::Gateway;
+use super::idp::Idp;
 
 /// The test HMAC issuer `test-idp` (`iss` `https://idp.test/`, audience `api`): with it, a
 /// route without `public = true` is valid config.
@@ -54,11 +55,33 @@ impl Config {
         self
     }
 
+    /// An `[[issuers]]` entry `name` with `lines` (issuer, keys, audiences, ...).
+    pub fn issuer(self, name: &str, lines: &str) -> Config {
+        self.raw(&format!("\n[[issuers]]\nname = \"{name}\"\n{lines}"))
+    }
+
+    /// An `[[issuers]]` entry `name` for `idp` (its `issuer` and `jwks_uri`, audience `api`),
+    /// with `lines` added.
+    pub fn idp(self, name: &str, idp: &Idp, lines: &str) -> Config {
+        let lines = format!("audiences = [\"api\"]\n{lines}");
+        self.jwks_issuer(name, &idp.issuer(), &idp.jwks_uri(), &lines)
+    }
+
+    /// An `[[issuers]]` entry `name` for `iss` with keys at `jwks_uri`, with `lines` added
+    /// (audiences, ...).
+    pub fn jwks_issuer(self, name: &str, iss: &str, jwks_uri: &str, lines: &str) -> Config {
+        let keys = format!("issuer = \"{iss}\"\njwks_uri = \"{jwks_uri}\"\n{lines}");
+        self.issuer(name, &keys)
+    }
+
     /// An `[[upstreams]]` entry.
     pub fn upstream(self, name: &str, url: &str) -> Config {
-        self.raw(&format!(
-            "\n[[upstreams]]\nname = \"{name}\"\nurl = \"{url}\""
-        ))
+        self.upstream_with(name, &format!("url = \"{url}\""))
+    }
+
+    /// An `[[upstreams]]` entry `name` with `lines` (url or servers, timeouts, ...).
+    pub fn upstream_with(self, name: &str, lines: &str) -> Config {
+        self.raw(&format!("\n[[upstreams]]\nname = \"{name}\"\n{lines}"))
     }
 
     /// The upstream `echo` at the echo's root.
@@ -68,9 +91,19 @@ impl Config {
 
     /// A route `name` for `prefix` to upstream `echo`, with `lines` added to it.
     pub fn route(self, name: &str, prefix: &str, lines: &str) -> Config {
+        self.route_to(name, prefix, "echo", lines)
+    }
+
+    /// A route `name` for `prefix` to `upstream`, with `lines` added to it.
+    pub fn route_to(self, name: &str, prefix: &str, upstream: &str, lines: &str) -> Config {
         self.raw(&format!(
-            "\n[[routes]]\nname = \"{name}\"\npath_prefix = \"{prefix}\"\nupstream = \"echo\"\n{lines}"
+            "\n[[routes]]\nname = \"{name}\"\npath_prefix = \"{prefix}\"\nupstream = \"{upstream}\"\n{lines}"
         ))
+    }
+
+    /// The public route `all` for `/` to `upstream`.
+    pub fn catch_all(self, upstream: &str) -> Config {
+        self.route_to("all", "/", upstream, "public = true")
     }
 
     /// The route `public` for `prefix` to upstream `echo`, `public = true`.
@@ -81,6 +114,12 @@ impl Config {
     /// [`TEST_ISSUER`].
     pub fn test_issuer(self) -> Config {
         self.raw(TEST_ISSUER)
+    }
+
+    /// The tables after `[admin]` alone, for harnesses that write their own listeners
+    /// (`support::auth::Gateway::start`).
+    pub fn tables(&self) -> String {
+        self.rest.clone()
     }
 
     /// The TOML text.
@@ -109,6 +148,15 @@ pub async fn start_public(server: &str) -> (Echo, Gateway) {
     (echo, gateway)
 }
 
+/// The upstream tests' gateway: upstream `svc` with `lines` (url or servers, timeouts), and
+/// the public route `all` for `/` to it.
+pub fn svc(lines: &str) -> String {
+    Config::new()
+        .upstream_with("svc", lines)
+        .catch_all("svc")
+        .toml()
+}
+
 /// `server` lines in `[server]`, then `rest` as is.
 pub fn with_server(server: &str, rest: &str) -> String {
     Config::new().server(server).raw(rest).toml()
@@ -128,6 +176,13 @@ pub fn standard_config(echo: &Echo) -> String {
 /// A ready gateway running [`standard_config`].
 pub async fn standard(echo: &Echo) -> Gateway {
     Gateway::from_toml(standard_config(echo)).start().await
+}
+
+/// An echo upstream and a ready gateway running [`standard_config`] for it.
+pub async fn start_standard() -> (Echo, Gateway) {
+    let echo = Echo::start().await;
+    let gateway = standard(&echo).await;
+    (echo, gateway)
 }
 
 /// The decision-mode gateway of `decision.rs` and `nginx_decision.rs`: a `[decision]`

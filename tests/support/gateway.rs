@@ -321,6 +321,15 @@ pub fn with_host(path: &str, host: &str) -> Request<Empty<Bytes>> {
     request
 }
 
+/// `GET path` with `headers`, in order (a repeated name is sent repeated).
+pub fn with_headers(path: &str, headers: &[(&str, &str)]) -> Request<Empty<Bytes>> {
+    let mut builder = Request::get(path);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(Empty::new()).expect("valid request")
+}
+
 /// A request with a fixed body.
 pub fn with_body(method: Method, path: &str, body: impl Into<Bytes>) -> Request<Full<Bytes>> {
     Request::builder()

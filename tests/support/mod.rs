@@ -10,3 +10,4 @@ pub mod h2raw;
 pub mod idp;
 pub mod logs;
 pub mod refusal;
+pub mod upstream;
