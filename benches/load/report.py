@@ -7,7 +7,7 @@ RUNS_TSV columns: mode peer round requests seconds rps p50_us p99_us non2xx sock
                   proxy_ticks upstream_ticks [gate_ticks]
                   (gate_ticks: for nginx-authz, the part of proxy_ticks spent by authgate)
 RSS_TSV columns:  peer what kib connections_ok
-                  (what: peak-<mode>, idle or held; connections_ok: opened/answered)
+                  (what: peak-<mode>, idle, held, after-1 or after-2; connections_ok: opened/answered)
 A row with any non-2xx response or socket error is INVALID: its numbers are shown but marked,
 and it is never the reference of a ratio.
 Per peer and mode, req/s and latencies are the median over rounds; CPU per request is the
@@ -167,8 +167,8 @@ def main() -> None:
         out.append("### Memory: idle and holding idle keep-alive connections")
         out.append("")
         out.append("| peer | RSS idle | RSS holding connections | connections open / answered 2xx "
-                   "| per connection |")
-        out.append("|---|---:|---:|---:|---:|")
+                   "| per connection | RSS after the spike closed | after a second spike |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|")
         for peer, label in PEERS:
             if peer not in rss or "idle" not in rss[peer] or "held" not in rss[peer]:
                 continue
@@ -180,14 +180,23 @@ def main() -> None:
             answered = int(parts[-1]) if parts[-1].isdigit() else 0
             per = f"{(held - idle) * 1024 / answered / 1024:.1f} KiB" if answered else "—"
             # (peer nginx-authz: nginx and its authgate together)
+            afters = []
+            for key in ("after-1", "after-2"):
+                if key in rss[peer]:
+                    after, _ = rss[peer][key]
+                    afters.append(f"{after / 1024:.1f} MiB ({after / idle:.2f}× idle)")
+                else:
+                    afters.append("—")
             out.append(f"| {label} | {idle / 1024:.1f} MiB | {held / 1024:.1f} MiB "
-                       f"| {conns} | {per} |")
+                       f"| {conns} | {per} | {afters[0]} | {afters[1]} |")
         out.append("")
     out.append("p50/p99: median over rounds of wrk's latency percentiles. CPU µs/req: "
                "utime+stime of all the peer's processes over all rounds, divided by the "
                "requests completed. Peak RSS: VmHWM summed over the peer's processes, reset "
                "before each mode, so it is that mode's peak. Memory per connection: held "
-               "minus idle RSS, divided by the connections that were answered 2xx. Rows "
+               "minus idle RSS, divided by the connections that were answered 2xx. After a "
+               "spike: RSS some seconds after the held connections closed (SPIKE_SETTLE), "
+               "then again after a second spike of as many connections. Rows "
                "marked INVALID had non-2xx responses or socket errors. Ratios: req/s ratio (higher is better), CPU ratio (lower is "
                "better).")
     print("\n".join(out))

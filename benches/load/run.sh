@@ -34,6 +34,7 @@ TOKENS=${TOKENS:-10000}               # distinct tokens for the "many" mode
 TOKEN_CACHE_ENTRIES=${TOKEN_CACHE_ENTRIES:-1000}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}   # idle keep-alive connections for the RSS test
 IDLE_PEERS=${IDLE_PEERS-"nginx haproxy authgate"}   # peers whose RSS is measured; "" skips the test
+SPIKE_SETTLE=${SPIKE_SETTLE:-5}       # seconds after a spike of connections closes before RSS is read
 DEFAULT_PEERS="direct nginx haproxy authgate authgate-h2c authgate-log authgate-rl nginx-authz nginx-2w authgate-2w"
 command -v redis-server >/dev/null 2>&1 && DEFAULT_PEERS+=" authgate-rl-exact authgate-rl-approx"
 PEERS=${PEERS:-$DEFAULT_PEERS}
@@ -628,6 +629,21 @@ for peer in $IDLE_PEERS; do
     printf '%s\tidle\t%s\t-\n%s\theld\t%s\t%s/%s\n' "$peer" "$idle" "$peer" "$held" \
         "$opened" "$answered" >>"$RSS_TSV"
     stop_pid "$holder"
+    # After the spike: the connections are closed; how much of their memory comes back.
+    # Then a second spike of the same size, to see whether RSS keeps growing spike by spike.
+    for spike in 1 2; do
+        if (( spike == 2 )); then
+            rm -f "$ready"
+            timeout 300 taskset -c "$CLIENT_CPU" python3 "$SCRIPT_DIR/hold_conns.py" "$port" \
+                "$count" 5 "$ready" "$WORK/token.txt" >>"$WORK/hold-$peer.log" 2>&1 \
+                || log "  warning: $peer: second spike: $(tail -n 2 "$WORK/hold-$peer.log")"
+        fi
+        sleep "$SPIKE_SETTLE"
+        # shellcheck disable=SC2046
+        after=$(status_kib VmRSS $(peer_pids "$peer"))
+        log "  $peer: RSS ${SPIKE_SETTLE}s after spike $spike closed: $((after / 1024)) MiB"
+        printf '%s\tafter-%s\t%s\t-\n' "$peer" "$spike" "$after" >>"$RSS_TSV"
+    done
 done
 
 # --- 8. Report ------------------------------------------------------------------------------
