@@ -10,14 +10,19 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use hyper::body::Incoming;
-use hyper::service::service_fn;
+use hyper::server::conn::{http1, http2};
+use hyper::service::{service_fn, HttpService};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::io::{expired, Activity, Expired, FramingLimits, Timeouts, Watched};
+use super::sniff::{sniff, Version};
 use super::tls::TlsListener;
 use super::ServerState;
 use crate::http_head::{HeadFlag, HeadFlags};
@@ -241,11 +246,10 @@ async fn handshake(
     }
 }
 
-/// hyper's HTTP/1 and HTTP/2 settings from `[server]`.
-fn http_builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+/// hyper's HTTP/1 settings from `[server]`.
+fn http1_builder(settings: &ServerSettings) -> http1::Builder {
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         // Off: it re-arms between keep-alive requests; heads are timed by `io::expired`.
         .header_read_timeout(None)
@@ -253,11 +257,64 @@ fn http_builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
         .max_headers(settings.max_headers)
         .keep_alive(true);
     builder
-        .http2()
+}
+
+/// hyper's HTTP/2 settings from `[server]`.
+fn http2_builder(settings: &ServerSettings) -> http2::Builder<TokioExecutor> {
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(settings.http2_max_concurrent_streams);
     builder
+}
+
+pin_project_lite::pin_project! {
+    /// One client connection in hyper, in the protocol [`sniff`] found.
+    #[project = HttpConnectionProj]
+    enum HttpConnection<I, S>
+    where
+        S: HttpService<Incoming>,
+    {
+        Http1 { #[pin] conn: http1::UpgradeableConnection<I, S> },
+        Http2 { #[pin] conn: http2::Connection<I, S, TokioExecutor> },
+    }
+}
+
+impl<I, S, B> HttpConnection<I, S>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: HttpService<Incoming, ResBody = B>,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        match self.project() {
+            HttpConnectionProj::Http1 { conn } => conn.graceful_shutdown(),
+            HttpConnectionProj::Http2 { conn } => conn.graceful_shutdown(),
+        }
+    }
+}
+
+impl<I, S, B> Future for HttpConnection<I, S>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: HttpService<Incoming, ResBody = B>,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Output = hyper::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            HttpConnectionProj::Http1 { conn } => conn.poll(cx),
+            HttpConnectionProj::Http2 { conn } => conn.poll(cx),
+        }
+    }
 }
 
 /// Answers one request of the connection: the head flags go on the request, `handler`
@@ -313,8 +370,6 @@ async fn serve_http<I>(
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     activity.start();
-    let builder = http_builder(&settings);
-
     let conn = Arc::new(conn);
     let shared = Arc::clone(&state.shared);
     let service_activity = Arc::clone(&activity);
@@ -335,8 +390,30 @@ async fn serve_http<I>(
         header_read: settings.header_read_timeout,
         idle: settings.idle_timeout,
     };
-    let mut connection = pin!(builder.serve_connection_with_upgrades(io, service));
     let mut stop = state.stop.clone();
+    // The first bytes tell HTTP/1 from HTTP/2, under the same timers as a request head.
+    let (version, io) = tokio::select! {
+        sniffed = sniff(io) => match sniffed {
+            Ok(sniffed) => sniffed,
+            Err(error) => {
+                tracing::debug!(error = %error, "connection ended before its first request");
+                return;
+            }
+        },
+        why = expired(&activity, timeouts) => return closing(why),
+        // Nothing in flight yet: close at once.
+        _ = stop.changed() => return,
+    };
+    let mut connection = pin!(match version {
+        Version::Http1 => HttpConnection::Http1 {
+            conn: http1_builder(&settings)
+                .serve_connection(io, service)
+                .with_upgrades(),
+        },
+        Version::Http2 => HttpConnection::Http2 {
+            conn: http2_builder(&settings).serve_connection(io, service),
+        },
+    });
     tokio::select! {
         result = connection.as_mut() => {
             if let Err(error) = result {
@@ -347,13 +424,7 @@ async fn serve_http<I>(
             }
             return;
         }
-        why = expired(&activity, timeouts) => {
-            match why {
-                Expired::Head => tracing::debug!("closing connection: request head not complete in time"),
-                Expired::Idle => tracing::debug!("closing idle connection"),
-            }
-            return;
-        }
+        why = expired(&activity, timeouts) => return closing(why),
         _ = stop.changed() => {}
     }
     // Shutting down. Nothing in flight (idle, or a head not complete): close at once.
@@ -385,6 +456,14 @@ async fn serve_http<I>(
             state.tracker.cut.fetch_add(1, Ordering::SeqCst);
             tracing::debug!("connection still busy at the end of the drain; closed");
         }
+    }
+}
+
+/// Logs why a connection is closed by its timers.
+fn closing(why: Expired) {
+    match why {
+        Expired::Head => tracing::debug!("closing connection: request head not complete in time"),
+        Expired::Idle => tracing::debug!("closing idle connection"),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod file_watch;
 mod io;
 pub mod notify;
 mod reload;
+mod sniff;
 mod tls;
 
 use std::net::SocketAddr;
