@@ -31,6 +31,10 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+/// The binary's allocator (src/main.rs), so that allocation costs count as they do there.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const ISSUER: &str = "https://idp.bench.example/";
 const AUDIENCE: &str = "api://orders";
 const KID: &str = "bench-rsa-1";

@@ -121,6 +121,21 @@ struct HeadScan {
     since: Option<u64>,
 }
 
+/// Where a head that starts at `bytes[0]` (a request line, not an empty line) ends: just past
+/// the line feed of its first empty line (CRLF or a bare LF), if `bytes` holds it.
+fn head_end(bytes: &[u8]) -> Option<usize> {
+    let mut line_start = 0;
+    while let Some(newline) = bytes[line_start..].iter().position(|&b| b == b'\n') {
+        let end = line_start + newline;
+        let line = &bytes[line_start..end];
+        if (line.is_empty() || line == b"\r") && line_start > 0 {
+            return Some(end + 1);
+        }
+        line_start = end + 1;
+    }
+    None
+}
+
 /// How the body of a parsed head is framed.
 enum BodyFraming {
     None,
@@ -228,6 +243,12 @@ impl Framing {
                 if scan.buf.is_empty() {
                     while at < bytes.len() && matches!(bytes[at], b'\r' | b'\n') {
                         at += 1;
+                    }
+                    // The whole head in this one read (the usual case): followed in place,
+                    // never copied. The same line rule as below, over the same bytes.
+                    if let Some(end) = head_end(&bytes[at..]) {
+                        self.head_complete(&bytes[at..at + end], progress);
+                        return &bytes[at + end..];
                     }
                 }
                 while at < bytes.len() {

@@ -29,6 +29,29 @@ PUT /d HTTP/1.1\r\nContent-Length: 2, 2\r\n\r\nokGET /e";
 }
 
 #[test]
+fn head_end_finds_the_first_empty_line_after_the_request_line() {
+    let cases: &[(&[u8], Option<usize>)] = &[
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\nrest", Some(27)),
+        (b"GET / HTTP/1.1\nHost: x\n\nrest", Some(24)),
+        (b"GET / HTTP/1.1\r\n\r\n", Some(18)),
+        // A bare LF ends the head after CRLF lines too, as the parser accepts.
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\n", Some(26)),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n", None),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r", None),
+        (b"GET / HTTP/1.1", None),
+        (b"", None),
+    ];
+    for (bytes, end) in cases {
+        assert_eq!(
+            head_end(bytes),
+            *end,
+            "{:?}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+}
+
+#[test]
 fn leading_empty_lines_are_skipped_before_the_first_head_is_inspected() {
     for prefix in [&b"\r\n"[..], b"\n", b"\r\n\r\n", b"\n\n"] {
         let mut bytes = prefix.to_vec();

@@ -26,9 +26,21 @@ pub(crate) fn new_request_id() -> HeaderValue {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = *PREFIX.get_or_init(rand::random::<u32>);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let text = format!("{prefix:08x}{n:016x}");
+    // 8 + 16 lowercase hex digits, written in place (`format!` cost ~2 k instructions here).
+    let mut text = [0u8; 24];
+    let (high, low) = text.split_at_mut(8);
+    hex_digits(high, u64::from(prefix));
+    hex_digits(low, n);
     // Hex digits are always a valid header value.
-    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// `value`'s lowest `out.len()` hex digits, lowercase, most significant first.
+fn hex_digits(out: &mut [u8], mut value: u64) {
+    for digit in out.iter_mut().rev() {
+        *digit = b"0123456789abcdef"[(value & 0xf) as usize];
+        value >>= 4;
+    }
 }
 
 /// The request's own `x-request-id` when it is acceptable, else a new one.
@@ -288,4 +300,46 @@ async fn forward(
         None
     };
     proxy::forward(upstream, request, deadline, client_upgrade, route.timeouts).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_digits_match_format() {
+        for value in [
+            0u64,
+            1,
+            0xabc,
+            u64::from(u32::MAX),
+            u64::MAX,
+            0x0123_4567_89ab_cdef,
+        ] {
+            let mut out = [0u8; 16];
+            hex_digits(&mut out, value);
+            assert_eq!(out, format!("{value:016x}").as_bytes());
+            let mut short = [0u8; 8];
+            hex_digits(&mut short, value);
+            assert_eq!(short, format!("{:08x}", value & 0xffff_ffff).as_bytes());
+        }
+    }
+
+    #[test]
+    fn request_ids_are_24_hex_digits_and_unique() {
+        let (a, b) = (new_request_id(), new_request_id());
+        for id in [&a, &b] {
+            assert_eq!(id.len(), 24);
+            assert!(id
+                .as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)));
+        }
+        assert_eq!(
+            a.as_bytes()[..8],
+            b.as_bytes()[..8],
+            "one prefix per process"
+        );
+        assert_ne!(a, b);
+    }
 }
