@@ -25,7 +25,6 @@ use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use http::header::{HeaderValue, CONTENT_LENGTH};
@@ -37,7 +36,7 @@ use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 
 use crate::auth::cache::Verified;
 use crate::deny::Deny;
-use crate::logging::Escaped;
+use crate::logging::{Escaped, LineFormat};
 use crate::proxy::Body;
 use crate::snapshot::{Route, Snapshot};
 
@@ -285,29 +284,11 @@ fn emit_event(record: &AccessRecord) {
     );
 }
 
-/// The format of the lines [`crate::logging::init`]'s subscriber writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LineFormat {
-    /// `--log-format json`: one flattened JSON object.
-    Json,
-    /// `--log-format text` without colours: `timestamp  INFO request key=value ...`.
-    Text,
-}
-
-/// Set by [`format_directly`]: the format of the process's own subscriber.
-static DIRECT: OnceLock<LineFormat> = OnceLock::new();
-
-/// [`crate::logging::init`] installed its subscriber, writing lines in `format`: from now on
-/// [`emit`] writes access lines itself whenever that subscriber is the current one.
-pub fn format_directly(format: LineFormat) {
-    let _ = DIRECT.set(format);
-}
-
 /// The format to write a line in directly, or `None` for a tracing event: the current
 /// subscriber writes to [`crate::log_writer::Stderr`] (so it is `logging::init`'s, not a
 /// scoped or test subscriber) and no span is entered (a span would add to the line).
 fn direct_format() -> Option<LineFormat> {
-    let format = *DIRECT.get()?;
+    let format = crate::logging::installed_format()?;
     tracing::dispatcher::get_default(|dispatch| {
         let own = dispatch.is::<crate::log_writer::Stderr>();
         (own && dispatch.current_span().id().is_none()).then_some(format)

@@ -152,7 +152,7 @@ fn direct_lines_match_fixed_expectations() {
 /// Only the subscriber writing to the log writer (`logging::init`'s) is bypassed.
 #[test]
 fn only_the_own_subscriber_is_bypassed() {
-    let _ = DIRECT.set(LineFormat::Json);
+    crate::logging::install_format_for_tests(LineFormat::Json);
     let own = tracing::Dispatch::new(
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
@@ -166,7 +166,7 @@ fn only_the_own_subscriber_is_bypassed() {
             .finish(),
     );
     let format = tracing::dispatcher::with_default(&own, direct_format);
-    assert_eq!(format, DIRECT.get().copied());
+    assert_eq!(format, crate::logging::installed_format());
     assert!(format.is_some());
     assert_eq!(
         tracing::dispatcher::with_default(&other, direct_format),

@@ -21,7 +21,29 @@ use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::EnvFilter;
 
-use crate::access_log::LineFormat;
+/// The format of the lines [`init`]'s subscriber writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineFormat {
+    /// `--log-format json`: one flattened JSON object.
+    Json,
+    /// `--log-format text` without colours: `timestamp  INFO request key=value ...`.
+    Text,
+}
+
+/// Set once [`init`] installed the process's subscriber: the format it writes.
+static INSTALLED: OnceLock<LineFormat> = OnceLock::new();
+
+/// The format of the process's own subscriber, once [`init`] installed it. `access_log`
+/// writes its lines directly in this format, byte for byte what the subscriber would write.
+pub fn installed_format() -> Option<LineFormat> {
+    INSTALLED.get().copied()
+}
+
+/// What [`init`] records, for tests of the direct access-log path without a subscriber.
+#[cfg(test)]
+pub(crate) fn install_format_for_tests(format: LineFormat) {
+    let _ = INSTALLED.set(format);
+}
 
 pub fn init(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -48,7 +70,7 @@ pub fn init(json: bool) {
     };
     // Access lines are formatted in `access_log`, the same way, when this subscriber is used.
     if let Some(format) = direct {
-        crate::access_log::format_directly(format);
+        let _ = INSTALLED.set(format);
     }
 }
 
