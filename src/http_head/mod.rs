@@ -9,7 +9,7 @@
 //! client sends, nothing else:
 //!
 //! - The connection starts in detection: the 24-byte HTTP/2 preface (RFC 9113 §3.4) selects
-//!   HTTP/2, any other byte HTTP/1 (hyper's `auto` builder decides the same way).
+//!   HTTP/2, any other byte HTTP/1 (`server::sniff` decides the same way).
 //! - HTTP/1: empty lines before a request line are skipped (RFC 9112 §2.2; they still start
 //!   the head's clock). A head ends at its empty line (CRLF or a bare LF, as the parser
 //!   accepts). It is then parsed once with `httparse` to learn the body framing: chunked
