@@ -43,8 +43,10 @@ pub fn spawn(
     control: mpsc::Sender<Control>,
     interval: Duration,
 ) -> JoinHandle<()> {
+    // The baseline is taken now, not when the task first runs: the caller goes on to serve
+    // and say it is ready, and a change made after that must not be taken for the baseline.
+    let mut last = fingerprint(&config);
     tokio::spawn(async move {
-        let mut last = fingerprint(&config);
         tracing::info!(
             files = last.len(),
             interval = ?interval,
@@ -234,6 +236,26 @@ headers = { "X-Token" = "prefix-${file:/run/secrets/token}-${HOME}" }
         assert_ne!(before, after);
         std::fs::remove_file(&file).unwrap();
         assert_eq!(look(&file), None);
+    }
+
+    /// The files as they were when `spawn` returned are the baseline: a change made right
+    /// after (the gateway may already have said it is ready) is seen, however late the
+    /// watcher's task first runs.
+    #[tokio::test(start_paused = true)]
+    async fn a_change_right_after_spawn_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("authgate.toml");
+        std::fs::write(&config, "# v1\n").unwrap();
+        let (control, mut received) = mpsc::channel(8);
+        let task = spawn(config.clone(), control, Duration::from_secs(1));
+        // No await between spawning and the write: the task has not run yet.
+        std::fs::write(&config, "# v2, longer\n").unwrap();
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(
+            matches!(received.try_recv(), Ok(Control::Reload)),
+            "the change was taken for the baseline"
+        );
+        task.abort();
     }
 
     #[tokio::test(start_paused = true)]
