@@ -22,7 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::io::{expired, Activity, Expired, FramingLimits, Timeouts, Watched};
-use super::sniff::{sniff, Version};
+use super::sniff::{sniff, Sniffed, Version};
 use super::tls::TlsListener;
 use super::ServerState;
 use crate::http_head::{HeadFlag, HeadFlags};
@@ -290,6 +290,20 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    /// hyper's connection for `version`, with `[server]`'s settings.
+    fn new(version: Version, io: I, service: S, settings: &ServerSettings) -> Self {
+        match version {
+            Version::Http1 => HttpConnection::Http1 {
+                conn: http1_builder(settings)
+                    .serve_connection(io, service)
+                    .with_upgrades(),
+            },
+            Version::Http2 => HttpConnection::Http2 {
+                conn: http2_builder(settings).serve_connection(io, service),
+            },
+        }
+    }
+
     fn graceful_shutdown(self: Pin<&mut Self>) {
         match self.project() {
             HttpConnectionProj::Http1 { conn } => conn.graceful_shutdown(),
@@ -391,29 +405,10 @@ async fn serve_http<I>(
         idle: settings.idle_timeout,
     };
     let mut stop = state.stop.clone();
-    // The first bytes tell HTTP/1 from HTTP/2, under the same timers as a request head.
-    let (version, io) = tokio::select! {
-        sniffed = sniff(io) => match sniffed {
-            Ok(sniffed) => sniffed,
-            Err(error) => {
-                tracing::debug!(error = %error, "connection ended before its first request");
-                return;
-            }
-        },
-        why = expired(&activity, timeouts) => return closing(why),
-        // Nothing in flight yet: close at once.
-        _ = stop.changed() => return,
+    let Some((version, io)) = first_bytes(io, &activity, timeouts, &mut stop).await else {
+        return;
     };
-    let mut connection = pin!(match version {
-        Version::Http1 => HttpConnection::Http1 {
-            conn: http1_builder(&settings)
-                .serve_connection(io, service)
-                .with_upgrades(),
-        },
-        Version::Http2 => HttpConnection::Http2 {
-            conn: http2_builder(&settings).serve_connection(io, service),
-        },
-    });
+    let mut connection = pin!(HttpConnection::new(version, io, service, &settings));
     tokio::select! {
         result = connection.as_mut() => {
             if let Err(error) = result {
@@ -456,6 +451,31 @@ async fn serve_http<I>(
             state.tracker.cut.fetch_add(1, Ordering::SeqCst);
             tracing::debug!("connection still busy at the end of the drain; closed");
         }
+    }
+}
+
+/// Reads a connection's first bytes to tell HTTP/1 from HTTP/2, under the same timers as a
+/// request head; `None` when the connection ends, times out or the server stops first (nothing
+/// is in flight yet, so it closes at once).
+async fn first_bytes<I: hyper::rt::Read + Unpin>(
+    io: I,
+    activity: &Activity,
+    timeouts: Timeouts,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<(Version, Sniffed<I>)> {
+    tokio::select! {
+        sniffed = sniff(io) => match sniffed {
+            Ok(sniffed) => Some(sniffed),
+            Err(error) => {
+                tracing::debug!(error = %error, "connection ended before its first request");
+                None
+            }
+        },
+        why = expired(activity, timeouts) => {
+            closing(why);
+            None
+        }
+        _ = stop.changed() => None,
     }
 }
 
