@@ -1,8 +1,5 @@
 use std::path::PathBuf;
 
-use super::super::{compile, parse, CompileContext, Source};
-use crate::metrics::Metrics;
-
 const HASH_A: &str = "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
 const HASH_B: &str = "sha256:486ea46224d1bb4fb680f34f7c9ad96a8f24ec88be73ea8e5a6c65260e9cb8a7";
 
@@ -26,20 +23,7 @@ impl Dir {
     /// Loads `config` as the file `config.toml` of this directory.
     fn load(&self, config: &str) -> Result<crate::snapshot::Snapshot, String> {
         let path = self.write("config.toml", config);
-        let source = Source {
-            path: path.display().to_string(),
-            text: config.into(),
-        };
-        let raw = parse(&source).map_err(|e| e.to_string())?;
-        compile(
-            &raw,
-            CompileContext {
-                source: &source,
-                metrics: Metrics::new(),
-                previous: None,
-            },
-        )
-        .map_err(|e| e.to_string())
+        super::super::tests::load_at(&path.display().to_string(), config, None)
     }
 }
 

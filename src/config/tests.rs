@@ -10,8 +10,18 @@ const ISSUER: &str = "[[issuers]]\nname = \"i\"\nissuer = \"https://idp.example/
     hmac_secret = \"0123456789abcdef0123456789abcdef\"\naudiences = [\"api\"]\n";
 
 fn load(text: &str) -> Result<crate::snapshot::Snapshot, String> {
+    load_at("test.toml", text, None)
+}
+
+/// Parses and compiles `text` as the file `path` (after `previous`, as a reload would);
+/// the error as its message. Shared by every config test module.
+pub(super) fn load_at(
+    path: &str,
+    text: &str,
+    previous: Option<&crate::snapshot::Snapshot>,
+) -> Result<crate::snapshot::Snapshot, String> {
     let source = Source {
-        path: "test.toml".into(),
+        path: path.into(),
         text: text.into(),
     };
     let raw = parse(&source).map_err(|e| e.to_string())?;
@@ -20,7 +30,7 @@ fn load(text: &str) -> Result<crate::snapshot::Snapshot, String> {
         CompileContext {
             source: &source,
             metrics: Metrics::new(),
-            previous: None,
+            previous,
         },
     )
     .map_err(|e| e.to_string())

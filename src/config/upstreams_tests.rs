@@ -3,28 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::super::{compile, parse, CompileContext, Source};
-use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 
 const ROUTE: &str =
     "[[routes]]\nname = \"r\"\npath_prefix = \"/x\"\nupstream = \"u\"\npublic = true\n";
 
 fn load(text: &str, previous: Option<&Snapshot>) -> Result<Snapshot, String> {
-    let source = Source {
-        path: "test.toml".into(),
-        text: text.into(),
-    };
-    let raw = parse(&source).map_err(|e| e.to_string())?;
-    compile(
-        &raw,
-        CompileContext {
-            source: &source,
-            metrics: Metrics::new(),
-            previous,
-        },
-    )
-    .map_err(|e| e.to_string())
+    super::super::tests::load_at("test.toml", text, previous)
 }
 
 fn upstream(keys: &str) -> String {
