@@ -38,7 +38,7 @@ pub mod keys {
     use aws_lc_rs::signature::{
         EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING,
     };
-    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
     use jsonwebtoken::{Algorithm, EncodingKey};
     use serde_json::{json, Value};
@@ -161,15 +161,10 @@ pub mod keys {
         }
     }
 
+    /// `der` as PEM text under `label` (LF line endings, 64-column lines).
     pub fn pem(label: &str, der: &[u8]) -> String {
-        let body = STANDARD.encode(der);
-        let mut text = format!("-----BEGIN {label}-----\n");
-        for line in body.as_bytes().chunks(64) {
-            text.push_str(std::str::from_utf8(line).expect("ascii"));
-            text.push('\n');
-        }
-        text.push_str(&format!("-----END {label}-----\n"));
-        text
+        let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+        pem::encode_config(&pem::Pem::new(label, der.to_vec()), config)
     }
 }
 
